@@ -1,0 +1,115 @@
+//! `malspam-milter check`: the scan core over files, with the policy's verdict.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::input::{self, InputMessage};
+use crate::report::{round2, Finding, Report, Verdict};
+use crate::{Engine, Envelope};
+
+/// Exit codes: 0 all read; 1 `--fail-on` matched; 2 some input unreadable.
+pub const EXIT_UNREADABLE: i32 = 2;
+pub const EXIT_FAIL_ON: i32 = 1;
+
+#[derive(Serialize)]
+struct JsonLine<'a> {
+    file: &'a str,
+    verdict: Verdict,
+    score: f64,
+    findings: Vec<JsonFinding<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allowlisted: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct JsonFinding<'a> {
+    detector: &'a str,
+    rule: &'a str,
+    score: f64,
+    evidence: &'a str,
+}
+
+impl<'a> From<&'a Finding> for JsonFinding<'a> {
+    fn from(f: &'a Finding) -> Self {
+        JsonFinding {
+            detector: &f.detector,
+            rule: &f.rule,
+            score: round2(f.score),
+            evidence: &f.evidence,
+        }
+    }
+}
+
+/// Scan every message under `paths`, print one result each, return the exit code.
+pub fn run(engine: &Engine, paths: &[PathBuf], json: bool, fail_on: Option<Verdict>) -> i32 {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut unreadable = 0usize;
+    let mut failed = false;
+    let mut scanned = 0usize;
+    input::walk(paths, |item| match item {
+        Ok(InputMessage { label, bytes }) => {
+            scanned += 1;
+            let report = engine.scan(Envelope::default(), &bytes);
+            if fail_on.is_some_and(|v| report.verdict >= v) {
+                failed = true;
+            }
+            let _ = print_report(&mut out, &label, &report, json);
+        }
+        Err(e) => {
+            unreadable += 1;
+            eprintln!("malspam-milter: {}: {}", e.label, e.error);
+        }
+    });
+    let _ = out.flush();
+    if !json {
+        eprintln!("{scanned} message(s) scanned, {unreadable} unreadable");
+    }
+    if unreadable > 0 {
+        EXIT_UNREADABLE
+    } else if failed {
+        EXIT_FAIL_ON
+    } else {
+        0
+    }
+}
+
+fn print_report(
+    out: &mut impl Write,
+    label: &str,
+    report: &Report,
+    json: bool,
+) -> std::io::Result<()> {
+    if json {
+        let line = JsonLine {
+            file: label,
+            verdict: report.verdict,
+            score: round2(report.score),
+            findings: report.findings.iter().map(JsonFinding::from).collect(),
+            subject: None,
+            allowlisted: report.allowlisted.as_deref(),
+        };
+        serde_json::to_writer(&mut *out, &line)?;
+        writeln!(out)
+    } else {
+        let observe = if report.observed_only {
+            " (observe)"
+        } else {
+            ""
+        };
+        writeln!(
+            out,
+            "{label}: {}{observe} score {}",
+            report.verdict,
+            round2(report.score)
+        )?;
+        for line in report.finding_lines() {
+            writeln!(out, "    {line}")?;
+        }
+        Ok(())
+    }
+}

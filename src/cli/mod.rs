@@ -1,0 +1,101 @@
+//! The command line: argument parsing and the offline commands.
+
+pub mod check;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "malspam-milter",
+    version,
+    about = "A milter that stops Emotet-style malspam"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Scan .eml files, directories, mbox files and Maildirs offline.
+    Check {
+        /// Config file (default: built-in defaults).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// One JSON object per message per line.
+        #[arg(long)]
+        json: bool,
+        /// Exit 1 when any message gets this verdict or a stronger one.
+        #[arg(long, value_enum)]
+        fail_on: Option<FailOn>,
+        /// Files, directories, mbox files or Maildirs.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// List every rule with its default score and description.
+    Rules,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the config and print the effective configuration.
+    Check {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FailOn {
+    Tag,
+    Quarantine,
+    Reject,
+}
+
+impl FailOn {
+    pub fn verdict(self) -> crate::Verdict {
+        match self {
+            FailOn::Tag => crate::Verdict::Tag,
+            FailOn::Quarantine => crate::Verdict::Quarantine,
+            FailOn::Reject => crate::Verdict::Reject,
+        }
+    }
+}
+
+/// `config check`: every error at once, or the effective config.
+pub fn config_check(path: Option<&std::path::Path>) -> i32 {
+    match crate::Config::load(path) {
+        Ok(config) => {
+            let from = path
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "built-in defaults".into());
+            println!("# effective configuration (from {from})");
+            print!("{}", config.to_toml());
+            0
+        }
+        Err(errors) => {
+            eprint!("{errors}");
+            1
+        }
+    }
+}
+
+/// `rules`: the catalogue, with default scores.
+pub fn list_rules() -> i32 {
+    for (detector, rules) in crate::detectors::catalog() {
+        for rule in rules {
+            println!(
+                "{detector}.{:<28} {:>5}  {}",
+                rule.name, rule.default_score, rule.description
+            );
+        }
+    }
+    0
+}

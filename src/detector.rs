@@ -1,0 +1,63 @@
+//! The one trait every detector implements. A detector looks at the shared
+//! message view and reports hits with evidence; it never scores or decides.
+
+use crate::view::MessageView;
+
+/// A rule a detector can emit, declared before it emits anything, so the
+/// policy can check config against it and `config check` can list it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RuleInfo {
+    /// The rule's short name within its detector, e.g. `autoexec`.
+    pub name: &'static str,
+    pub description: &'static str,
+    pub default_score: f64,
+}
+
+/// A rule that fired, with the evidence a reviewer reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    pub rule: &'static str,
+    pub evidence: String,
+}
+
+impl Hit {
+    pub fn new(rule: &'static str, evidence: impl Into<String>) -> Self {
+        Hit {
+            rule,
+            evidence: evidence.into(),
+        }
+    }
+}
+
+/// An error a detector could not recover from; it becomes a `scan.error` finding.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DetectorError(pub String);
+
+impl DetectorError {
+    pub fn new(msg: impl Into<String>) -> Self {
+        DetectorError(msg.into())
+    }
+}
+
+/// Shared state a detector may consult while inspecting one message.
+pub struct ScanContext<'a> {
+    pub config: &'a crate::config::Config,
+}
+
+pub trait Detector: Send + Sync {
+    /// The detector's name, the prefix of its rules and its config section.
+    fn name(&self) -> &'static str;
+
+    /// Every rule this detector can emit.
+    fn rules(&self) -> &'static [RuleInfo];
+
+    /// Inspect one message and push hits. Hits on rules not declared in
+    /// `rules()` are a programming error and are reported as `scan.error`.
+    fn inspect(
+        &self,
+        message: &MessageView,
+        ctx: &ScanContext<'_>,
+        hits: &mut Vec<Hit>,
+    ) -> Result<(), DetectorError>;
+}

@@ -1,0 +1,198 @@
+//! Reading mail from disk for `check` and `learn`: .eml files, directories of
+//! them (recursively), mbox files and Maildirs.
+
+use std::fs;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+/// One message read from disk.
+#[derive(Debug)]
+pub struct InputMessage {
+    /// `path` for a single file, `path:N` for the Nth message of an mbox.
+    pub label: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Something that could not be read, named for the operator.
+#[derive(Debug)]
+pub struct InputError {
+    pub label: String,
+    pub error: String,
+}
+
+/// Everything found under `paths`, in a stable order: messages or errors.
+pub fn walk(paths: &[PathBuf], mut each: impl FnMut(Result<InputMessage, InputError>)) {
+    for path in paths {
+        walk_path(path, &mut each);
+    }
+}
+
+fn walk_path(path: &Path, each: &mut impl FnMut(Result<InputMessage, InputError>)) {
+    let label = path.display().to_string();
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => {
+            return each(Err(InputError {
+                label,
+                error: e.to_string(),
+            }))
+        }
+    };
+    if meta.is_dir() {
+        if is_maildir(path) {
+            for sub in ["new", "cur"] {
+                walk_dir_files(&path.join(sub), each);
+            }
+            return;
+        }
+        let mut entries = match read_dir_sorted(path) {
+            Ok(e) => e,
+            Err(e) => {
+                return each(Err(InputError {
+                    label,
+                    error: e.to_string(),
+                }))
+            }
+        };
+        entries.retain(|p| {
+            // Skip hidden files and our own golden/expectation files.
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            !name.starts_with('.')
+        });
+        for entry in entries {
+            walk_path(&entry, each);
+        }
+        return;
+    }
+    match fs::File::open(path) {
+        Ok(mut file) => {
+            let mut head = [0u8; 5];
+            let n = file.read(&mut head).unwrap_or(0);
+            if &head[..n] == b"From " {
+                read_mbox(path, each);
+            } else {
+                match fs::read(path) {
+                    Ok(bytes) => each(Ok(InputMessage { label, bytes })),
+                    Err(e) => each(Err(InputError {
+                        label,
+                        error: e.to_string(),
+                    })),
+                }
+            }
+        }
+        Err(e) => each(Err(InputError {
+            label,
+            error: e.to_string(),
+        })),
+    }
+}
+
+fn walk_dir_files(dir: &Path, each: &mut impl FnMut(Result<InputMessage, InputError>)) {
+    match read_dir_sorted(dir) {
+        Ok(entries) => {
+            for p in entries.into_iter().filter(|p| p.is_file()) {
+                walk_path(&p, each);
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => each(Err(InputError {
+            label: dir.display().to_string(),
+            error: e.to_string(),
+        })),
+    }
+}
+
+fn read_dir_sorted(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+fn is_maildir(path: &Path) -> bool {
+    path.join("cur").is_dir() && path.join("new").is_dir()
+}
+
+fn read_mbox(path: &Path, each: &mut impl FnMut(Result<InputMessage, InputError>)) {
+    let label = path.display().to_string();
+    let file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            return each(Err(InputError {
+                label,
+                error: e.to_string(),
+            }))
+        }
+    };
+    let iter = mail_parser::mailbox::mbox::MessageIterator::new(BufReader::new(file));
+    for (i, message) in iter.enumerate() {
+        let label = format!("{}:{}", path.display(), i + 1);
+        match message {
+            Ok(m) => each(Ok(InputMessage {
+                label,
+                bytes: m.unwrap_contents(),
+            })),
+            Err(e) => each(Err(InputError {
+                label,
+                error: format!("unreadable mbox entry: {e}"),
+            })),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(paths: &[PathBuf]) -> (Vec<String>, Vec<String>) {
+        let (mut ok, mut bad) = (Vec::new(), Vec::new());
+        walk(paths, |r| match r {
+            Ok(m) => ok.push(m.label),
+            Err(e) => bad.push(e.label),
+        });
+        (ok, bad)
+    }
+
+    #[test]
+    fn reads_files_dirs_mbox_and_maildir() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::write(d.join("a.eml"), "Subject: a\r\n\r\nx\r\n").unwrap();
+        fs::create_dir_all(d.join("sub")).unwrap();
+        fs::write(d.join("sub/b.eml"), "Subject: b\r\n\r\nx\r\n").unwrap();
+        fs::write(
+            d.join("box.mbox"),
+            "From a@b Mon Jan  1 00:00:00 2024\nSubject: 1\n\none\n\nFrom c@d Mon Jan  1 00:00:00 2024\nSubject: 2\n\ntwo\n",
+        )
+        .unwrap();
+        let md = d.join("Maildir");
+        for sub in ["cur", "new", "tmp"] {
+            fs::create_dir_all(md.join(sub)).unwrap();
+        }
+        fs::write(md.join("cur/1:2,S"), "Subject: m\r\n\r\nx\r\n").unwrap();
+        let (ok, bad) = collect(&[d.to_path_buf(), d.join("missing.eml")]);
+        assert_eq!(bad, [d.join("missing.eml").display().to_string()]);
+        let names: Vec<String> = ok
+            .iter()
+            .map(|l| {
+                l.strip_prefix(&format!("{}/", d.display()))
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "Maildir/cur/1:2,S",
+                "a.eml",
+                "box.mbox:1",
+                "box.mbox:2",
+                "sub/b.eml"
+            ]
+        );
+    }
+}

@@ -1,0 +1,22 @@
+//! malspam-milter: a milter that stops Emotet-style malspam.
+//!
+//! The [`scan`] core takes an [`Envelope`] and raw message bytes and returns a
+//! [`Report`]; the milter daemon ([`milter`]) and the offline `check` command
+//! ([`cli`]) are thin front ends over it.
+
+pub mod cli;
+pub mod config;
+pub mod detector;
+pub mod detectors;
+pub mod envelope;
+pub mod headers;
+pub mod input;
+pub mod policy;
+pub mod report;
+pub mod scan;
+pub mod view;
+
+pub use config::Config;
+pub use envelope::Envelope;
+pub use report::{Finding, Report, Verdict};
+pub use scan::Engine;

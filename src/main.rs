@@ -1,0 +1,33 @@
+use clap::Parser;
+
+use malspam_milter::cli::{self, Cli, Command, ConfigCommand};
+use malspam_milter::{Config, Engine};
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Check {
+            config,
+            json,
+            fail_on,
+            paths,
+        } => match Config::load(config.as_deref()) {
+            Ok(config) => match Engine::new(config) {
+                Ok(engine) => cli::check::run(&engine, &paths, json, fail_on.map(|f| f.verdict())),
+                Err(e) => {
+                    eprint!("{e}");
+                    1
+                }
+            },
+            Err(e) => {
+                eprint!("{e}");
+                1
+            }
+        },
+        Command::Config {
+            command: ConfigCommand::Check { config },
+        } => cli::config_check(config.as_deref()),
+        Command::Rules => cli::list_rules(),
+    };
+    std::process::exit(code);
+}

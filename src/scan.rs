@@ -1,0 +1,268 @@
+//! The scan core: envelope + raw bytes in, report out. Knows nothing of milter
+//! or files; both front ends call [`Engine::scan`].
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, ConfigErrors};
+use crate::detector::{Detector, Hit, ScanContext};
+use crate::envelope::Envelope;
+use crate::policy::{Policy, RawFinding};
+use crate::report::{Report, Verdict};
+use crate::view::MessageView;
+
+/// Config, detectors and policy, built once and shared by every scan.
+pub struct Engine {
+    config: Arc<Config>,
+    detectors: Vec<Box<dyn Detector>>,
+    policy: Policy,
+}
+
+impl Engine {
+    pub fn new(config: Config) -> Result<Engine, ConfigErrors> {
+        let detectors = crate::detectors::build(&config);
+        let policy = Policy::new(&config);
+        Ok(Engine {
+            config: Arc::new(config),
+            detectors,
+            policy,
+        })
+    }
+
+    /// An engine with extra detectors, for tests of the pipeline itself.
+    pub fn with_detectors(config: Config, extra: Vec<Box<dyn Detector>>) -> Engine {
+        let mut engine = Engine::new(config).expect("valid config");
+        engine.detectors.extend(extra);
+        engine
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Scan one message. Deterministic for the same input and state; never panics.
+    pub fn scan(&self, envelope: Envelope, raw: &[u8]) -> Report {
+        if let Some(why) = self.policy.allowlisted(&envelope) {
+            let mut report = self.policy.decide(Vec::new());
+            report.allowlisted = Some(why);
+            return report;
+        }
+        let deadline = Instant::now() + Duration::from_secs(self.config.limits.scan_timeout_secs);
+        let built = catch_unwind(AssertUnwindSafe(|| {
+            MessageView::build(envelope, raw, &self.config.limits, deadline)
+        }));
+        let view = match built {
+            Ok(view) => view,
+            Err(panic) => {
+                return self.policy.decide(vec![scan_finding(
+                    "error",
+                    format!("message view: internal error: {}", panic_text(&panic)),
+                )]);
+            }
+        };
+        self.scan_view(&view, deadline)
+    }
+
+    /// Run every detector over an already built view.
+    pub fn scan_view(&self, view: &MessageView, deadline: Instant) -> Report {
+        let mut raw = Vec::new();
+        if !view.parsed {
+            raw.push(scan_finding(
+                "error",
+                "not a parsable MIME message; scanned as text".into(),
+            ));
+        }
+        for limit in &view.limits_hit {
+            raw.push(scan_finding(
+                "limit",
+                format!("{}: {}", limit.limit, limit.detail),
+            ));
+        }
+        let ctx = ScanContext {
+            config: &self.config,
+        };
+        for detector in &self.detectors {
+            if Instant::now() >= deadline {
+                raw.push(scan_finding(
+                    "limit",
+                    format!(
+                        "limits.scan_timeout_secs: {} s spent before {} ran",
+                        self.config.limits.scan_timeout_secs,
+                        detector.name()
+                    ),
+                ));
+                break;
+            }
+            raw.extend(run_detector(detector.as_ref(), view, &ctx));
+        }
+        self.policy.decide(raw)
+    }
+
+    /// The report for a message too large to buffer: not scanned, tagged.
+    pub fn too_large(&self, size: u64) -> Report {
+        self.policy.decide(vec![scan_finding(
+            "too_large",
+            format!(
+                "not scanned: too large ({size} bytes, limit milter.max_message_size = {})",
+                self.config.milter.max_message_size
+            ),
+        )])
+    }
+
+    /// The report when the scan itself could not finish (e.g. the milter's
+    /// time budget ran out): not fully scanned, tagged.
+    pub fn not_scanned(&self, why: &str) -> Report {
+        self.policy.decide(vec![scan_finding(
+            "limit",
+            format!("not fully scanned: {why}"),
+        )])
+    }
+
+    /// The verdict the policy gives a message with no findings (for tests).
+    pub fn clean_verdict(&self) -> Verdict {
+        self.policy.decide(Vec::new()).verdict
+    }
+}
+
+/// Run one detector, turning errors, panics and undeclared rules into `scan.error`.
+fn run_detector(
+    detector: &dyn Detector,
+    view: &MessageView,
+    ctx: &ScanContext<'_>,
+) -> Vec<RawFinding> {
+    let name = detector.name();
+    let mut hits: Vec<Hit> = Vec::new();
+    let outcome = catch_unwind(AssertUnwindSafe(|| detector.inspect(view, ctx, &mut hits)));
+    let mut out = Vec::with_capacity(hits.len());
+    let declared = detector.rules();
+    for hit in hits {
+        if declared.iter().any(|r| r.name == hit.rule) {
+            out.push(RawFinding {
+                detector: name.to_string(),
+                rule: hit.rule.to_string(),
+                evidence: clean_evidence(&hit.evidence),
+            });
+        } else {
+            out.push(scan_finding(
+                "error",
+                format!("{name}: emitted undeclared rule {}", hit.rule),
+            ));
+        }
+    }
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => out.push(scan_finding(
+            "error",
+            format!("{name}: {}", clean_evidence(&e.0)),
+        )),
+        Err(panic) => out.push(scan_finding(
+            "error",
+            format!("{name}: internal error (panic): {}", panic_text(&panic)),
+        )),
+    }
+    out
+}
+
+fn scan_finding(rule: &str, evidence: String) -> RawFinding {
+    RawFinding {
+        detector: "scan".into(),
+        rule: rule.into(),
+        evidence,
+    }
+}
+
+/// Evidence goes into headers and logs: one line, no control characters, bounded.
+pub fn clean_evidence(s: &str) -> String {
+    const MAX: usize = 300;
+    let mut out = String::with_capacity(s.len().min(MAX + 3));
+    for c in s.chars() {
+        if out.len() >= MAX {
+            out.push('…');
+            break;
+        }
+        out.push(if c.is_control() { ' ' } else { c });
+    }
+    out.trim().to_string()
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detector::{DetectorError, RuleInfo};
+
+    struct Panics;
+    impl Detector for Panics {
+        fn name(&self) -> &'static str {
+            "panics"
+        }
+        fn rules(&self) -> &'static [RuleInfo] {
+            &[]
+        }
+        fn inspect(
+            &self,
+            _: &MessageView,
+            _: &ScanContext<'_>,
+            _: &mut Vec<Hit>,
+        ) -> Result<(), DetectorError> {
+            panic!("boom")
+        }
+    }
+
+    struct Fails;
+    impl Detector for Fails {
+        fn name(&self) -> &'static str {
+            "fails"
+        }
+        fn rules(&self) -> &'static [RuleInfo] {
+            &[]
+        }
+        fn inspect(
+            &self,
+            _: &MessageView,
+            _: &ScanContext<'_>,
+            _: &mut Vec<Hit>,
+        ) -> Result<(), DetectorError> {
+            Err(DetectorError::new("cannot\nparse"))
+        }
+    }
+
+    #[test]
+    fn panics_and_errors_become_scan_error_and_others_still_run() {
+        let engine =
+            Engine::with_detectors(Config::default(), vec![Box::new(Panics), Box::new(Fails)]);
+        let report = engine.scan(
+            Envelope::default(),
+            b"From: a@b.example\r\nSubject: x\r\n\r\nhello\r\n",
+        );
+        let rules: Vec<String> = report.findings.iter().map(|f| f.full_rule()).collect();
+        assert_eq!(rules, ["scan.error", "scan.error"]);
+        assert!(report.findings[0]
+            .evidence
+            .contains("panics: internal error (panic): boom"));
+        assert_eq!(report.findings[1].evidence, "fails: cannot parse");
+        assert_eq!(report.verdict, Verdict::Accept);
+    }
+
+    #[test]
+    fn too_large_is_tagged() {
+        let engine = Engine::new(Config::default()).unwrap();
+        let r = engine.too_large(99_999_999);
+        assert_eq!(r.verdict, Verdict::Tag);
+        assert!(r.findings[0].evidence.contains("too large"));
+    }
+}

@@ -1,0 +1,515 @@
+//! The shared view of one message, built once per scan: envelope, headers,
+//! decoded text of every text part, and the attachment tree with archives and
+//! attached messages opened within limits. Detectors only read it.
+
+pub mod address;
+pub mod archive;
+pub mod filetype;
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use mail_parser::{HeaderValue, Message, MessageParser, MimeHeaders, PartType};
+
+pub use address::Mailbox;
+pub use archive::{ArchiveInfo, EncryptedEntry, EncryptionMethod};
+pub use filetype::FileType;
+
+use crate::config::Limits;
+use crate::envelope::Envelope;
+
+/// A decoded text part: plain text as sent, HTML both as text and as markup.
+#[derive(Debug, Clone)]
+pub struct TextPart {
+    /// Where the part sits, e.g. `body` or `forwarded.eml/body`.
+    pub location: String,
+    /// The text, decoded to UTF-8 (HTML converted to text).
+    pub text: String,
+    /// The original markup, for HTML parts (links need the hrefs).
+    pub html: Option<String>,
+    /// 0 for the message itself, 1 for a message attached to it, ...
+    pub depth: usize,
+    /// True when the part was sent as a named attachment (e.g. `note.txt`).
+    pub is_attachment: bool,
+}
+
+/// How an attachment came to be in the tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A MIME part of the message (or of an attached message).
+    MimePart,
+    /// An entry of an archive; its parent is the archive.
+    ArchiveEntry,
+}
+
+/// One node of the attachment tree. The tree is kept flat: parents come
+/// before their children, and `parent` points back up.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    pub id: usize,
+    pub parent: Option<usize>,
+    /// Display path through archives and messages: `invoice.zip/請求書.doc`.
+    pub path: String,
+    /// The file name as given by the sender (MIME name or archive entry name).
+    pub name: Option<String>,
+    /// The MIME type the sender declared, for MIME parts.
+    pub declared_type: Option<String>,
+    /// The type told from content.
+    pub file_type: FileType,
+    /// The content, decoded (and inflated/decrypted for archive entries).
+    pub data: Bytes,
+    pub origin: Origin,
+    /// Number of archives and messages between the top message and this node.
+    pub depth: usize,
+    /// For archives: what was inside and what was encrypted.
+    pub archive: Option<ArchiveInfo>,
+    /// For archive entries that were encrypted and opened with a password.
+    pub decrypted: bool,
+}
+
+impl Attachment {
+    /// The extension of the sender-given name, lowercased, without the dot.
+    pub fn extension(&self) -> Option<String> {
+        let name = self.name.as_deref()?;
+        let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+        let (_, ext) = base.rsplit_once('.')?;
+        (!ext.is_empty()).then(|| ext.to_ascii_lowercase())
+    }
+}
+
+/// A limit that stopped the walk short; reported as `scan.limit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitHit {
+    /// The config key of the limit, e.g. `limits.max_depth`.
+    pub limit: &'static str,
+    pub detail: String,
+}
+
+/// Everything detectors look at, built once.
+#[derive(Debug, Clone)]
+pub struct MessageView {
+    pub envelope: Envelope,
+    pub size: usize,
+    /// Every header in order, name as sent, value unfolded (RFC 2047 not decoded).
+    pub headers: Vec<(String, String)>,
+    pub from: Option<Mailbox>,
+    pub sender: Option<Mailbox>,
+    pub reply_to: Vec<Mailbox>,
+    pub to: Vec<Mailbox>,
+    pub cc: Vec<Mailbox>,
+    /// Decoded subject (RFC 2047), empty when missing.
+    pub subject: String,
+    /// Message-ID without angle brackets.
+    pub message_id: Option<String>,
+    pub in_reply_to: Vec<String>,
+    pub references: Vec<String>,
+    pub list_id: Option<String>,
+    /// Date header as a Unix timestamp.
+    pub date: Option<i64>,
+    pub texts: Vec<TextPart>,
+    pub attachments: Vec<Attachment>,
+    pub limits_hit: Vec<LimitHit>,
+    /// False when the bytes could not be parsed as a message at all.
+    pub parsed: bool,
+}
+
+impl MessageView {
+    /// Values of every header with this name (case-insensitive), in order.
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first header with this name.
+    pub fn header<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        self.header_values(name).next()
+    }
+
+    /// The message's own text (depth 0), parts joined by blank lines.
+    pub fn body_text(&self) -> String {
+        let parts: Vec<&str> = self
+            .texts
+            .iter()
+            .filter(|t| t.depth == 0 && !t.is_attachment)
+            .map(|t| t.text.as_str())
+            .collect();
+        parts.join("\n\n")
+    }
+
+    /// The direct children of an attachment node.
+    pub fn children(&self, id: usize) -> impl Iterator<Item = &Attachment> {
+        self.attachments
+            .iter()
+            .filter(move |a| a.parent == Some(id))
+    }
+
+    /// Parse `raw` and build the view. Never fails: unparsable bytes yield a
+    /// view with `parsed = false` and the raw bytes as its only text.
+    pub fn build(envelope: Envelope, raw: &[u8], limits: &Limits, deadline: Instant) -> Self {
+        let mut builder = Builder {
+            limits,
+            deadline,
+            attachments: Vec::new(),
+            texts: Vec::new(),
+            limits_hit: Vec::new(),
+            entries_seen: 0,
+            bytes_inflated: 0,
+            parts_seen: 0,
+            pending: std::collections::VecDeque::new(),
+        };
+        let parser = MessageParser::default();
+        let Some(message) = parser.parse(raw) else {
+            return MessageView::unparsed(envelope, raw);
+        };
+        let mut view = MessageView::headers_of(envelope, &message, raw.len());
+        builder.walk_message(message, None, "", 0);
+        builder.open_pending();
+        view.texts = builder.texts;
+        view.attachments = builder.attachments;
+        view.limits_hit = builder.limits_hit;
+        view
+    }
+
+    fn unparsed(envelope: Envelope, raw: &[u8]) -> Self {
+        MessageView {
+            envelope,
+            size: raw.len(),
+            headers: Vec::new(),
+            from: None,
+            sender: None,
+            reply_to: Vec::new(),
+            to: Vec::new(),
+            cc: Vec::new(),
+            subject: String::new(),
+            message_id: None,
+            in_reply_to: Vec::new(),
+            references: Vec::new(),
+            list_id: None,
+            date: None,
+            texts: vec![TextPart {
+                location: "body".into(),
+                text: String::from_utf8_lossy(raw).into_owned(),
+                html: None,
+                depth: 0,
+                is_attachment: false,
+            }],
+            attachments: Vec::new(),
+            limits_hit: Vec::new(),
+            parsed: false,
+        }
+    }
+
+    fn headers_of(envelope: Envelope, message: &Message<'_>, size: usize) -> Self {
+        let headers = message
+            .headers_raw()
+            .map(|(n, v)| (n.to_string(), unfold(v)))
+            .collect();
+        let first = |v: Option<&mail_parser::Address<'_>>| {
+            v.and_then(|a| a.first()).map(Mailbox::from_addr)
+        };
+        let all = |v: Option<&mail_parser::Address<'_>>| -> Vec<Mailbox> {
+            v.map(|a| a.iter().map(Mailbox::from_addr).collect())
+                .unwrap_or_default()
+        };
+        MessageView {
+            envelope,
+            size,
+            headers,
+            from: first(message.from()),
+            sender: first(message.sender()),
+            reply_to: all(message.reply_to()),
+            to: all(message.to()),
+            cc: all(message.cc()),
+            subject: message.subject().unwrap_or_default().to_string(),
+            message_id: message.message_id().map(str::to_string),
+            in_reply_to: text_list(message.in_reply_to()),
+            references: text_list(message.references()),
+            list_id: message.list_id().as_text().map(str::to_string),
+            date: message.date().map(|d| d.to_timestamp()),
+            texts: Vec::new(),
+            attachments: Vec::new(),
+            limits_hit: Vec::new(),
+            parsed: true,
+        }
+    }
+}
+
+fn text_list(value: &HeaderValue<'_>) -> Vec<String> {
+    match value {
+        HeaderValue::Text(t) => vec![t.to_string()],
+        HeaderValue::TextList(list) => list.iter().map(|t| t.to_string()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn unfold(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for (i, line) in value.split('\n').enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if i > 0 && !line.is_empty() {
+            out.push(' ');
+            out.push_str(line.trim_start());
+        } else {
+            out.push_str(line.trim_start());
+        }
+    }
+    out.trim_end().to_string()
+}
+
+/// Walks a parsed message into the flat attachment tree, counting against limits.
+pub(crate) struct Builder<'l> {
+    pub(crate) limits: &'l Limits,
+    pub(crate) deadline: Instant,
+    pub(crate) attachments: Vec<Attachment>,
+    pub(crate) texts: Vec<TextPart>,
+    pub(crate) limits_hit: Vec<LimitHit>,
+    pub(crate) entries_seen: usize,
+    pub(crate) bytes_inflated: u64,
+    pub(crate) parts_seen: usize,
+    /// Containers (archives, messages) found but not opened yet. The top
+    /// message's text is all read before any archive is opened, so that the
+    /// password miner sees every text part.
+    pending: std::collections::VecDeque<usize>,
+}
+
+impl Builder<'_> {
+    pub(crate) fn note_limit(&mut self, limit: &'static str, detail: String) {
+        // One note per limit is enough evidence; more would flood the headers.
+        if !self.limits_hit.iter().any(|l| l.limit == limit) {
+            self.limits_hit.push(LimitHit { limit, detail });
+        }
+    }
+
+    pub(crate) fn out_of_time(&mut self) -> bool {
+        if Instant::now() >= self.deadline {
+            self.note_limit(
+                "limits.scan_timeout_secs",
+                format!("scan stopped after {} s", self.limits.scan_timeout_secs),
+            );
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Add the parts of `message` under `parent` (None for the top message).
+    fn walk_message(
+        &mut self,
+        message: Message<'_>,
+        parent: Option<usize>,
+        prefix: &str,
+        depth: usize,
+    ) {
+        let mut message = message;
+        let parts = std::mem::take(&mut message.parts);
+        for (index, part) in parts.into_iter().enumerate() {
+            self.parts_seen += 1;
+            if self.parts_seen > self.limits.max_mime_parts {
+                self.note_limit(
+                    "limits.max_mime_parts",
+                    format!(
+                        "more than {} MIME parts; the rest not scanned",
+                        self.limits.max_mime_parts
+                    ),
+                );
+                return;
+            }
+            if self.out_of_time() {
+                return;
+            }
+            let name = part.attachment_name().map(str::to_string);
+            let declared = part.content_type().map(|ct| match ct.subtype() {
+                Some(sub) => format!("{}/{}", ct.ctype(), sub).to_ascii_lowercase(),
+                None => ct.ctype().to_ascii_lowercase(),
+            });
+            let is_attachment = name.is_some()
+                || part
+                    .content_disposition()
+                    .is_some_and(|d| d.ctype().eq_ignore_ascii_case("attachment"));
+            let label = name.clone().unwrap_or_else(|| format!("part{index}"));
+            match part.body {
+                PartType::Text(text) => {
+                    self.texts.push(TextPart {
+                        location: join(prefix, if is_attachment { &label } else { "body" }),
+                        text: text.to_string(),
+                        html: None,
+                        depth,
+                        is_attachment,
+                    });
+                    if is_attachment {
+                        let data = Bytes::from(text.into_owned().into_bytes());
+                        self.add_node(
+                            parent,
+                            prefix,
+                            name,
+                            declared,
+                            data,
+                            Origin::MimePart,
+                            depth,
+                        );
+                    }
+                }
+                PartType::Html(html) => {
+                    self.texts.push(TextPart {
+                        location: join(prefix, if is_attachment { &label } else { "body.html" }),
+                        text: mail_parser::decoders::html::html_to_text(&html),
+                        html: Some(html.to_string()),
+                        depth,
+                        is_attachment,
+                    });
+                    if is_attachment {
+                        let data = Bytes::from(html.into_owned().into_bytes());
+                        self.add_node(
+                            parent,
+                            prefix,
+                            name,
+                            declared,
+                            data,
+                            Origin::MimePart,
+                            depth,
+                        );
+                    }
+                }
+                PartType::Binary(data) | PartType::InlineBinary(data) => {
+                    let data = Bytes::from(data.into_owned());
+                    self.add_node(
+                        parent,
+                        prefix,
+                        name,
+                        declared,
+                        data,
+                        Origin::MimePart,
+                        depth,
+                    );
+                }
+                PartType::Message(inner) => {
+                    let label = name.clone().unwrap_or_else(|| {
+                        inner
+                            .subject()
+                            .map(|s| format!("{s}.eml"))
+                            .unwrap_or_else(|| "message.eml".to_string())
+                    });
+                    let data = Bytes::copy_from_slice(inner.raw_message());
+                    let id = self.push_node(
+                        parent,
+                        prefix,
+                        Some(label.clone()),
+                        declared,
+                        data,
+                        FileType::Email,
+                        Origin::MimePart,
+                        depth,
+                    );
+                    if depth + 1 > self.limits.max_depth {
+                        self.note_limit(
+                            "limits.max_depth",
+                            format!("{label}: nested deeper than {}", self.limits.max_depth),
+                        );
+                        continue;
+                    }
+                    let path = self.attachments[id].path.clone();
+                    self.walk_message(inner, Some(id), &path, depth + 1);
+                }
+                PartType::Multipart(_) => {}
+            }
+        }
+    }
+
+    /// Add a leaf found in a MIME part or an archive, then open it if it is a
+    /// container (archive or message).
+    pub(crate) fn add_node(
+        &mut self,
+        parent: Option<usize>,
+        prefix: &str,
+        name: Option<String>,
+        declared: Option<String>,
+        data: Bytes,
+        origin: Origin,
+        depth: usize,
+    ) -> usize {
+        let file_type = filetype::detect(&data);
+        let id = self.push_node(
+            parent, prefix, name, declared, data, file_type, origin, depth,
+        );
+        self.pending.push_back(id);
+        id
+    }
+
+    fn open_pending(&mut self) {
+        while let Some(id) = self.pending.pop_front() {
+            if self.out_of_time() {
+                return;
+            }
+            self.open_container(id);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push_node(
+        &mut self,
+        parent: Option<usize>,
+        prefix: &str,
+        name: Option<String>,
+        declared: Option<String>,
+        data: Bytes,
+        file_type: FileType,
+        origin: Origin,
+        depth: usize,
+    ) -> usize {
+        let id = self.attachments.len();
+        let label = name
+            .clone()
+            .unwrap_or_else(|| format!("unnamed-{id}.{}", file_type.as_str()));
+        self.attachments.push(Attachment {
+            id,
+            parent,
+            path: join(prefix, &label),
+            name,
+            declared_type: declared,
+            file_type,
+            data,
+            origin,
+            depth,
+            archive: None,
+            decrypted: false,
+        });
+        id
+    }
+
+    fn open_container(&mut self, id: usize) {
+        let node = &self.attachments[id];
+        let (file_type, depth) = (node.file_type, node.depth);
+        if !matches!(file_type, FileType::Zip | FileType::Email) {
+            return;
+        }
+        if depth + 1 > self.limits.max_depth {
+            let path = node.path.clone();
+            self.note_limit(
+                "limits.max_depth",
+                format!("{path}: nested deeper than {}", self.limits.max_depth),
+            );
+            return;
+        }
+        match file_type {
+            FileType::Zip => archive::open_zip(self, id),
+            FileType::Email => {
+                let data = self.attachments[id].data.clone();
+                let path = self.attachments[id].path.clone();
+                if let Some(inner) = MessageParser::default().parse(&data[..]) {
+                    self.walk_message(inner, Some(id), &path, depth + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+pub(crate) fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}/{name}")
+    }
+}
