@@ -356,7 +356,7 @@ impl Config {
             );
         }
         let p = &self.policy;
-        if !(p.tag > 0.0) {
+        if p.tag.is_nan() || p.tag <= 0.0 {
             push(&["policy", "tag"], "must be greater than 0".into());
         }
         if p.quarantine < p.tag {

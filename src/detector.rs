@@ -43,6 +43,9 @@ impl DetectorError {
 /// Shared state a detector may consult while inspecting one message.
 pub struct ScanContext<'a> {
     pub config: &'a crate::config::Config,
+    /// Memory of earlier mail. Its errors are the detector's to report
+    /// (as a `DetectorError`, which becomes `scan.error`): never block mail.
+    pub store: &'a dyn crate::store::Store,
 }
 
 pub trait Detector: Send + Sync {

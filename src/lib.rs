@@ -8,12 +8,14 @@ pub mod cli;
 pub mod config;
 pub mod detector;
 pub mod detectors;
+pub mod domains;
 pub mod envelope;
 pub mod headers;
 pub mod input;
 pub mod policy;
 pub mod report;
 pub mod scan;
+pub mod store;
 pub mod view;
 
 pub use config::Config;

@@ -28,6 +28,13 @@ fn main() {
             command: ConfigCommand::Check { config },
         } => cli::config_check(config.as_deref()),
         Command::Rules => cli::list_rules(),
+        Command::Structure { config, paths } => match Config::load(config.as_deref()) {
+            Ok(config) => cli::structure(&config, &paths),
+            Err(e) => {
+                eprint!("{e}");
+                1
+            }
+        },
     };
     std::process::exit(code);
 }

@@ -10,6 +10,7 @@ use crate::detector::{Detector, Hit, ScanContext};
 use crate::envelope::Envelope;
 use crate::policy::{Policy, RawFinding};
 use crate::report::{Report, Verdict};
+use crate::store::{MemoryStore, Store};
 use crate::view::MessageView;
 
 /// Config, detectors and policy, built once and shared by every scan.
@@ -17,17 +18,29 @@ pub struct Engine {
     config: Arc<Config>,
     detectors: Vec<Box<dyn Detector>>,
     policy: Policy,
+    store: Arc<dyn Store>,
 }
 
 impl Engine {
+    /// An engine with an in-memory store (nothing remembered across runs).
     pub fn new(config: Config) -> Result<Engine, ConfigErrors> {
+        Engine::with_store(config, Arc::new(MemoryStore::new()))
+    }
+
+    /// An engine over the given state store.
+    pub fn with_store(config: Config, store: Arc<dyn Store>) -> Result<Engine, ConfigErrors> {
         let detectors = crate::detectors::build(&config);
         let policy = Policy::new(&config);
         Ok(Engine {
             config: Arc::new(config),
             detectors,
             policy,
+            store,
         })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
     /// An engine with extra detectors, for tests of the pipeline itself.
@@ -85,6 +98,7 @@ impl Engine {
         }
         let ctx = ScanContext {
             config: &self.config,
+            store: self.store.as_ref(),
         };
         for detector in &self.detectors {
             if Instant::now() >= deadline {

@@ -41,6 +41,14 @@ pub enum Command {
     },
     /// List every rule with its default score and description.
     Rules,
+    /// Print the structure of messages: text parts, attachment tree with
+    /// detected types (never attachment content).
+    Structure {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,6 +93,29 @@ pub fn config_check(path: Option<&std::path::Path>) -> i32 {
             1
         }
     }
+}
+
+/// `structure`: what the message view sees in each message.
+pub fn structure(config: &crate::Config, paths: &[PathBuf]) -> i32 {
+    let mut code = 0;
+    crate::input::walk(paths, |item| match item {
+        Ok(m) => {
+            let deadline = std::time::Instant::now()
+                + std::time::Duration::from_secs(config.limits.scan_timeout_secs);
+            let view = crate::view::MessageView::build(
+                crate::Envelope::default(),
+                &m.bytes,
+                &config.limits,
+                deadline,
+            );
+            println!("== {}\n{}", m.label, view.describe());
+        }
+        Err(e) => {
+            eprintln!("malspam-milter: {}: {}", e.label, e.error);
+            code = 2;
+        }
+    });
+    code
 }
 
 /// `rules`: the catalogue, with default scores.

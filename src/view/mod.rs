@@ -419,6 +419,7 @@ impl Builder<'_> {
 
     /// Add a leaf found in a MIME part or an archive, then open it if it is a
     /// container (archive or message).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn add_node(
         &mut self,
         parent: Option<usize>,
@@ -511,5 +512,64 @@ pub(crate) fn join(prefix: &str, name: &str) -> String {
         name.to_string()
     } else {
         format!("{prefix}/{name}")
+    }
+}
+
+impl MessageView {
+    /// The message's structure for people: text parts and the attachment
+    /// tree with detected types and sizes. Never prints attachment content.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let from = self
+            .from
+            .as_ref()
+            .map(|m| {
+                format!(
+                    "{:?} <{}>",
+                    m.name.as_deref().unwrap_or(""),
+                    m.address.as_deref().unwrap_or("")
+                )
+            })
+            .unwrap_or_default();
+        out.push_str(&format!("From: {from}\nSubject: {}\n", self.subject));
+        for t in &self.texts {
+            let kind = if t.html.is_some() { "html" } else { "text" };
+            out.push_str(&format!(
+                "  [{kind}] {} ({} chars)\n",
+                t.location,
+                t.text.chars().count()
+            ));
+        }
+        for a in &self.attachments {
+            let indent = "  ".repeat(a.depth + 1);
+            let mut notes = Vec::new();
+            if let Some(declared) = &a.declared_type {
+                notes.push(format!("declared {declared}"));
+            }
+            if a.decrypted {
+                notes.push("decrypted".to_string());
+            }
+            if let Some(info) = &a.archive {
+                notes.push(format!("{} entries", info.entry_count));
+                for e in &info.encrypted {
+                    notes.push(format!("encrypted {} ({})", e.name, e.method.as_str()));
+                }
+                if let Some(err) = &info.error {
+                    notes.push(err.clone());
+                }
+            }
+            out.push_str(&format!(
+                "{indent}{} [{}, {} bytes{}{}]\n",
+                a.path,
+                a.file_type,
+                a.data.len(),
+                if notes.is_empty() { "" } else { ", " },
+                notes.join(", ")
+            ));
+        }
+        for l in &self.limits_hit {
+            out.push_str(&format!("  limit {}: {}\n", l.limit, l.detail));
+        }
+        out
     }
 }
