@@ -119,7 +119,7 @@ impl Policy {
                 evidence: f.evidence,
             });
         }
-        let score: f64 = findings.iter().map(|f| f.score).sum();
+        let score = findings.iter().fold(0.0_f64, |acc, f| acc + f.score);
         let by_score = if self.reject.is_some_and(|r| score >= r) {
             Verdict::Reject
         } else if score >= self.quarantine {

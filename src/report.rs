@@ -98,5 +98,6 @@ impl Report {
 
 /// Scores are printed with at most two decimals: `8`, `2.5`, `0.33`.
 pub fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
+    // `+ 0.0` turns a negative zero into zero, so nothing prints "-0".
+    (x * 100.0).round() / 100.0 + 0.0
 }
