@@ -173,6 +173,31 @@ pub struct OrganizationConfig {
     pub names: Vec<String>,
 }
 
+/// `[headers]`: what the milter writes into scanned messages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeadersConfig {
+    /// Add X-Malspam-Verdict and -Score to accepted mail too (tagged and
+    /// quarantined mail always gets all three headers).
+    pub on_accept: bool,
+    /// Also write SpamAssassin-style `X-Spam-Flag: YES` and `X-Spam-Status`
+    /// so existing Sieve rules and mail-client filters sort tagged mail.
+    pub spam_compat: bool,
+    /// Prefix added to the Subject of tagged and quarantined mail, e.g.
+    /// "[SUSPICIOUS]"; empty = leave the Subject alone.
+    pub subject_prefix: String,
+}
+
+impl Default for HeadersConfig {
+    fn default() -> Self {
+        HeadersConfig {
+            on_accept: true,
+            spam_compat: false,
+            subject_prefix: String::new(),
+        }
+    }
+}
+
 /// Declares the config sections once: the struct fields and the loader's
 /// dispatch from section name to type both come from this list.
 macro_rules! sections {
@@ -210,6 +235,7 @@ sections! {
     allowlist: AllowlistConfig,
     limits: Limits,
     organization: OrganizationConfig,
+    headers: HeadersConfig,
 }
 
 /// One problem in a config file.
