@@ -7,8 +7,10 @@ const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/malspam-milter
 #[test]
 fn sample_config_is_valid() {
     let config = Config::load(Some(std::path::Path::new(SAMPLE))).unwrap_or_else(|e| panic!("{e}"));
-    let mut defaults = Config::default();
-    defaults.source = config.source.clone();
+    let defaults = Config {
+        source: config.source.clone(),
+        ..Config::default()
+    };
     assert_eq!(config, defaults, "the sample shows the built-in defaults");
 }
 
