@@ -560,3 +560,107 @@ fn payload_findings_weigh_more_on_outbound_mail() {
     let r = engine.scan(inbound, &message("Bob <bob@partner.example>", &[ALICE]));
     assert_eq!(rules(&r), ["fake.macro"]);
 }
+
+#[test]
+fn sample_config_documents_the_defaults() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/malspam-milter.toml");
+    let config = Config::load(Some(std::path::Path::new(path))).expect("sample config is valid");
+    assert_eq!(
+        config.outbound,
+        malspam_milter::detectors::outbound::OutboundConfig::default()
+    );
+    assert_eq!(
+        config.metrics,
+        malspam_milter::metrics::MetricsConfig::default()
+    );
+}
+
+/// Counts the calls made to the store underneath.
+struct CountingStore {
+    inner: MemoryStore,
+    calls: AtomicU64,
+}
+
+impl CountingStore {
+    fn tick(&self) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Store for CountingStore {
+    fn backend(&self) -> &'static str {
+        "counting"
+    }
+    fn get(&self, key: &str) -> malspam_milter::store::StoreResult<Option<Vec<u8>>> {
+        self.tick();
+        self.inner.get(key)
+    }
+    fn put(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<std::time::Duration>,
+    ) -> malspam_milter::store::StoreResult<()> {
+        self.tick();
+        self.inner.put(key, value, ttl)
+    }
+    fn delete(&self, key: &str) -> malspam_milter::store::StoreResult<()> {
+        self.tick();
+        self.inner.delete(key)
+    }
+    fn incr(
+        &self,
+        key: &str,
+        by: i64,
+        ttl: Option<std::time::Duration>,
+    ) -> malspam_milter::store::StoreResult<i64> {
+        self.tick();
+        self.inner.incr(key, by, ttl)
+    }
+    fn set_add(
+        &self,
+        key: &str,
+        member: &[u8],
+        ttl: Option<std::time::Duration>,
+    ) -> malspam_milter::store::StoreResult<bool> {
+        self.tick();
+        self.inner.set_add(key, member, ttl)
+    }
+    fn set_contains(&self, key: &str, member: &[u8]) -> malspam_milter::store::StoreResult<bool> {
+        self.tick();
+        self.inner.set_contains(key, member)
+    }
+    fn set_members(&self, key: &str) -> malspam_milter::store::StoreResult<Vec<Vec<u8>>> {
+        self.tick();
+        self.inner.set_members(key)
+    }
+    fn keys_with_prefix(&self, prefix: &str) -> malspam_milter::store::StoreResult<Vec<String>> {
+        self.tick();
+        self.inner.keys_with_prefix(prefix)
+    }
+}
+
+#[test]
+fn store_round_trips_per_outbound_message_are_bounded() {
+    // Each store call is a network round trip with Redis: keep them bounded
+    // (3 windows x 10 buckets x 4 reads, plus the writes).
+    let store = Arc::new(CountingStore {
+        inner: MemoryStore::new(),
+        calls: AtomicU64::new(0),
+    });
+    let s = setup_with_store("", store.clone(), Arc::new(AtomicU64::new(T0)));
+    for i in 0..25 {
+        s.at(T0 + i * 60).send(
+            ALICE,
+            &format!("Q{i}"),
+            ALICE_FROM,
+            &["bob@partner.example"],
+        );
+    }
+    let before = store.calls.load(Ordering::SeqCst);
+    s.at(T0 + 3600)
+        .send(ALICE, "Q99", ALICE_FROM, &["bob@partner.example"]);
+    let per_message = store.calls.load(Ordering::SeqCst) - before;
+    println!("store calls for one outbound message: {per_message}");
+    assert!(per_message <= 3 * 10 * 4 + 30, "{per_message} store calls");
+}
