@@ -302,3 +302,44 @@ pub fn weigh_payload(config: &crate::Config, envelope: &Envelope, findings: &mut
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(auth: Option<&str>, ip: &str, from: &str) -> Envelope {
+        Envelope {
+            auth_user: auth.map(str::to_string),
+            client_addr: Some(ip.parse().unwrap()),
+            mail_from: Some(from.into()),
+            ..Envelope::default()
+        }
+    }
+
+    #[test]
+    fn which_mail_is_outbound_and_whose_it_is() {
+        let mut c = OutboundConfig {
+            internal_networks: vec![
+                "10.0.0.0/8".parse().unwrap(),
+                "2001:db8::/32".parse().unwrap(),
+            ],
+            ..OutboundConfig::default()
+        };
+        let login = env(Some(" Alice@Example.JP "), "203.0.113.1", "<x@y.example>");
+        assert_eq!(account_of(&c, &login).as_deref(), Some("alice@example.jp"));
+        let host = env(None, "10.9.8.7", "<Web@Example.jp>");
+        assert_eq!(account_of(&c, &host).as_deref(), Some("ip:10.9.8.7"));
+        let v6 = env(Some(""), "2001:db8::25", "<>");
+        assert_eq!(account_of(&c, &v6).as_deref(), Some("ip:2001:db8::25"));
+        assert_eq!(
+            account_of(&c, &env(None, "203.0.113.1", "<a@b.example>")),
+            None
+        );
+        c.internal_account = config::InternalAccount::Sender;
+        assert_eq!(account_of(&c, &host).as_deref(), Some("web@example.jp"));
+        // A null sender falls back to the host.
+        assert_eq!(account_of(&c, &v6).as_deref(), Some("ip:2001:db8::25"));
+        c.enabled = false;
+        assert_eq!(account_of(&c, &login), None);
+    }
+}
