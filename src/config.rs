@@ -236,6 +236,8 @@ sections! {
     limits: Limits,
     organization: OrganizationConfig,
     headers: HeadersConfig,
+    outbound: crate::detectors::outbound::OutboundConfig,
+    metrics: crate::metrics::MetricsConfig,
 }
 
 /// One problem in a config file.
@@ -413,6 +415,13 @@ impl Config {
                     unknown_rule_message(rule, &known),
                 );
             }
+        }
+        for (path, message) in self.outbound.problems(&known) {
+            let path: Vec<&str> = path.iter().map(String::as_str).collect();
+            push(&path, message);
+        }
+        if let Err(e) = self.metrics.listen_addr() {
+            push(&["metrics", "listen"], e);
         }
         if self.limits.max_depth == 0 {
             push(&["limits", "max_depth"], "must be at least 1".into());

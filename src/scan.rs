@@ -50,6 +50,22 @@ impl Engine {
         engine
     }
 
+    /// Replace the detector with the same name (tests give the outbound
+    /// detector a clock of their own). False when there is none to replace.
+    pub fn replace_detector(&mut self, detector: Box<dyn Detector>) -> bool {
+        match self
+            .detectors
+            .iter_mut()
+            .find(|d| d.name() == detector.name())
+        {
+            Some(slot) => {
+                *slot = detector;
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -114,6 +130,9 @@ impl Engine {
             }
             raw.extend(run_detector(detector.as_ref(), view, &ctx));
         }
+        // Post-detector step (detectors/outbound): payload findings on
+        // outbound mail add `outbound.payload`.
+        crate::detectors::outbound::weigh_payload(&self.config, &view.envelope, &mut raw);
         self.policy.decide(raw)
     }
 

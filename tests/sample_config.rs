@@ -24,7 +24,12 @@ fn sample_config_documents_every_key() {
     let mut checked = 0;
     for (section, value) in &defaults {
         let header = format!("[{section}]");
-        let Some(start) = text.find(&header) else {
+        // The header on a line of its own (not a mention in a comment).
+        let Some(start) = text
+            .match_indices(&header)
+            .map(|(i, _)| i)
+            .find(|&i| i == 0 || text[..i].ends_with('\n'))
+        else {
             missing.push(header);
             continue;
         };
@@ -32,14 +37,20 @@ fn sample_config_documents_every_key() {
         let rest = &text[start + header.len()..];
         let end = rest
             .match_indices("\n[")
-            .find(|(i, _)| !rest[i + 2..].starts_with(&format!("{section}.")))
+            .find(|(i, _)| {
+                let next = rest[i + 1..].trim_start_matches('[');
+                !next.starts_with(&format!("{section}."))
+            })
             .map_or(rest.len(), |(i, _)| i);
         let body = &rest[..end];
         for key in value.as_table().unwrap().keys() {
             checked += 1;
             let documented = body.lines().any(|l| {
                 let l = l.trim_start_matches('#').trim_start();
-                l.starts_with(&format!("{key} =")) || l.starts_with(&format!("[{section}.{key}]"))
+                l.starts_with(&format!("{key} ="))
+                    || l.starts_with(&format!("[{section}.{key}]"))
+                    || l.starts_with(&format!("[[{section}.{key}]]"))
+                    || l.starts_with(&format!("[{section}.{key}."))
             });
             if !documented {
                 missing.push(format!("{section}.{key}"));

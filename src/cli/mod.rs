@@ -1,6 +1,7 @@
 //! The command line: argument parsing and the offline commands.
 
 pub mod check;
+pub mod outbound;
 
 use std::path::PathBuf;
 
@@ -41,6 +42,11 @@ pub enum Command {
     },
     /// List every rule with its default score and description.
     Rules,
+    /// Outbound accounts: counters and holds (`status`), end a hold (`release`).
+    Outbound {
+        #[command(subcommand)]
+        command: outbound::OutboundCommand,
+    },
     /// Print the structure of messages: text parts, attachment tree with
     /// detected types (never attachment content).
     Structure {

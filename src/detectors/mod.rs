@@ -6,6 +6,8 @@
 use crate::config::Config;
 use crate::detector::{Detector, RuleInfo};
 
+pub mod outbound;
+
 /// Rules the scan core itself emits.
 pub const SCAN_RULES: &[RuleInfo] = &[
     RuleInfo {
@@ -27,7 +29,7 @@ pub const SCAN_RULES: &[RuleInfo] = &[
 
 /// Every detector's name and rules, the scan core's first.
 pub fn catalog() -> Vec<(&'static str, &'static [RuleInfo])> {
-    vec![("scan", SCAN_RULES)]
+    vec![("scan", SCAN_RULES), (outbound::NAME, outbound::RULES)]
 }
 
 /// `detector.rule` for every rule in the catalogue.
@@ -41,5 +43,5 @@ pub fn all_rule_names() -> Vec<String> {
 /// Build every detector from the config.
 pub fn build(config: &Config) -> Vec<Box<dyn Detector>> {
     let _ = config;
-    Vec::new()
+    vec![Box::new(outbound::Outbound::new())]
 }

@@ -1,0 +1,274 @@
+//! Per-account sliding-window counters over the store's primitives, so every
+//! backend (memory, embedded, Redis shared by a fleet) counts the same way.
+//!
+//! Each window is cut into `BUCKETS` buckets of `seconds / BUCKETS`; a
+//! message adds to the current bucket of every window, and a window's count is
+//! the sum of its last `BUCKETS` buckets. The window therefore slides in steps
+//! of a tenth of its length. Bucket keys carry their bucket number, so old
+//! buckets are never read even before their TTL removes them; time is always
+//! passed in (`now`, Unix seconds), which keeps tests deterministic.
+//!
+//! Keys (`{a}` is the escaped account, `{w}` the window length in seconds):
+//! - `ob:c:{a}:{metric}:{w}:{bucket}` counters, metric `msg`, `rcpt`, `new`
+//! - `ob:d:{a}:{w}:{bucket}` set of recipient domains seen in the bucket
+//! - `ob:k:{a}` set of hashed recipients the account ever wrote to
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::config::WindowConfig;
+use crate::store::{Store, StoreResult};
+
+/// Buckets per window: the window slides in tenths of its length.
+pub const BUCKETS: u64 = 10;
+
+/// What an account did within one window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub messages: u64,
+    pub recipients: u64,
+    pub domains: u64,
+    pub new_recipients: u64,
+}
+
+/// The account as it appears inside keys: lower case, and every byte other
+/// than `[a-z0-9@._+-]` percent-escaped, so `:` can never split a key and a
+/// prefix scan for one account never matches another.
+pub fn account_key(account: &str) -> String {
+    let mut out = String::with_capacity(account.len());
+    for b in account.trim().to_lowercase().bytes() {
+        if b.is_ascii_alphanumeric() || b"@._+-".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The inverse of [`account_key`], for status listings.
+pub fn account_from_key(key: &str) -> String {
+    let bytes = key.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+            if let Ok(b) = u8::from_str_radix(hex, 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A recipient as stored in the known-recipients set: a hash, so the store
+/// holds no address book in the clear.
+pub fn recipient_hash(address: &str) -> Vec<u8> {
+    Sha256::digest(address.trim().to_lowercase().as_bytes())[..16].to_vec()
+}
+
+fn bucket_len(window: &WindowConfig) -> u64 {
+    (window.seconds / BUCKETS).max(1)
+}
+
+fn counter_key(account: &str, metric: &str, window: &WindowConfig, bucket: u64) -> String {
+    format!("ob:c:{account}:{metric}:{}:{bucket}", window.seconds)
+}
+
+fn domains_key(account: &str, window: &WindowConfig, bucket: u64) -> String {
+    format!("ob:d:{account}:{}:{bucket}", window.seconds)
+}
+
+pub fn known_key(account: &str) -> String {
+    format!("ob:k:{account}")
+}
+
+/// Record one message of `account` to `recipients` at `now` and return the
+/// usage of every window, including this message.
+pub fn record(
+    store: &dyn Store,
+    account: &str,
+    windows: &[WindowConfig],
+    recipients: &[String],
+    known_ttl: Duration,
+    now: u64,
+) -> StoreResult<Vec<Usage>> {
+    let account = account_key(account);
+    let mut new_recipients = 0i64;
+    let mut domains = BTreeSet::new();
+    for rcpt in recipients {
+        if store.set_add(&known_key(&account), &recipient_hash(rcpt), Some(known_ttl))? {
+            new_recipients += 1;
+        }
+        if let Some(d) = crate::view::address::domain_of(rcpt) {
+            domains.insert(crate::domains::registrable(&d));
+        }
+    }
+    for w in windows {
+        let len = bucket_len(w);
+        let bucket = now / len;
+        // Keep a bucket as long as some window read may still include it.
+        let ttl = Some(Duration::from_secs(w.seconds + 2 * len));
+        store.incr(&counter_key(&account, "msg", w, bucket), 1, ttl)?;
+        store.incr(
+            &counter_key(&account, "rcpt", w, bucket),
+            recipients.len() as i64,
+            ttl,
+        )?;
+        if new_recipients > 0 {
+            store.incr(
+                &counter_key(&account, "new", w, bucket),
+                new_recipients,
+                ttl,
+            )?;
+        }
+        for d in &domains {
+            store.set_add(&domains_key(&account, w, bucket), d.as_bytes(), ttl)?;
+        }
+    }
+    windows
+        .iter()
+        .map(|w| usage_of_key(store, &account, w, now))
+        .collect()
+}
+
+/// The usage of `account` in `window` at `now`, without recording anything.
+pub fn usage(
+    store: &dyn Store,
+    account: &str,
+    window: &WindowConfig,
+    now: u64,
+) -> StoreResult<Usage> {
+    usage_of_key(store, &account_key(account), window, now)
+}
+
+fn usage_of_key(
+    store: &dyn Store,
+    account: &str,
+    window: &WindowConfig,
+    now: u64,
+) -> StoreResult<Usage> {
+    let len = bucket_len(window);
+    let last = now / len;
+    let first = last.saturating_sub(BUCKETS - 1);
+    let mut usage = Usage::default();
+    let mut domains: BTreeSet<Vec<u8>> = BTreeSet::new();
+    for bucket in first..=last {
+        usage.messages += read_counter(store, &counter_key(account, "msg", window, bucket))?;
+        usage.recipients += read_counter(store, &counter_key(account, "rcpt", window, bucket))?;
+        usage.new_recipients += read_counter(store, &counter_key(account, "new", window, bucket))?;
+        domains.extend(store.set_members(&domains_key(account, window, bucket))?);
+    }
+    usage.domains = domains.len() as u64;
+    Ok(usage)
+}
+
+fn read_counter(store: &dyn Store, key: &str) -> StoreResult<u64> {
+    Ok(store
+        .get(key)?
+        .and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse::<i64>().ok())
+        .map(|n| n.max(0) as u64)
+        .unwrap_or(0))
+}
+
+/// Forget the account's window counters (after a release), keeping what it
+/// learned (known recipients, From identities).
+pub fn reset(store: &dyn Store, account: &str) -> StoreResult<usize> {
+    let account = account_key(account);
+    let mut n = 0;
+    for prefix in [format!("ob:c:{account}:"), format!("ob:d:{account}:")] {
+        for key in store.keys_with_prefix(&prefix)? {
+            store.delete(&key)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn window(seconds: u64) -> WindowConfig {
+        WindowConfig {
+            name: format!("{seconds}s"),
+            seconds,
+            ..WindowConfig::default()
+        }
+    }
+
+    const DAY: Duration = Duration::from_secs(86400);
+
+    #[test]
+    fn account_keys_escape_separators_and_round_trip() {
+        assert_eq!(account_key(" Alice@Example.COM "), "alice@example.com");
+        assert_eq!(account_key("a:b c"), "a%3Ab%20c");
+        assert_eq!(account_from_key("a%3Ab%20c"), "a:b c");
+        assert_eq!(account_from_key("ip%3A192.0.2.7"), "ip:192.0.2.7");
+        assert_eq!(account_from_key("broken%4"), "broken%4");
+        assert_eq!(account_from_key("%"), "%");
+    }
+
+    #[test]
+    fn counts_slide_out_of_the_window() {
+        let store = MemoryStore::new();
+        let w = [window(60)];
+        let t0 = 1_700_000_000;
+        let rcpts = vec!["a@x.example".to_string(), "b@y.example".to_string()];
+        for i in 0..5 {
+            record(&store, "alice", &w, &rcpts, DAY, t0 + i).unwrap();
+        }
+        let u = usage(&store, "alice", &w[0], t0 + 5).unwrap();
+        assert_eq!(
+            u,
+            Usage {
+                messages: 5,
+                recipients: 10,
+                domains: 2,
+                new_recipients: 2
+            }
+        );
+        // Another account is not affected.
+        assert_eq!(usage(&store, "bob", &w[0], t0 + 5).unwrap().messages, 0);
+        // Two minutes later nothing is left in the one-minute window.
+        assert_eq!(usage(&store, "alice", &w[0], t0 + 120).unwrap().messages, 0);
+        // But the recipients stay known: writing again adds no new ones.
+        let u = record(&store, "alice", &w, &rcpts, DAY, t0 + 121).unwrap();
+        assert_eq!((u[0].messages, u[0].new_recipients), (1, 0));
+    }
+
+    #[test]
+    fn every_window_counts_independently() {
+        let store = MemoryStore::new();
+        let w = [window(60), window(3600)];
+        let t0 = 1_700_000_000;
+        for i in 0..10 {
+            // One message every 5 minutes.
+            record(&store, "a", &w, &["r@x.example".into()], DAY, t0 + i * 300).unwrap();
+        }
+        let now = t0 + 9 * 300;
+        assert_eq!(usage(&store, "a", &w[0], now).unwrap().messages, 1);
+        assert_eq!(usage(&store, "a", &w[1], now).unwrap().messages, 10);
+    }
+
+    #[test]
+    fn reset_clears_counters_but_not_known_recipients() {
+        let store = MemoryStore::new();
+        let w = [window(60)];
+        record(&store, "a:b", &w, &["r@x.example".into()], DAY, 1000).unwrap();
+        record(&store, "a:bc", &w, &["r@x.example".into()], DAY, 1000).unwrap();
+        assert!(reset(&store, "a:b").unwrap() >= 2);
+        assert_eq!(usage(&store, "a:b", &w[0], 1000).unwrap().messages, 0);
+        assert_eq!(usage(&store, "a:bc", &w[0], 1000).unwrap().messages, 1);
+        let u = record(&store, "a:b", &w, &["r@x.example".into()], DAY, 1001).unwrap();
+        assert_eq!(u[0].new_recipients, 0);
+    }
+}

@@ -1,0 +1,238 @@
+//! The From identities an account owns, learned over time: addresses,
+//! registrable domains and display names. An account's first messages teach
+//! (no history: nothing to compare with, so nothing fires); after that, an
+//! identity it never used fires `outbound.from_not_owned`, and becomes its
+//! own only after `from_adopt_after` messages — a new alias of a real user
+//! is tagged a few times, a forged sender in a compromised account's burst
+//! trips the rate limits long before.
+//!
+//! Keys: `ob:h:{a}` messages seen (learning phase), `ob:id:{a}:{kind}` set of
+//! owned values, `ob:idc:{a}:{kind}:{hash}` uses of an unfamiliar value.
+
+use std::time::Duration;
+
+use unicode_normalization::UnicodeNormalization;
+
+use super::config::OutboundConfig;
+use super::counters::{account_key, recipient_hash};
+use crate::store::{Store, StoreResult};
+use crate::view::Mailbox;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Address,
+    Domain,
+    Name,
+}
+
+impl Kind {
+    fn key(self) -> &'static str {
+        match self {
+            Kind::Address => "addr",
+            Kind::Domain => "dom",
+            Kind::Name => "name",
+        }
+    }
+}
+
+/// A display name as compared: NFKC (full-width letters, ideographic space),
+/// lower case, quotes dropped, runs of white space made one space.
+pub fn normalize_name(name: &str) -> String {
+    let folded: String = name
+        .nfkc()
+        .flat_map(char::to_lowercase)
+        .filter(|c| !matches!(c, '"' | '\''))
+        .collect();
+    folded.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Learn from or judge the From of one message of `account`. Returns the
+/// evidence for `from_not_owned` when the From is not the account's.
+pub fn check(
+    store: &dyn Store,
+    config: &OutboundConfig,
+    account: &str,
+    from: Option<&Mailbox>,
+) -> StoreResult<Option<String>> {
+    let Some(from) = from else { return Ok(None) };
+    let Some(address) = from.address_lower() else {
+        return Ok(None);
+    };
+    let a = account_key(account);
+    let ttl = Some(Duration::from_secs(config.history_days.max(1) * 86400));
+    let domain = from
+        .domain()
+        .map(|d| crate::domains::registrable(&d))
+        .unwrap_or_default();
+    let name = from
+        .name
+        .as_deref()
+        .map(normalize_name)
+        .filter(|n| !n.is_empty());
+
+    // A login that is itself an address owns that address and its domain.
+    if account.contains('@') {
+        let login = account.trim().to_lowercase();
+        store.set_add(&id_key(&a, Kind::Address), login.as_bytes(), ttl)?;
+        if let Some(d) = crate::view::address::domain_of(&login) {
+            let d = crate::domains::registrable(&d);
+            store.set_add(&id_key(&a, Kind::Domain), d.as_bytes(), ttl)?;
+        }
+    }
+
+    let seen = store.incr(&format!("ob:h:{a}"), 1, ttl)?;
+    let learning = seen as u64 <= config.from_learning_messages;
+    let mut identities = vec![(Kind::Address, address.clone()), (Kind::Domain, domain)];
+    if let Some(name) = &name {
+        identities.push((Kind::Name, name.clone()));
+    }
+    let mut strange = Vec::new();
+    for (kind, value) in identities {
+        if value.is_empty() {
+            continue;
+        }
+        let key = id_key(&a, kind);
+        if learning {
+            store.set_add(&key, value.as_bytes(), ttl)?;
+            continue;
+        }
+        if store.set_contains(&key, value.as_bytes())? {
+            continue;
+        }
+        let uses_key = format!("ob:idc:{a}:{}:{}", kind.key(), hex(&recipient_hash(&value)));
+        let uses = store.incr(&uses_key, 1, ttl)? as u64;
+        if config.from_adopt_after > 0 && uses >= config.from_adopt_after {
+            store.set_add(&key, value.as_bytes(), ttl)?;
+        }
+        strange.push((kind, value, known_sample(store, &key)?));
+    }
+    if strange.is_empty() {
+        return Ok(None);
+    }
+    // An unknown address at a known domain says less than an unknown domain;
+    // report the strongest facts, the address only when its domain is known.
+    let domain_unknown = strange.iter().any(|(k, _, _)| *k == Kind::Domain);
+    let parts: Vec<String> = strange
+        .iter()
+        .filter(|(k, _, _)| !(domain_unknown && *k == Kind::Address))
+        .map(|(kind, value, known)| {
+            let what = match kind {
+                Kind::Address => "From address",
+                Kind::Domain => "From domain",
+                Kind::Name => "display name",
+            };
+            if known.is_empty() {
+                format!("{what} {value:?} never used by {account}")
+            } else {
+                format!(
+                    "{what} {value:?} never used by {account} (used: {})",
+                    known.join(", ")
+                )
+            }
+        })
+        .collect();
+    Ok(Some(parts.join("; ")))
+}
+
+fn id_key(account_key: &str, kind: Kind) -> String {
+    format!("ob:id:{account_key}:{}", kind.key())
+}
+
+/// Up to three values the account did use, for the evidence.
+fn known_sample(store: &dyn Store, key: &str) -> StoreResult<Vec<String>> {
+    let mut values: Vec<String> = store
+        .set_members(key)?
+        .into_iter()
+        .map(|v| format!("{:?}", String::from_utf8_lossy(&v)))
+        .collect();
+    values.sort();
+    if values.len() > 3 {
+        let more = values.len() - 3;
+        values.truncate(3);
+        values.push(format!("{more} more"));
+    }
+    Ok(values)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn mb(name: Option<&str>, addr: &str) -> Mailbox {
+        Mailbox::new(name, Some(addr))
+    }
+
+    fn config(learning: u64, adopt: u64) -> OutboundConfig {
+        OutboundConfig {
+            from_learning_messages: learning,
+            from_adopt_after: adopt,
+            ..OutboundConfig::default()
+        }
+    }
+
+    #[test]
+    fn names_are_normalized() {
+        assert_eq!(normalize_name(" \"Ｔａｒｏ　 Yamada\" "), "taro yamada");
+    }
+
+    #[test]
+    fn new_account_passes_then_strangers_fire() {
+        let s = MemoryStore::new();
+        let c = config(2, 3);
+        let own = mb(Some("Taro Yamada"), "taro@example.co.jp");
+        assert_eq!(check(&s, &c, "taro", Some(&own)).unwrap(), None);
+        assert_eq!(check(&s, &c, "taro", Some(&own)).unwrap(), None);
+        assert_eq!(check(&s, &c, "taro", Some(&own)).unwrap(), None);
+        // A subdomain of the same registrable domain and a name in other
+        // width are the same identity; the new address is not.
+        let alias = mb(Some("ＴＡＲＯ Yamada"), "t.yamada@mail.example.co.jp");
+        let e = check(&s, &c, "taro", Some(&alias)).unwrap().unwrap();
+        assert!(
+            e.starts_with("From address \"t.yamada@mail.example.co.jp\" never used by taro (used: \"taro@example.co.jp\")"),
+            "{e}"
+        );
+        assert!(!e.contains("domain"), "{e}");
+        // Another person at another domain: domain and name are reported.
+        let forged = mb(Some("Hanako Suzuki"), "billing@unrelated.example");
+        let e = check(&s, &c, "taro", Some(&forged)).unwrap().unwrap();
+        assert!(
+            e.contains("From domain \"unrelated.example\" never used by taro"),
+            "{e}"
+        );
+        assert!(
+            e.contains("display name \"hanako suzuki\" never used by taro (used: \"taro yamada\")"),
+            "{e}"
+        );
+        assert!(!e.contains("From address"), "{e}");
+    }
+
+    #[test]
+    fn unfamiliar_identity_is_adopted_after_repeated_use() {
+        let s = MemoryStore::new();
+        let c = config(1, 3);
+        let own = mb(None, "taro@example.jp");
+        assert_eq!(check(&s, &c, "taro", Some(&own)).unwrap(), None);
+        let alias = mb(None, "sales@example.jp");
+        for _ in 0..3 {
+            assert!(check(&s, &c, "taro", Some(&alias)).unwrap().is_some());
+        }
+        assert_eq!(check(&s, &c, "taro", Some(&alias)).unwrap(), None);
+    }
+
+    #[test]
+    fn login_address_is_always_owned() {
+        let s = MemoryStore::new();
+        let c = config(0, 0);
+        let own = mb(None, "Taro@Example.jp");
+        assert_eq!(check(&s, &c, "taro@example.jp", Some(&own)).unwrap(), None);
+        let other = mb(None, "x@elsewhere.example");
+        assert!(check(&s, &c, "taro@example.jp", Some(&other))
+            .unwrap()
+            .is_some());
+    }
+}

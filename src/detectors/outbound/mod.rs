@@ -1,0 +1,345 @@
+//! `outbound`: catch a compromised account while it is still sending.
+//!
+//! Mail is outbound when the session authenticated ({auth_authen}) or the
+//! client is in `outbound.internal_networks`. For such mail the detector
+//! counts the account's messages, recipients, recipient domains and
+//! never-before-seen recipients over sliding windows (`counters`), learns
+//! the From identities the account uses (`identity`), and when a limit is
+//! broken holds the account's mail for `hold_minutes` (`holds`), logging one
+//! alert per episode and running the notify command (`notify`).
+//!
+//! Content findings on outbound mail weigh more: after every detector ran,
+//! the engine calls [`weigh_payload`], which adds `outbound.payload` when
+//! outbound mail carries a finding of `payload_rules`.
+
+pub mod config;
+pub mod counters;
+pub mod holds;
+pub mod identity;
+pub mod notify;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::OutboundConfig;
+
+use crate::detector::{Detector, DetectorError, Hit, RuleInfo, ScanContext};
+use crate::envelope::Envelope;
+use crate::policy::RawFinding;
+use crate::store::StoreError;
+use crate::view::MessageView;
+
+pub const NAME: &str = "outbound";
+
+pub const RULES: &[RuleInfo] = &[
+    RuleInfo {
+        name: "rate_exceeded",
+        description: "Outbound: the account sent more messages, recipients or recipient domains in a window than its limit; starts a hold",
+        default_score: 10.0,
+    },
+    RuleInfo {
+        name: "new_recipients_burst",
+        description: "Outbound: the account wrote to more never-before-seen recipients in a window than its limit; starts a hold",
+        default_score: 10.0,
+    },
+    RuleInfo {
+        name: "from_not_owned",
+        description: "Outbound: From address, domain or display name the account has never used",
+        default_score: 5.0,
+    },
+    RuleInfo {
+        name: "payload",
+        description: "Outbound mail carries a payload finding (macro document, encrypted zip with password, ...): weighs more outbound",
+        default_score: 5.0,
+    },
+    RuleInfo {
+        name: "held",
+        description: "Outbound: the account is on hold after tripping a limit; its mail is quarantined until the hold ends or `outbound release`",
+        default_score: 10.0,
+    },
+];
+
+/// Where the detector reads the time (Unix seconds); tests set it.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// More envelope recipients than this are counted but not each remembered.
+const MAX_RECIPIENTS_REMEMBERED: usize = 5000;
+
+pub struct Outbound {
+    clock: Clock,
+}
+
+impl Default for Outbound {
+    fn default() -> Self {
+        Outbound::with_clock(Arc::new(crate::store::unix_now))
+    }
+}
+
+impl Outbound {
+    pub fn new() -> Self {
+        Outbound::default()
+    }
+
+    pub fn with_clock(clock: Clock) -> Self {
+        Outbound { clock }
+    }
+}
+
+/// The account an envelope's mail is counted against, when it is outbound.
+pub fn account_of(config: &OutboundConfig, envelope: &Envelope) -> Option<String> {
+    if !config.enabled {
+        return None;
+    }
+    if let Some(user) = envelope.auth_user.as_deref().map(str::trim) {
+        if !user.is_empty() {
+            return Some(user.to_lowercase());
+        }
+    }
+    let ip = envelope.client_addr?;
+    if !config.internal_networks.iter().any(|n| n.contains(&ip)) {
+        return None;
+    }
+    let sender = envelope
+        .mail_from
+        .as_deref()
+        .map(|s| s.trim().trim_matches(['<', '>']).to_lowercase())
+        .filter(|s| !s.is_empty());
+    Some(match (config.internal_account, sender) {
+        (config::InternalAccount::Sender, Some(sender)) => sender,
+        _ => format!("ip:{ip}"),
+    })
+}
+
+/// Envelope recipients; the To/Cc addresses when the envelope has none
+/// (offline `check`).
+fn recipients(view: &MessageView) -> (usize, Vec<String>) {
+    let mut rcpts: Vec<String> = view
+        .envelope
+        .rcpt_to
+        .iter()
+        .map(|r| r.trim().trim_matches(['<', '>']).to_lowercase())
+        .filter(|r| !r.is_empty())
+        .collect();
+    if rcpts.is_empty() {
+        rcpts = view
+            .to
+            .iter()
+            .chain(&view.cc)
+            .filter_map(|m| m.address_lower())
+            .collect();
+    }
+    let total = rcpts.len();
+    rcpts.truncate(MAX_RECIPIENTS_REMEMBERED);
+    (total, rcpts)
+}
+
+fn store_error(e: StoreError) -> DetectorError {
+    DetectorError::new(e.to_string())
+}
+
+/// `1m: 31 messages (limit 30)` for every metric over its limit.
+fn over_limits(
+    window: &config::WindowConfig,
+    usage: &counters::Usage,
+    rate: &mut Vec<String>,
+    fresh: &mut Vec<String>,
+) {
+    let checks = [
+        ("messages", usage.messages, window.messages, false),
+        ("recipients", usage.recipients, window.recipients, false),
+        ("recipient domains", usage.domains, window.domains, false),
+        (
+            "new recipients",
+            usage.new_recipients,
+            window.new_recipients,
+            true,
+        ),
+    ];
+    for (what, count, limit, is_new) in checks {
+        if limit > 0 && count > limit {
+            let line = format!("{count} {what} in {} (limit {limit})", window.name);
+            if is_new {
+                fresh.push(line);
+            } else {
+                rate.push(line);
+            }
+        }
+    }
+}
+
+/// The counters of every window, for the alert line and the episode record.
+pub fn describe_usage(windows: &[config::WindowConfig], usage: &[counters::Usage]) -> String {
+    windows
+        .iter()
+        .zip(usage)
+        .map(|(w, u)| {
+            format!(
+                "{}: {} msg, {} rcpt, {} domains, {} new",
+                w.name, u.messages, u.recipients, u.domains, u.new_recipients
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl Detector for Outbound {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn rules(&self) -> &'static [RuleInfo] {
+        RULES
+    }
+
+    fn inspect(
+        &self,
+        view: &MessageView,
+        ctx: &ScanContext<'_>,
+        hits: &mut Vec<Hit>,
+    ) -> Result<(), DetectorError> {
+        let cfg = &ctx.config.outbound;
+        let Some(account) = account_of(cfg, &view.envelope) else {
+            return Ok(());
+        };
+        let now = (self.clock)();
+        let queue_id = view.envelope.log_id();
+        let store = ctx.store;
+
+        let windows = cfg.windows_for(&account);
+        let (total, rcpts) = recipients(view);
+        let known_ttl = Duration::from_secs(cfg.known_recipients_days.max(1) * 86400);
+        let mut usage = counters::record(store, &account, &windows, &rcpts, known_ttl, now)
+            .map_err(store_error)?;
+        if total > rcpts.len() {
+            // Recipients beyond those remembered still count towards the rate.
+            let extra = (total - rcpts.len()) as u64;
+            usage.iter_mut().for_each(|u| u.recipients += extra);
+        }
+
+        let (mut rate, mut fresh) = (Vec::new(), Vec::new());
+        for (w, u) in windows.iter().zip(&usage) {
+            over_limits(w, u, &mut rate, &mut fresh);
+        }
+        let mut trips = Vec::new();
+        if !rate.is_empty() {
+            let evidence = format!("{account}: {}", rate.join("; "));
+            trips.push(format!("outbound.rate_exceeded: {evidence}"));
+            hits.push(Hit::new("rate_exceeded", evidence));
+        }
+        if !fresh.is_empty() {
+            let evidence = format!("{account}: {}", fresh.join("; "));
+            trips.push(format!("outbound.new_recipients_burst: {evidence}"));
+            hits.push(Hit::new("new_recipients_burst", evidence));
+        }
+        if let Some(evidence) =
+            identity::check(store, cfg, &account, view.from.as_ref()).map_err(store_error)?
+        {
+            hits.push(Hit::new("from_not_owned", evidence));
+        }
+
+        let reason = trips.join("; ");
+        let counters_text = describe_usage(&windows, &usage);
+        let trip = (!trips.is_empty()).then_some((reason.as_str(), counters_text.as_str()));
+        match holds::on_message(store, cfg, &account, queue_id, trip, now).map_err(store_error)? {
+            holds::Outcome::Free => {}
+            holds::Outcome::Started(ep) => {
+                if !cfg.notify_command.is_empty() {
+                    let rule = if rate.is_empty() {
+                        "outbound.new_recipients_burst"
+                    } else {
+                        "outbound.rate_exceeded"
+                    };
+                    let argv = notify::expand(&cfg.notify_command, &ep, rule, cfg.hold_minutes);
+                    // Detached: the scan does not wait for the command.
+                    let _ = notify::spawn(
+                        argv,
+                        Duration::from_secs(cfg.notify_timeout_secs),
+                        queue_id.to_string(),
+                    );
+                }
+            }
+            holds::Outcome::AlreadyHeld(ep) => hits.push(Hit::new(
+                "held",
+                format!(
+                    "{account} on hold since {} until {} (first queue id {}): {}",
+                    holds::utc(ep.since),
+                    holds::utc(ep.until),
+                    ep.first_queue_id,
+                    ep.reason
+                ),
+            )),
+        }
+        Ok(())
+    }
+}
+
+/// The post-detector step: outbound mail with a finding of `payload_rules`
+/// gets `outbound.payload`, naming those rules. Called by the engine after
+/// every detector ran (detectors do not see each other's hits).
+pub fn weigh_payload(config: &crate::Config, envelope: &Envelope, findings: &mut Vec<RawFinding>) {
+    let cfg = &config.outbound;
+    let Some(account) = account_of(cfg, envelope) else {
+        return;
+    };
+    let patterns = cfg.payload_patterns();
+    let mut matched: Vec<String> = Vec::new();
+    for f in findings.iter() {
+        if config::is_payload(&patterns, &f.detector, &f.rule) {
+            let name = format!("{}.{}", f.detector, f.rule);
+            if !matched.contains(&name) {
+                matched.push(name);
+            }
+        }
+    }
+    if !matched.is_empty() {
+        findings.push(RawFinding {
+            detector: NAME.into(),
+            rule: "payload".into(),
+            evidence: format!(
+                "outbound mail from {account} carries {}",
+                matched.join(", ")
+            ),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(auth: Option<&str>, ip: &str, from: &str) -> Envelope {
+        Envelope {
+            auth_user: auth.map(str::to_string),
+            client_addr: Some(ip.parse().unwrap()),
+            mail_from: Some(from.into()),
+            ..Envelope::default()
+        }
+    }
+
+    #[test]
+    fn which_mail_is_outbound_and_whose_it_is() {
+        let mut c = OutboundConfig {
+            internal_networks: vec![
+                "10.0.0.0/8".parse().unwrap(),
+                "2001:db8::/32".parse().unwrap(),
+            ],
+            ..OutboundConfig::default()
+        };
+        let login = env(Some(" Alice@Example.JP "), "203.0.113.1", "<x@y.example>");
+        assert_eq!(account_of(&c, &login).as_deref(), Some("alice@example.jp"));
+        let host = env(None, "10.9.8.7", "<Web@Example.jp>");
+        assert_eq!(account_of(&c, &host).as_deref(), Some("ip:10.9.8.7"));
+        let v6 = env(Some(""), "2001:db8::25", "<>");
+        assert_eq!(account_of(&c, &v6).as_deref(), Some("ip:2001:db8::25"));
+        assert_eq!(
+            account_of(&c, &env(None, "203.0.113.1", "<a@b.example>")),
+            None
+        );
+        c.internal_account = config::InternalAccount::Sender;
+        assert_eq!(account_of(&c, &host).as_deref(), Some("web@example.jp"));
+        // A null sender falls back to the host.
+        assert_eq!(account_of(&c, &v6).as_deref(), Some("ip:2001:db8::25"));
+        c.enabled = false;
+        assert_eq!(account_of(&c, &login), None);
+    }
+}
