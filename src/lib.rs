@@ -12,6 +12,7 @@ pub mod domains;
 pub mod envelope;
 pub mod headers;
 pub mod input;
+pub mod password;
 pub mod policy;
 pub mod report;
 pub mod scan;
