@@ -210,6 +210,7 @@ sections! {
     allowlist: AllowlistConfig,
     limits: Limits,
     organization: OrganizationConfig,
+    encrypted_archive: crate::detectors::encrypted_archive::EncryptedArchiveConfig,
 }
 
 /// One problem in a config file.

@@ -4,6 +4,9 @@
 //! type implementing [`Detector`], then list it in `catalog()` and `build()`.
 
 use crate::config::Config;
+pub mod attachment;
+pub mod encrypted_archive;
+
 use crate::detector::{Detector, RuleInfo};
 
 /// Rules the scan core itself emits.
@@ -27,7 +30,11 @@ pub const SCAN_RULES: &[RuleInfo] = &[
 
 /// Every detector's name and rules, the scan core's first.
 pub fn catalog() -> Vec<(&'static str, &'static [RuleInfo])> {
-    vec![("scan", SCAN_RULES)]
+    vec![
+        ("scan", SCAN_RULES),
+        (encrypted_archive::NAME, encrypted_archive::RULES),
+        (attachment::NAME, attachment::RULES),
+    ]
 }
 
 /// `detector.rule` for every rule in the catalogue.
@@ -40,6 +47,10 @@ pub fn all_rule_names() -> Vec<String> {
 
 /// Build every detector from the config.
 pub fn build(config: &Config) -> Vec<Box<dyn Detector>> {
-    let _ = config;
-    Vec::new()
+    vec![
+        Box::new(encrypted_archive::EncryptedArchive::new(
+            &config.encrypted_archive,
+        )),
+        Box::new(attachment::Attachment),
+    ]
 }
