@@ -80,11 +80,57 @@ static LONE: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Words that follow a cue in prose, never passwords.
 const STOPWORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "be", "been", "below", "by", "change", "changed", "code",
-    "expired", "expires", "follows", "following", "for", "has", "have", "here", "in",
-    "incorrect", "invalid", "is", "it", "later", "n/a", "none", "not", "of", "on", "or",
-    "please", "protected", "required", "reset", "same", "send", "sent", "separate",
-    "separately", "that", "the", "this", "to", "via", "was", "will", "with", "you", "your",
+    "a",
+    "an",
+    "and",
+    "are",
+    "as",
+    "be",
+    "been",
+    "below",
+    "by",
+    "change",
+    "changed",
+    "code",
+    "expired",
+    "expires",
+    "follows",
+    "following",
+    "for",
+    "has",
+    "have",
+    "here",
+    "in",
+    "incorrect",
+    "invalid",
+    "is",
+    "it",
+    "later",
+    "n/a",
+    "none",
+    "not",
+    "of",
+    "on",
+    "or",
+    "please",
+    "protected",
+    "required",
+    "reset",
+    "same",
+    "send",
+    "sent",
+    "separate",
+    "separately",
+    "that",
+    "the",
+    "this",
+    "to",
+    "via",
+    "was",
+    "will",
+    "with",
+    "you",
+    "your",
 ];
 
 /// Every candidate in the message, first found first, deduplicated, at most
@@ -112,7 +158,10 @@ pub fn mine(input: &MinerInput<'_>) -> Vec<Candidate> {
         let lines: Vec<&str> = normal.lines().collect();
         for line in 0..lines.len() {
             for (password, cue) in cues_in_lines(&lines, line) {
-                push(password, format!("{location} line {} after {cue:?}", line + 1));
+                push(
+                    password,
+                    format!("{location} line {} after {cue:?}", line + 1),
+                );
             }
         }
         for (password, line, name) in near_archive_names(&lines, &names) {
@@ -173,13 +222,14 @@ fn token_after(rest: &str, lines: &[&str], index: usize, cue: &str) -> Option<St
         return accept(&q[1]);
     }
     if let Some(bare) = BARE.find(after) {
-        let token = bare
-            .as_str()
-            .trim_end_matches(|c| matches!(c, '.' | ',' | ';' | ':' | ')' | ']' | '>' | '"' | '\''));
+        let token = bare.as_str().trim_end_matches(|c| {
+            matches!(c, '.' | ',' | ';' | ':' | ')' | ']' | '>' | '"' | '\'')
+        });
         // Without a separator only a token with a digit is taken
         // ("passcode 4452"), so that prose ("password reset") is not.
         // `パス` alone is too common in Japanese to go without one.
-        let sep_needed = !had_separator && (cue == "パス" || !token.chars().any(|c| c.is_ascii_digit()));
+        let sep_needed =
+            !had_separator && (cue == "パス" || !token.chars().any(|c| c.is_ascii_digit()));
         return if sep_needed { None } else { accept(token) };
     }
     let tail = after.trim();
@@ -241,7 +291,10 @@ fn near_archive_names(lines: &[&str], names: &[String]) -> Vec<(String, usize, S
             if j == i {
                 continue;
             }
-            if let Some(token) = LONE.captures(other.trim()).and_then(|c| lone_password(&c[1])) {
+            if let Some(token) = LONE
+                .captures(other.trim())
+                .and_then(|c| lone_password(&c[1]))
+            {
                 out.push((token, j, name.clone()));
             }
         }
@@ -289,7 +342,10 @@ mod tests {
         assert_eq!(mined("", "ＰＷ：ａｂ１２３"), ["ab123"]);
         assert_eq!(mined("", "解凍パスワードは「Xy7#kq」です。"), ["Xy7#kq"]);
         assert_eq!(mined("", "【パスワード】\n  7kQp2x\n"), ["7kQp2x"]);
-        assert_eq!(mined("", "パスワードは以下の通りです。\n\nqwe789\n"), ["qwe789"]);
+        assert_eq!(
+            mined("", "パスワードは以下の通りです。\n\nqwe789\n"),
+            ["qwe789"]
+        );
         assert_eq!(mined("", "暗証番号 : 4821"), ["4821"]);
         assert_eq!(mined("", "解凍キー【K9m2Zt】"), ["K9m2Zt"]);
         assert_eq!(mined("", "パスワードはabc123です"), ["abc123"]);
@@ -299,7 +355,10 @@ mod tests {
     fn english_cues() {
         assert_eq!(mined("", "Password: sa"), ["sa"]);
         assert_eq!(mined("", "The password is 'tiger42'."), ["tiger42"]);
-        assert_eq!(mined("", "Password for the zip file is: AB12cd"), ["AB12cd"]);
+        assert_eq!(
+            mined("", "Password for the zip file is: AB12cd"),
+            ["AB12cd"]
+        );
         assert_eq!(mined("", "pwd=hello1"), ["hello1"]);
         assert_eq!(mined("", "passcode 4452 to open"), ["4452"]);
         assert_eq!(mined("[PW:abc123] invoice", ""), ["abc123"]);

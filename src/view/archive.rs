@@ -123,7 +123,11 @@ pub(crate) fn open_zip(builder: &mut Builder<'_>, id: usize) {
         if entry.encrypted() {
             let method = if entry.flags().as_u16() & FLAG_STRONG_ENCRYPTION != 0 {
                 EncryptionMethod::PkwareStrong
-            } else if entry.compression() == zip::CompressionMethod::Aes {
+            } else if entry.compression() == zip::CompressionMethod::Aes
+                || entry
+                    .extra_data_fields()
+                    .any(|f| matches!(f, zip::ExtraField::AeXEncryption(_)))
+            {
                 EncryptionMethod::Aes
             } else {
                 EncryptionMethod::ZipCrypto

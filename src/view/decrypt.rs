@@ -73,6 +73,7 @@ pub(crate) fn open_encrypted(
     let depth = builder.attachments[id].depth + 1;
 
     let mut winners: Vec<usize> = Vec::new();
+    let mut opened: Vec<(&LockedEntry, Vec<u8>)> = Vec::new();
     for (n, entry) in openable.iter().enumerate() {
         // Until a password has opened the first entry, the others wait:
         // one entry is enough to tell whether the mail holds the password.
@@ -84,7 +85,15 @@ pub(crate) fn open_encrypted(
             .copied()
             .chain((0..candidates.len()).filter(|i| !winners.contains(i)))
             .collect();
-        match try_candidates(builder, archive, &path, entry, &candidates, &order, deadline) {
+        match try_candidates(
+            builder,
+            archive,
+            &path,
+            entry,
+            &candidates,
+            &order,
+            deadline,
+        ) {
             Ok(Some((winner, content))) => {
                 if !winners.contains(&winner) {
                     winners.push(winner);
@@ -92,7 +101,9 @@ pub(crate) fn open_encrypted(
                 }
                 info.encrypted[entry.slot].state = EntryState::Decrypted;
                 builder.bytes_decrypted += content.len() as u64;
-                add_entry(builder, id, &path, entry.name.clone(), content, depth, true);
+                // Counted now, so the next entry's cap sees it.
+                builder.bytes_inflated += content.len() as u64;
+                opened.push((entry, content));
             }
             Ok(None) => {}
             Err(Stop::Attempts) => {
@@ -116,6 +127,12 @@ pub(crate) fn open_encrypted(
                 break;
             }
         }
+    }
+    // Children in archive order, as plain entries are.
+    opened.sort_by_key(|(entry, _)| entry.index);
+    for (entry, content) in opened {
+        builder.bytes_inflated -= content.len() as u64;
+        add_entry(builder, id, &path, entry.name.clone(), content, depth, true);
     }
     if winners.is_empty() {
         read_flag_only(builder, id, archive, info, &openable, &path, depth);

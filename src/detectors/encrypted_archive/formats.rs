@@ -126,7 +126,8 @@ fn rar5(mut data: &[u8]) -> Option<HeaderEncryption> {
                 let mut extra = header.get(header.len().checked_sub(extra_size)?..)?;
                 while !extra.is_empty() {
                     let (record_size, c) = vint(extra)?;
-                    let record = extra.get(c..c.checked_add(usize::try_from(record_size).ok()?)?)?;
+                    let record =
+                        extra.get(c..c.checked_add(usize::try_from(record_size).ok()?)?)?;
                     if vint(record)?.0 == EXTRA_ENCRYPTION {
                         return Some(HeaderEncryption::Content);
                     }
@@ -210,7 +211,10 @@ mod tests {
         file.resize(32, 0);
         file.extend_from_slice(&[1, 2, 3]);
         let end = vec![0, 0, 0x7B, 0, 0x40, 7, 0];
-        assert_eq!(rar(&[sig.clone(), main(0x0080)].concat()), Some(HeaderEncryption::Headers));
+        assert_eq!(
+            rar(&[sig.clone(), main(0x0080)].concat()),
+            Some(HeaderEncryption::Headers)
+        );
         assert_eq!(
             rar(&[sig.clone(), main(0), file, end.clone()].concat()),
             Some(HeaderEncryption::Content)
