@@ -215,8 +215,7 @@ fn is_word_at(line: &str, start: usize, end: usize) -> bool {
 /// The password after a cue, from the rest of the cue's line or the next line.
 fn token_after(rest: &str, lines: &[&str], index: usize, cue: &str) -> Option<String> {
     let between = BETWEEN.captures(rest)?;
-    let had_separator = between.name("sep").is_some()
-        || rest.starts_with(|c: char| matches!(c, '】' | ']' | '」' | '』'));
+    let had_separator = between.name("sep").is_some() || rest.starts_with(['】', ']', '」', '』']);
     let after = &rest[between.get(0).map_or(0, |m| m.end())..];
     if let Some(q) = QUOTED.captures(after) {
         return accept(&q[1]);
@@ -234,7 +233,10 @@ fn token_after(rest: &str, lines: &[&str], index: usize, cue: &str) -> Option<St
     }
     let tail = after.trim();
     let cue_line_ends = tail.is_empty() || POINTS_BELOW.is_match(tail) || tail.ends_with(':');
-    if !cue_line_ends || (!had_separator && tail.is_empty() && cue == "パス") {
+    // A bare cue ending its line pulls the next line only for Japanese cues
+    // ("■パスワード" above the token); `$ pwd` above a path must not.
+    let bare_ok = !cue.is_ascii() && cue != "パス";
+    if !cue_line_ends || (!had_separator && tail.is_empty() && !bare_ok) {
         return None;
     }
     // The token on the next non-empty line, if that line holds nothing else.
@@ -349,6 +351,7 @@ mod tests {
         assert_eq!(mined("", "暗証番号 : 4821"), ["4821"]);
         assert_eq!(mined("", "解凍キー【K9m2Zt】"), ["K9m2Zt"]);
         assert_eq!(mined("", "パスワードはabc123です"), ["abc123"]);
+        assert_eq!(mined("", "■パスワード\nh4Ks8q\n"), ["h4Ks8q"]);
     }
 
     #[test]
@@ -371,6 +374,7 @@ mod tests {
         assert!(mined("", "パスポートの写しを添付します").is_empty());
         assert!(mined("", "The compass pwm passed").is_empty());
         assert!(mined("", "Password will be sent in a separate email.").is_empty());
+        assert!(mined("", "    $ pwd\n    /home/user/src2\n").is_empty());
     }
 
     #[test]
