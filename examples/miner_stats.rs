@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use malspam_milter::config::Limits;
 use malspam_milter::detectors::encrypted_archive::EncryptedArchiveConfig;
 use malspam_milter::input;
-use malspam_milter::password::{self, MinerInput};
+use malspam_milter::password;
 use malspam_milter::view::MessageView;
 use malspam_milter::Envelope;
 
@@ -53,22 +53,7 @@ fn main() {
                 eprintln!("    {}: the MIME parser panicked; skipped", m.label);
                 return;
             };
-            let found = password::mine(&MinerInput {
-                subject: &view.subject,
-                texts: view
-                    .texts
-                    .iter()
-                    .map(|t| (t.location.as_str(), t.text.as_str()))
-                    .collect(),
-                archive_names: view
-                    .attachments
-                    .iter()
-                    .filter(|a| a.file_type.is_archive())
-                    .filter_map(|a| a.name.as_deref())
-                    .collect(),
-                max_candidates: config.max_candidates,
-                max_text_bytes: config.max_text_bytes,
-            });
+            let found = password::candidates(&view, &config);
             messages += 1;
             total += found.len();
             max = max.max(found.len());

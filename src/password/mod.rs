@@ -5,6 +5,31 @@ pub mod miner;
 
 pub use miner::{mine, Candidate, MinerInput};
 
+use crate::detectors::encrypted_archive::EncryptedArchiveConfig;
+use crate::view::MessageView;
+
+/// The candidates of a built message: its subject, every text part and the
+/// names of every archive in it. (The view builder mines the same way, from
+/// what it has read when it meets the first encrypted entry.)
+pub fn candidates(view: &MessageView, config: &EncryptedArchiveConfig) -> Vec<Candidate> {
+    mine(&MinerInput {
+        subject: &view.subject,
+        texts: view
+            .texts
+            .iter()
+            .map(|t| (t.location.as_str(), t.text.as_str()))
+            .collect(),
+        archive_names: view
+            .attachments
+            .iter()
+            .filter(|a| a.file_type.is_archive())
+            .filter_map(|a| a.name.as_deref())
+            .collect(),
+        max_candidates: config.max_candidates,
+        max_text_bytes: config.max_text_bytes,
+    })
+}
+
 /// `first char + asterisks`: evidence shows that a password was found and
 /// where, without repeating it in headers and logs.
 pub fn mask(password: &str) -> String {

@@ -37,7 +37,7 @@ impl Default for EncryptedArchiveConfig {
 pub mod formats;
 
 use crate::detector::{Detector, DetectorError, Hit, RuleInfo, ScanContext};
-use crate::password::{self, MinerInput};
+use crate::password;
 use crate::view::{Attachment, EncryptionMethod, EntryState, FileType, MessageView};
 
 use formats::HeaderEncryption;
@@ -179,20 +179,7 @@ impl Detector for EncryptedArchive {
         if unopenable.is_empty() {
             return Ok(());
         }
-        let candidates = password::mine(&MinerInput {
-            subject: &message.subject,
-            texts: message
-                .texts
-                .iter()
-                .map(|t| (t.location.as_str(), t.text.as_str()))
-                .collect(),
-            archive_names: unopenable
-                .iter()
-                .filter_map(|u| u.node.name.as_deref())
-                .collect(),
-            max_candidates: self.config.max_candidates,
-            max_text_bytes: self.config.max_text_bytes,
-        });
+        let candidates = password::candidates(message, &self.config);
         for u in unopenable {
             hits.push(Hit::new(
                 "locked",
