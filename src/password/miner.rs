@@ -61,11 +61,12 @@ static BETWEEN: LazyLock<Regex> = LazyLock::new(|| {
 
 /// A token in quotes or brackets.
 static QUOTED: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"^[「【『"'“‘\[<(]\s*([!-~]+?)\s*[」】』"'”’\]>)]"#).expect("quoted regex")
+    Regex::new(r#"^[「【『"'“‘\[<(]\s*([!-~]{1,64}?)\s*[」】』"'”’\]>)]"#).expect("quoted regex")
 });
 
-/// A bare token: printable ASCII without spaces.
-static BARE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[!-~]+").expect("bare regex"));
+/// A bare token: printable ASCII without spaces. Bounded (longer ones are
+/// rejected by `accept`), so that a long line full of cues stays linear.
+static BARE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[!-~]{1,65}").expect("bare regex"));
 
 /// The cue line says the password follows on the next line.
 static POINTS_BELOW: LazyLock<Regex> = LazyLock::new(|| {
@@ -382,6 +383,16 @@ mod tests {
         assert_eq!(mined("", "添付：請求書.zip\nr8Tq2w\n"), ["r8Tq2w"]);
         assert_eq!(mined("", "請求書.zip (k3j9x2)"), ["k3j9x2"]);
         assert!(mined("", "請求書.zip\n2024/11/01\nThanks\n").is_empty());
+    }
+
+    #[test]
+    fn hostile_text_stays_cheap() {
+        // Every cue's look-ahead is bounded, so 200 KB of cues in one
+        // line is linear work (quadratic would not finish in a debug build).
+        let line = "pw:\"pw:".repeat(30_000);
+        assert!(mined("", &line).len() <= 16);
+        let long = format!("PW: {}", "x".repeat(100_000));
+        assert!(mined("", &long).is_empty());
     }
 
     #[test]
