@@ -3,10 +3,10 @@
 //! To add a detector: write its module with a `NAME`, a `RULES` table and a
 //! type implementing [`Detector`], then list it in `catalog()` and `build()`.
 
-use crate::config::Config;
 pub mod attachment;
 pub mod encrypted_archive;
 
+use crate::config::Config;
 use crate::detector::{Detector, RuleInfo};
 
 /// Rules the scan core itself emits.
