@@ -932,3 +932,31 @@ fn the_documented_section_matches_the_defaults() {
         assert!(text.contains(&format!("\n{key} = ")), "{key} undocumented");
     }
 }
+
+#[test]
+fn rspamd_file_type_zoo_real_pe_lnk_iso_found_plain_rar_not_locked() {
+    // rspamd's gargantua.eml carries one real file of many types (zip, rar,
+    // pe, elf, lnk, cab, iso, ...), all unencrypted.
+    let Some(raw) = corpus("rspamd-messages/gargantua.eml") else {
+        return;
+    };
+    let v = view(&raw);
+    assert!(v.attachments.iter().any(|a| a.file_type == FileType::Rar));
+    let report = scan(&raw);
+    assert_eq!(
+        evidence(&report, "attachment.dangerous_type"),
+        [
+            "unnamed-2.pe: Windows executable (by content)",
+            "unnamed-4.lnk: Windows shortcut (by content)",
+            "unnamed-20.iso: disk image (by content)",
+        ]
+    );
+    assert!(
+        report
+            .findings
+            .iter()
+            .all(|f| f.detector != "encrypted_archive"),
+        "{:?}",
+        report.findings
+    );
+}
