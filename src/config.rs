@@ -238,6 +238,7 @@ sections! {
     headers: HeadersConfig,
     outbound: crate::detectors::outbound::OutboundConfig,
     metrics: crate::metrics::MetricsConfig,
+    encrypted_archive: crate::detectors::encrypted_archive::EncryptedArchiveConfig,
 }
 
 /// One problem in a config file.

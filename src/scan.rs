@@ -83,7 +83,13 @@ impl Engine {
         }
         let deadline = Instant::now() + Duration::from_secs(self.config.limits.scan_timeout_secs);
         let built = catch_unwind(AssertUnwindSafe(|| {
-            MessageView::build(envelope, raw, &self.config.limits, deadline)
+            MessageView::build_with(
+                envelope,
+                raw,
+                &self.config.limits,
+                &self.config.encrypted_archive,
+                deadline,
+            )
         }));
         let view = match built {
             Ok(view) => view,

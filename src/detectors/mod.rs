@@ -3,6 +3,9 @@
 //! To add a detector: write its module with a `NAME`, a `RULES` table and a
 //! type implementing [`Detector`], then list it in `catalog()` and `build()`.
 
+pub mod attachment;
+pub mod encrypted_archive;
+
 use crate::config::Config;
 use crate::detector::{Detector, RuleInfo};
 
@@ -29,7 +32,12 @@ pub const SCAN_RULES: &[RuleInfo] = &[
 
 /// Every detector's name and rules, the scan core's first.
 pub fn catalog() -> Vec<(&'static str, &'static [RuleInfo])> {
-    vec![("scan", SCAN_RULES), (outbound::NAME, outbound::RULES)]
+    vec![
+        ("scan", SCAN_RULES),
+        (encrypted_archive::NAME, encrypted_archive::RULES),
+        (attachment::NAME, attachment::RULES),
+        (outbound::NAME, outbound::RULES),
+    ]
 }
 
 /// `detector.rule` for every rule in the catalogue.
@@ -42,6 +50,9 @@ pub fn all_rule_names() -> Vec<String> {
 
 /// Build every detector from the config.
 pub fn build(config: &Config) -> Vec<Box<dyn Detector>> {
-    let _ = config;
-    vec![Box::new(outbound::Outbound::new())]
+    vec![
+        Box::new(encrypted_archive::EncryptedArchive::new(&config.encrypted_archive)),
+        Box::new(attachment::Attachment),
+        Box::new(outbound::Outbound::new()),
+    ]
 }

@@ -1,12 +1,16 @@
 //! Opening zip archives into the attachment tree, within limits: depth,
 //! entries, bytes inflated per entry and per message, inflation ratio, time.
-//! Encrypted entries are recorded so `encrypted_archive` can report them.
+//! Encrypted entries are recorded so `encrypted_archive` can report them, and
+//! handed to [`super::decrypt`], which tries the mail's password candidates.
 
 use std::io::{Cursor, Read};
 
 use bytes::Bytes;
+use zip::ZipReadOptions;
 
+use super::decrypt::{self, LockedEntry};
 use super::{Builder, Origin};
+use crate::password::Candidate;
 
 /// How a zip entry is encrypted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,11 +33,26 @@ impl EncryptionMethod {
     }
 }
 
+/// What became of an encrypted entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryState {
+    /// Not opened: no password from the mail fitted (or the method cannot
+    /// be opened, or a limit stopped the attempt).
+    Locked,
+    /// Opened with a password from the mail; its content is a child node
+    /// with `decrypted = true`.
+    Decrypted,
+    /// The encryption flag is set but the data is stored in the clear (a
+    /// trick against scanners that skip encrypted entries); read as plain.
+    FlagOnly,
+}
+
 /// One encrypted entry of an archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncryptedEntry {
     pub name: String,
     pub method: EncryptionMethod,
+    pub state: EntryState,
 }
 
 /// What the walk learnt about an archive node.
@@ -43,6 +62,9 @@ pub struct ArchiveInfo {
     pub entry_count: usize,
     /// Entries that were encrypted.
     pub encrypted: Vec<EncryptedEntry>,
+    /// The password candidates from the mail that opened entries, first
+    /// winner first.
+    pub passwords: Vec<Candidate>,
     /// Set when the archive's central directory could not be read.
     pub error: Option<String>,
 }
@@ -70,6 +92,7 @@ pub(crate) fn open_zip(builder: &mut Builder<'_>, id: usize) {
         entry_count: archive.len(),
         ..ArchiveInfo::default()
     };
+    let mut locked = Vec::new();
     for index in 0..archive.len() {
         if builder.out_of_time() {
             break;
@@ -100,54 +123,118 @@ pub(crate) fn open_zip(builder: &mut Builder<'_>, id: usize) {
         if entry.encrypted() {
             let method = if entry.flags().as_u16() & FLAG_STRONG_ENCRYPTION != 0 {
                 EncryptionMethod::PkwareStrong
-            } else if entry.compression() == zip::CompressionMethod::Aes {
+            } else if entry.compression() == zip::CompressionMethod::Aes
+                || entry
+                    .extra_data_fields()
+                    .any(|f| matches!(f, zip::ExtraField::AeXEncryption(_)))
+            {
                 EncryptionMethod::Aes
             } else {
                 EncryptionMethod::ZipCrypto
             };
-            info.encrypted.push(EncryptedEntry { name, method });
+            locked.push(LockedEntry {
+                index,
+                slot: info.encrypted.len(),
+                name: name.clone(),
+                declared: declared_size,
+                compressed,
+                method,
+            });
+            info.encrypted.push(EncryptedEntry {
+                name,
+                method,
+                state: EntryState::Locked,
+            });
             continue;
         }
         drop(entry);
         let Some(cap) = entry_cap(builder, &path, &name, declared_size, compressed) else {
             continue;
         };
-        let mut content = Vec::new();
-        let read = archive
-            .by_index(index)
-            .and_then(|file| Ok(file.take(cap + 1).read_to_end(&mut content)?));
-        match read {
-            Ok(_) if content.len() as u64 > cap => {
-                // The header lied about the size: a bomb in disguise.
-                builder.note_limit(
-                    "limits.max_inflated_bytes",
-                    format!("{path}/{name}: inflates past {cap} bytes; not scanned"),
-                );
-                builder.bytes_inflated += cap;
+        match read_entry(&mut archive, index, ZipReadOptions::new(), cap) {
+            Ok(content) => {
+                add_entry(builder, id, &path, name, content, depth, false);
             }
-            Ok(_) => {
-                builder.bytes_inflated += content.len() as u64;
-                builder.add_node(
-                    Some(id),
-                    &path,
-                    Some(name),
-                    None,
-                    Bytes::from(content),
-                    Origin::ArchiveEntry,
-                    depth,
-                );
-            }
-            Err(e) => {
+            Err(ReadError::TooBig) => note_too_big(builder, &path, &name, cap),
+            Err(ReadError::WrongPassword) => {}
+            Err(ReadError::Broken(e)) => {
                 info.error.get_or_insert_with(|| format!("{name}: {e}"));
             }
         }
     }
+    if !locked.is_empty() {
+        decrypt::open_encrypted(builder, id, &mut archive, &mut info, &locked);
+    }
     builder.attachments[id].archive = Some(info);
+}
+
+/// Why an entry's content could not be read.
+pub(crate) enum ReadError {
+    /// It inflates past its cap: the header lied about the size.
+    TooBig,
+    /// The password check failed (ZipCrypto check byte, AES verifier).
+    WrongPassword,
+    /// Damaged data, or a wrong password that passed the quick check and
+    /// then failed the CRC or AES authentication.
+    Broken(String),
+}
+
+/// Read entry `index` whole, at most `cap` bytes, with the CRC (and for AES
+/// the authentication code) checked when the end is reached.
+pub(crate) fn read_entry(
+    archive: &mut zip::ZipArchive<Cursor<&[u8]>>,
+    index: usize,
+    options: ZipReadOptions<'_>,
+    cap: u64,
+) -> Result<Vec<u8>, ReadError> {
+    let mut content = Vec::new();
+    let file = match archive.by_index_with_options(index, options) {
+        Ok(file) => file,
+        Err(zip::result::ZipError::InvalidPassword) => return Err(ReadError::WrongPassword),
+        Err(e) => return Err(ReadError::Broken(e.to_string())),
+    };
+    match file.take(cap + 1).read_to_end(&mut content) {
+        Ok(_) if content.len() as u64 > cap => Err(ReadError::TooBig),
+        Ok(_) => Ok(content),
+        Err(e) => Err(ReadError::Broken(e.to_string())),
+    }
+}
+
+/// Add a read entry under its archive, counting its bytes.
+pub(crate) fn add_entry(
+    builder: &mut Builder<'_>,
+    archive_id: usize,
+    path: &str,
+    name: String,
+    content: Vec<u8>,
+    depth: usize,
+    decrypted: bool,
+) {
+    builder.bytes_inflated += content.len() as u64;
+    let child = builder.add_node(
+        Some(archive_id),
+        path,
+        Some(name),
+        None,
+        Bytes::from(content),
+        Origin::ArchiveEntry,
+        depth,
+    );
+    builder.attachments[child].decrypted = decrypted;
+}
+
+/// The header lied about the size: a bomb in disguise. Count the cap as spent.
+pub(crate) fn note_too_big(builder: &mut Builder<'_>, path: &str, name: &str, cap: u64) {
+    builder.note_limit(
+        "limits.max_inflated_bytes",
+        format!("{path}/{name}: inflates past {cap} bytes; not scanned"),
+    );
+    builder.bytes_inflated += cap;
 }
 
 /// How many bytes this entry may inflate to, or None (with a limit noted)
 /// when it must be skipped.
-fn entry_cap(
+pub(crate) fn entry_cap(
     builder: &mut Builder<'_>,
     path: &str,
     name: &str,

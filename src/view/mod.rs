@@ -4,6 +4,7 @@
 
 pub mod address;
 pub mod archive;
+mod decrypt;
 pub mod filetype;
 
 use std::time::Instant;
@@ -12,11 +13,13 @@ use bytes::Bytes;
 use mail_parser::{HeaderValue, Message, MessageParser, MimeHeaders, PartType};
 
 pub use address::Mailbox;
-pub use archive::{ArchiveInfo, EncryptedEntry, EncryptionMethod};
+pub use archive::{ArchiveInfo, EncryptedEntry, EncryptionMethod, EntryState};
 pub use filetype::FileType;
 
 use crate::config::Limits;
+use crate::detectors::encrypted_archive::EncryptedArchiveConfig;
 use crate::envelope::Envelope;
+use crate::password::{self, Candidate, MinerInput};
 
 /// A decoded text part: plain text as sent, HTML both as text and as markup.
 #[derive(Debug, Clone)]
@@ -147,10 +150,28 @@ impl MessageView {
 
     /// Parse `raw` and build the view. Never fails: unparsable bytes yield a
     /// view with `parsed = false` and the raw bytes as its only text.
+    /// Encrypted zips are tried with the default `[encrypted_archive]` bounds.
     pub fn build(envelope: Envelope, raw: &[u8], limits: &Limits, deadline: Instant) -> Self {
+        let passwords = EncryptedArchiveConfig::default();
+        MessageView::build_with(envelope, raw, limits, &passwords, deadline)
+    }
+
+    /// [`MessageView::build`] with explicit bounds on password guessing.
+    pub fn build_with(
+        envelope: Envelope,
+        raw: &[u8],
+        limits: &Limits,
+        passwords: &EncryptedArchiveConfig,
+        deadline: Instant,
+    ) -> Self {
         let mut builder = Builder {
             limits,
+            passwords,
             deadline,
+            subject: String::new(),
+            candidates: None,
+            password_attempts: 0,
+            bytes_decrypted: 0,
             attachments: Vec::new(),
             texts: Vec::new(),
             limits_hit: Vec::new(),
@@ -164,6 +185,7 @@ impl MessageView {
             return MessageView::unparsed(envelope, raw);
         };
         let mut view = MessageView::headers_of(envelope, &message, raw.len());
+        builder.subject = view.subject.clone();
         builder.walk_message(message, None, "", 0);
         builder.open_pending();
         view.texts = builder.texts;
@@ -261,7 +283,15 @@ fn unfold(value: &str) -> String {
 /// Walks a parsed message into the flat attachment tree, counting against limits.
 pub(crate) struct Builder<'l> {
     pub(crate) limits: &'l Limits,
+    /// Bounds on password candidates, attempts and decrypted bytes.
+    pub(crate) passwords: &'l EncryptedArchiveConfig,
     pub(crate) deadline: Instant,
+    /// The decoded subject, a source of password candidates.
+    pub(crate) subject: String,
+    /// Password candidates, mined when the first encrypted entry is met.
+    pub(crate) candidates: Option<Vec<Candidate>>,
+    pub(crate) password_attempts: usize,
+    pub(crate) bytes_decrypted: u64,
     pub(crate) attachments: Vec<Attachment>,
     pub(crate) texts: Vec<TextPart>,
     pub(crate) limits_hit: Vec<LimitHit>,
@@ -280,6 +310,34 @@ impl Builder<'_> {
         if !self.limits_hit.iter().any(|l| l.limit == limit) {
             self.limits_hit.push(LimitHit { limit, detail });
         }
+    }
+
+    /// The mail's password candidates, mined on first use from the subject,
+    /// every text part read so far (all of the top message's, since
+    /// containers are opened only after its parts are walked) and the names
+    /// of the archives met so far.
+    pub(crate) fn password_candidates(&mut self) -> Vec<Candidate> {
+        if let Some(c) = &self.candidates {
+            return c.clone();
+        }
+        let mined = password::mine(&MinerInput {
+            subject: &self.subject,
+            texts: self
+                .texts
+                .iter()
+                .map(|t| (t.location.as_str(), t.text.as_str()))
+                .collect(),
+            archive_names: self
+                .attachments
+                .iter()
+                .filter(|a| a.file_type.is_archive())
+                .filter_map(|a| a.name.as_deref())
+                .collect(),
+            max_candidates: self.passwords.max_candidates,
+            max_text_bytes: self.passwords.max_text_bytes,
+        });
+        self.candidates = Some(mined.clone());
+        mined
     }
 
     pub(crate) fn out_of_time(&mut self) -> bool {
@@ -552,7 +610,23 @@ impl MessageView {
             if let Some(info) = &a.archive {
                 notes.push(format!("{} entries", info.entry_count));
                 for e in &info.encrypted {
-                    notes.push(format!("encrypted {} ({})", e.name, e.method.as_str()));
+                    let state = match e.state {
+                        EntryState::Locked => "locked",
+                        EntryState::Decrypted => "decrypted",
+                        EntryState::FlagOnly => "flag only, data plain",
+                    };
+                    notes.push(format!(
+                        "encrypted {} ({}, {state})",
+                        e.name,
+                        e.method.as_str()
+                    ));
+                }
+                for p in &info.passwords {
+                    notes.push(format!(
+                        "password {} from {}",
+                        password::mask(&p.password),
+                        p.found
+                    ));
                 }
                 if let Some(err) = &info.error {
                     notes.push(err.clone());
