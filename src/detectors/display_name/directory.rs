@@ -11,11 +11,14 @@ use super::names::NameKey;
 use crate::domains::registrable;
 
 /// One person (or company) of the directory with every address listed.
+/// Lines with the same name (in any word order), or with an address already
+/// listed ("山田 太郎" and "Taro Yamada" at one address), are one person.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Person {
     /// The name as first written in the file.
     pub name: String,
-    pub key: NameKey,
+    /// Other names written for the same person, e.g. in another script.
+    pub aliases: Vec<String>,
     /// Lower-cased addresses, in file order, without duplicates.
     pub addresses: Vec<String>,
 }
@@ -132,15 +135,24 @@ impl Directory {
             .ok_or_else(|| {
                 format!("{name:?} is too short or generic to identify anyone (after honorifics and company forms are removed)")
             })?;
+        let name = name.trim().to_string();
         let id = match self.find(&key).first() {
             Some(&id) => id,
             None => {
-                self.people.push(Person {
-                    name: name.trim().to_string(),
-                    key: key.clone(),
-                    addresses: Vec::new(),
-                });
-                let id = self.people.len() - 1;
+                let id = match self.by_address.get(&address) {
+                    Some(&id) => {
+                        self.people[id].aliases.push(name);
+                        id
+                    }
+                    None => {
+                        self.people.push(Person {
+                            name,
+                            aliases: Vec::new(),
+                            addresses: Vec::new(),
+                        });
+                        self.people.len() - 1
+                    }
+                };
                 for variant in key.variants() {
                     self.by_name.entry(variant).or_default().push(id);
                 }
@@ -169,7 +181,10 @@ impl Directory {
 
     /// People whose name matches `key` in any word order.
     pub fn lookup(&self, key: &NameKey) -> Vec<&Person> {
-        self.find(key).into_iter().map(|i| &self.people[i]).collect()
+        self.find(key)
+            .into_iter()
+            .map(|i| &self.people[i])
+            .collect()
     }
 
     /// The person who lists this address (case-insensitive).
@@ -239,6 +254,17 @@ mod tests {
     }
 
     #[test]
+    fn another_script_at_a_known_address_is_the_same_person() {
+        let dir = parse("山田 太郎,taro@example.co.jp\nTaro Yamada,Taro@example.co.jp\n").unwrap();
+        assert_eq!(dir.people().len(), 1);
+        assert_eq!(dir.people()[0].aliases, vec!["Taro Yamada"]);
+        assert_eq!(
+            dir.lookup(&NameKey::new("YAMADA Taro").unwrap())[0].name,
+            "山田 太郎"
+        );
+    }
+
+    #[test]
     fn bad_lines_are_reported_with_file_and_line() {
         let errs = parse(
             "# comment\nTaro Yamada,taro@example.co.jp\nno address here\nHanako Suzuki,not-an-address\n様,x@example.com\na,b,c@example.com\n",
@@ -247,8 +273,14 @@ mod tests {
         let shown: Vec<String> = errs.iter().map(ToString::to_string).collect();
         assert_eq!(shown.len(), 4, "{shown:?}");
         assert!(shown[0].starts_with("staff.csv:3: expected"), "{shown:?}");
-        assert!(shown[1].starts_with("staff.csv:4: \"not-an-address\""), "{shown:?}");
-        assert!(shown[2].starts_with("staff.csv:5: \"様\" is too short"), "{shown:?}");
+        assert!(
+            shown[1].starts_with("staff.csv:4: \"not-an-address\""),
+            "{shown:?}"
+        );
+        assert!(
+            shown[2].starts_with("staff.csv:5: \"様\" is too short"),
+            "{shown:?}"
+        );
         assert!(shown[3].starts_with("staff.csv:6: expected"), "{shown:?}");
     }
 

@@ -70,6 +70,8 @@ pub const FREEMAIL_DOMAINS: &[&str] = &[
 /// True when `domain` (any host name, lower case) is a free-mail provider's
 /// or under one, built-in or listed in `extra`.
 pub fn is_freemail(domain: &str, extra: &[String]) -> bool {
-    FREEMAIL_DOMAINS.iter().any(|d| super::domain_within(domain, d))
+    FREEMAIL_DOMAINS
+        .iter()
+        .any(|d| super::domain_within(domain, d))
         || extra.iter().any(|d| super::domain_within(domain, d))
 }

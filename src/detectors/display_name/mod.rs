@@ -51,7 +51,7 @@ pub const RULES: &[RuleInfo] = &[
     RuleInfo {
         name: "body_address",
         description: "The first lines of the body show an address of the organisation or a directory domain, but the sender is elsewhere (seed 000)",
-        default_score: 4.0,
+        default_score: 3.0,
     },
     RuleInfo {
         name: "reply_to_impersonation",
@@ -140,10 +140,11 @@ pub(crate) fn domain_within(domain: &str, within: &str) -> bool {
     if within.is_empty() {
         return false;
     }
+    let (domain, within) = (domain.as_bytes(), within.as_bytes());
     domain.eq_ignore_ascii_case(within)
         || (domain.len() > within.len()
             && domain[domain.len() - within.len()..].eq_ignore_ascii_case(within)
-            && domain.as_bytes()[domain.len() - within.len() - 1] == b'.')
+            && domain[domain.len() - within.len() - 1] == b'.')
 }
 
 /// The organisation's name or domain label, prepared for phrase search.
@@ -296,11 +297,23 @@ impl Detector for DisplayNameDetector {
         if let Some(name) = &sender.name {
             self.embedded_addresses(&sender, name, directory, &mut matches);
             self.directory_people(&sender, name, directory, &mut matches);
-            self.organization_names(&sender, name, &mut matches);
+            // The organisation's name is the weaker claim: worth reporting
+            // only when no person or address was recognised.
+            if matches.is_empty() {
+                self.organization_names(&sender, name, &mut matches);
+            }
         }
         self.body_addresses(&sender, directory, &mut matches);
 
-        if let Some(list) = &message.list_id {
+        // `view.list_id` is empty when mail-parser reads the header as an
+        // address ("Name <list.example.org>"); the raw header still says it.
+        let list_id = message
+            .list_id
+            .as_deref()
+            .or_else(|| message.header("List-Id"))
+            .map(str::trim)
+            .filter(|l| !l.is_empty());
+        if let Some(list) = list_id {
             // Posters to a list write from whatever address they like, and
             // lists rewrite From and Reply-To: note, don't accuse.
             if let Some(first) = matches.first() {
@@ -342,9 +355,9 @@ impl DisplayNameDetector {
         };
         static VIA: OnceLock<Regex> = OnceLock::new();
         let via = VIA.get_or_init(|| {
-            Regex::new(r"(?:^|[\s(\[])via\s+([^()\[\]]+)|[(\[]?([^()\[\]\s]+)\s*経由").unwrap()
+            Regex::new(r"(?i)(?:^|[\s(\[])via\s+([^()\[\]]+)|[(\[]?([^()\[\]\s]+)\s*経由").unwrap()
         });
-        let folded = names::fold(name);
+        let folded = names::nfkc(name);
         let label: String = names::words(sender.reg.split('.').next().unwrap_or("")).concat();
         via.captures_iter(&folded).any(|c| {
             let service = c.get(1).or_else(|| c.get(2)).map_or("", |m| m.as_str());
@@ -371,7 +384,7 @@ impl DisplayNameDetector {
             let person = directory.person_with_address(&shown);
             // The same person writing from another address of theirs.
             if let (Some(p), Some(s)) = (person, listed_sender) {
-                if p.key == s.key {
+                if std::ptr::eq(p, s) {
                     continue;
                 }
             }
@@ -382,7 +395,7 @@ impl DisplayNameDetector {
             out.push(Match {
                 rule: "embedded_address",
                 evidence: format!(
-                    "display name {:?} shows {shown}{who}; From is {}",
+                    "display name \"{}\" shows {shown}{who}; From is {}",
                     clip(name, 80),
                     sender.address
                 ),
@@ -415,7 +428,7 @@ impl DisplayNameDetector {
                 out.push(Match {
                     rule: "directory_person",
                     evidence: format!(
-                        "display name {:?} is {}; From is {}",
+                        "display name \"{}\" is {}; From is {}",
                         clip(name, 80),
                         describe(person),
                         sender.address
@@ -430,8 +443,7 @@ impl DisplayNameDetector {
     fn is_own_address(&self, person: &Person, sender: &Sender<'_>) -> bool {
         person.addresses.iter().any(|a| {
             a == &sender.address
-                || (!self.is_freemail(&sender.domain)
-                    && registrable(domain_part(a)) == sender.reg)
+                || (!self.is_freemail(&sender.domain) && registrable(domain_part(a)) == sender.reg)
         })
     }
 
@@ -460,7 +472,7 @@ impl DisplayNameDetector {
             out.push(Match {
                 rule: "organization_name",
                 evidence: format!(
-                    "display name {:?} names the organisation ({}; its domains: {}); From is {}",
+                    "display name \"{}\" names the organisation ({}; its domains: {}); From is {}",
                     clip(name, 80),
                     term.shown,
                     domains.join(", "),
@@ -474,7 +486,8 @@ impl DisplayNameDetector {
     /// `body_address`: the top of the body shows an address of the
     /// organisation or of a directory domain, and the sender is none of them.
     fn body_addresses(&self, sender: &Sender<'_>, directory: &Directory, out: &mut Vec<Match>) {
-        let known = |reg: &str| self.org_domains.contains(reg) || self.directory_domains.contains(reg);
+        let known =
+            |reg: &str| self.org_domains.contains(reg) || self.directory_domains.contains(reg);
         if known(&sender.reg) || self.body_lines_empty() {
             return;
         }
@@ -484,9 +497,12 @@ impl DisplayNameDetector {
             .iter()
             .chain(&view.cc)
             .filter_map(|m| m.address_lower())
-            .chain(view.envelope.rcpt_to.iter().map(|r| {
-                r.trim_matches(|c| c == '<' || c == '>').to_lowercase()
-            }))
+            .chain(
+                view.envelope
+                    .rcpt_to
+                    .iter()
+                    .map(|r| r.trim_matches(|c| c == '<' || c == '>').to_lowercase()),
+            )
             .collect();
         let body = view.body_text();
         let mut shown_lines = 0;
@@ -535,21 +551,28 @@ impl DisplayNameDetector {
                 continue;
             }
             let (rule, why) = match matches.first() {
-                Some(m) => ("reply_to_impersonation", format!("; display name: {}", m.rule)),
+                Some(m) => (
+                    "reply_to_impersonation",
+                    format!("; display name: {}", m.rule),
+                ),
                 None => ("reply_to_mismatch", String::new()),
             };
             return Some(Hit::new(
                 rule,
-                format!("Reply-To {address} is not at From's domain ({}){why}", sender.reg),
+                format!(
+                    "Reply-To {address} is not at From's domain ({}){why}",
+                    sender.reg
+                ),
             ));
         }
         None
     }
 }
 
-/// "Name <a@b>, c@d" for evidence: who is impersonated and where they write from.
+/// `"Name" <a@b, c@d>` for evidence: who is impersonated and where they
+/// really write from.
 fn describe(person: &Person) -> String {
-    format!("{:?} <{}>", person.name, person.addresses.join(", "))
+    format!("\"{}\" <{}>", person.name, person.addresses.join(", "))
 }
 
 /// At most `max` characters, with an ellipsis when cut.
@@ -598,6 +621,8 @@ fn is_quote_start(line: &str) -> bool {
         || line.ends_with("書きました:")
         || line.ends_with("書きました：")
         || line.ends_with("のメッセージ:")
+        // Gmail's Japanese quote header: "2019年12月9日(月) 10:00 Name <a@b>:"
+        || line.ends_with(">:")
 }
 
 /// Addresses written in free text, the way people and attackers write them:
@@ -610,17 +635,14 @@ pub fn find_addresses(text: &str) -> Vec<String> {
         let label = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?";
         let dot = r"\s*(?:\.|\[\.\]|\(\.\)|\[dot\]|\(dot\))\s*";
         let at = r"\s*(?:@|\[\s*@\s*\]|\(\s*@\s*\)|\[at\]|\(at\)|\{at\})\s*";
-        Regex::new(&format!(
-            r"([a-z0-9._%+-]+){at}({label}(?:{dot}{label})+)"
-        ))
-        .unwrap()
+        Regex::new(&format!(r"([a-z0-9._%+-]+){at}({label}(?:{dot}{label})+)")).unwrap()
     });
     let folded = names::fold(text);
     let mut out = Vec::new();
     for c in re.captures_iter(&folded) {
         let local = c[1].trim_matches('.');
         let labels: Vec<&str> = c[2]
-            .split(|ch: char| ch == '.' || ch == '[' || ch == ']' || ch == '(' || ch == ')')
+            .split(['.', '[', ']', '(', ')'])
             .map(|l| l.trim())
             .filter(|l| !l.is_empty() && *l != "dot")
             .collect();
@@ -684,6 +706,9 @@ mod tests {
         assert!(domain_within("mail.google.com", "google.com"));
         assert!(domain_within("google.com", "google.com"));
         assert!(!domain_within("notgoogle.com", "google.com"));
+        // Byte arithmetic on non-ASCII domains must not split a character.
+        assert!(!domain_within("mächine.example", "box.com"));
+        assert!(!domain_within("ä.box.com", "ä"));
     }
 
     #[test]

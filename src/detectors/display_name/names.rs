@@ -11,6 +11,7 @@
 //! "山田 太郎" and "山田太郎": a [`NameKey`] therefore offers every rotation of its
 //! tokens joined without spaces, and two names match when those sets meet.
 
+use unicode_normalization::char::is_combining_mark;
 use unicode_normalization::UnicodeNormalization;
 
 /// Honorifics written as separate words (Western) — dropped wherever they stand.
@@ -21,13 +22,42 @@ const HONORIFIC_WORDS: &[&str] = &[
 /// Honorifics and role words glued to a Japanese name ("山田様", "営業部御中").
 /// Longest first, so that "さま" is tried before nothing shorter shadows it.
 const HONORIFIC_SUFFIXES: &[&str] = &[
-    "御中", "様", "さま", "サマ", "さん", "殿", "先生", "氏", "くん", "君", "ちゃん",
+    "御中",
+    "様",
+    "さま",
+    "サマ",
+    "さん",
+    "殿",
+    "先生",
+    "氏",
+    "くん",
+    "君",
+    "ちゃん",
 ];
 
 /// Company forms written as separate words, compared after dots are removed.
 const COMPANY_WORDS: &[&str] = &[
-    "inc", "incorporated", "ltd", "limited", "co", "corp", "corporation", "company", "llc",
-    "llp", "plc", "gmbh", "ag", "sa", "srl", "bv", "nv", "kk", "pty", "oy", "ab",
+    "inc",
+    "incorporated",
+    "ltd",
+    "limited",
+    "co",
+    "corp",
+    "corporation",
+    "company",
+    "llc",
+    "llp",
+    "plc",
+    "gmbh",
+    "ag",
+    "sa",
+    "srl",
+    "bv",
+    "nv",
+    "kk",
+    "pty",
+    "oy",
+    "ab",
 ];
 
 /// Company forms glued to a Japanese name, before or after it. NFKC has
@@ -53,15 +83,42 @@ const COMPANY_AFFIXES: &[&str] = &[
     "(社)",
 ];
 
-/// NFKC and lower case: the form every comparison starts from.
+/// NFKC and lower case: full-width letters, ＠ and the ideographic space
+/// become their plain forms.
 pub fn fold(s: &str) -> String {
     s.nfkc().flat_map(char::to_lowercase).collect()
 }
 
-/// The UTS #39 skeleton of an already folded string, folded again (the
-/// prototypes of the confusables table are sometimes upper case).
+/// NFKC only. Names are cut into words in this form and lower-cased only
+/// after their skeleton is taken: Greek Η must be seen as Latin H before
+/// lower case turns it into η, which looks like n.
+pub fn nfkc(s: &str) -> String {
+    s.nfkc().collect()
+}
+
+/// The UTS #39 skeleton of a word, then folded: Cyrillic а and Greek ο
+/// become Latin a and o.
 pub fn skeleton(s: &str) -> String {
-    let proto: String = unicode_security::skeleton(s).collect();
+    // Twice: the table maps upper and lower case apart (M stays M, m becomes
+    // "rn"), so the lower-cased first skeleton is reduced once more; then
+    // "YAMADA" and "Yamada" meet.
+    let once = skeleton_once(s);
+    skeleton_once(&once)
+}
+
+fn skeleton_once(s: &str) -> String {
+    // The skeleton is in NFD: accents on Latin letters stand apart and are
+    // dropped ("García" is written "Garcia" as often), while the voicing
+    // marks of kana stay (ダ is not タ) and recompose in `fold`.
+    let mut proto = String::with_capacity(s.len());
+    let mut prev = ' ';
+    for c in unicode_security::skeleton(s) {
+        if is_combining_mark(c) && prev.is_ascii_alphabetic() {
+            continue;
+        }
+        proto.push(c);
+        prev = c;
+    }
     fold(&proto)
 }
 
@@ -108,16 +165,17 @@ fn strip_affixes(word: &str) -> &str {
 /// The tokens of one name (no separators inside): folded, honorifics and
 /// company forms removed, punctuation dropped, skeletons taken.
 pub fn tokens(name: &str) -> Vec<String> {
-    let folded = fold(name);
+    let folded = nfkc(name);
     let mut out = Vec::new();
     // Commas separate "Yamada, Taro"; slashes and dots inside words stay for
     // now so that "co.,ltd." can be recognised.
     for word in folded.split(|c: char| c.is_whitespace() || c == ',') {
         let word = strip_affixes(word);
         let bare: String = word.chars().filter(|c| c.is_alphanumeric()).collect();
+        let lower = bare.to_lowercase();
         if bare.is_empty()
-            || HONORIFIC_WORDS.contains(&bare.as_str())
-            || COMPANY_WORDS.contains(&bare.as_str())
+            || HONORIFIC_WORDS.contains(&lower.as_str())
+            || COMPANY_WORDS.contains(&lower.as_str())
         {
             continue;
         }
@@ -198,7 +256,9 @@ impl NameKey {
 /// store and look up, e.g. for learned correspondents. Empty when nothing of
 /// the name remains. Use [`NameKey::matches`] for order-insensitive comparison.
 pub fn normalize(name: &str) -> String {
-    NameKey::new(name).map(|k| k.canonical()).unwrap_or_default()
+    NameKey::new(name)
+        .map(|k| k.canonical())
+        .unwrap_or_default()
 }
 
 /// Characters that separate a name from a company, department or role:
@@ -206,9 +266,36 @@ pub fn normalize(name: &str) -> String {
 fn is_segment_separator(c: char) -> bool {
     matches!(
         c,
-        '|' | '/' | '\\' | '(' | ')' | '[' | ']' | '{' | '}' | '<' | '>' | '"' | ':' | ';'
-            | '【' | '】' | '「' | '」' | '『' | '』' | '〈' | '〉' | '《' | '》' | '〔' | '〕'
-            | '＜' | '＞' | '–' | '—' | '•'
+        '|' | '/'
+            | '\\'
+            | '('
+            | ')'
+            | '['
+            | ']'
+            | '{'
+            | '}'
+            | '<'
+            | '>'
+            | '"'
+            | ':'
+            | ';'
+            | '【'
+            | '】'
+            | '「'
+            | '」'
+            | '『'
+            | '』'
+            | '〈'
+            | '〉'
+            | '《'
+            | '》'
+            | '〔'
+            | '〕'
+            | '＜'
+            | '＞'
+            | '–'
+            | '—'
+            | '•'
     )
 }
 
@@ -216,7 +303,7 @@ fn is_segment_separator(c: char) -> bool {
 /// piece between separators. Company affixes in brackets such as "(株)" are
 /// protected from the split.
 pub fn segments(display: &str) -> Vec<String> {
-    let folded = fold(display);
+    let folded = nfkc(display);
     let mut protected = folded.clone();
     for affix in COMPANY_AFFIXES.iter().filter(|a| a.starts_with('(')) {
         let inner = &affix[1..affix.len() - 1];
@@ -246,10 +333,9 @@ pub fn lookup_keys(display: &str) -> Vec<NameKey> {
     for segment in segments(display) {
         let toks = tokens(&segment);
         let n = toks.len();
-        if n > 2 * MAX_ROTATED_TOKENS {
-            continue;
-        }
-        for len in 1..=n {
+        // Runs of up to MAX_ROTATED_TOKENS words: a name padded with filler
+        // is still found, and the work stays linear in the name's length.
+        for len in 1..=n.min(MAX_ROTATED_TOKENS) {
             for start in 0..=(n - len) {
                 let run = &toks[start..start + len];
                 if len == 1 && n > 1 {
@@ -272,7 +358,7 @@ pub fn lookup_keys(display: &str) -> Vec<NameKey> {
 /// The display name written as words for phrase search: folded, every
 /// non-alphanumeric character a space, each word skeletonised.
 pub fn words(display: &str) -> Vec<String> {
-    fold(display)
+    nfkc(display)
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(skeleton)
@@ -296,8 +382,14 @@ mod tests {
         assert!(same("山田太郎", "山田\u{3000}太郎様"));
         assert!(same("山田 太郎", "太郎 山田"));
         assert!(same("ヤマダ タロウ", "ﾔﾏﾀﾞ ﾀﾛｳ"));
-        assert!(same("株式会社リーガル・ホールディングス", "リーガルホールディングス(株)"));
-        assert!(same("㈱リーガルホールディングス", "リーガルホールディングス 御中"));
+        assert!(same(
+            "株式会社リーガル・ホールディングス",
+            "リーガルホールディングス(株)"
+        ));
+        assert!(same(
+            "㈱リーガルホールディングス",
+            "リーガルホールディングス 御中"
+        ));
         assert!(!same("山田太郎", "山田花子"));
     }
 
@@ -317,7 +409,15 @@ mod tests {
     fn confusables_reduce_to_the_same_skeleton() {
         // Cyrillic а, о, е and Greek ο standing in for Latin letters.
         assert!(same("J\u{043e}hn Smith", "John Smith"));
-        assert!(same("T\u{0430}r\u{03bf} Y\u{0430}m\u{0430}d\u{0430}", "Taro Yamada"));
+        assert!(same(
+            "T\u{0430}r\u{03bf} Y\u{0430}m\u{0430}d\u{0430}",
+            "Taro Yamada"
+        ));
+        // Greek capitals Η and Μ: compared before lower case makes them η, μ.
+        assert!(same("\u{0397}anako \u{039c}aria", "Hanako Maria"));
+        assert!(same("María García", "Maria Garcia"));
+        assert!(!same("ヤマダ", "ヤマタ"));
+        assert!(same("YAMADA Taro", "Taro Yamada"));
         assert_eq!(normalize("P\u{0430}yP\u{0430}l"), normalize("paypal"));
     }
 
