@@ -26,7 +26,7 @@ const MARKER: &str = "<!-- NEXT CASE -->";
 
 /// Every case in the fixture files; the count guards against cases silently
 /// not being read (a broken marker, a file left out).
-const EXPECTED_CASES: usize = 61;
+const EXPECTED_CASES: usize = 69;
 
 struct Case {
     file: String,
@@ -39,7 +39,11 @@ struct Case {
 }
 
 fn engine() -> Engine {
-    let config = Config::load(Some(&Path::new(FIXTURES).join("config.toml")))
+    engine_with("config.toml")
+}
+
+fn engine_with(config: &str) -> Engine {
+    let config = Config::load(Some(&Path::new(FIXTURES).join(config)))
         .unwrap_or_else(|e| panic!("fixture config: {e}"));
     Engine::new(config).expect("engine")
 }
@@ -198,9 +202,12 @@ fn a_broken_directory_is_a_config_error_naming_file_and_line() {
     );
 }
 
-/// Ham from public test suites, scanned with a realistic config: an
-/// organisation and a directory whose people are not in the corpus. Every
-/// impersonation finding here is a false positive.
+/// Ham from public test suites, scanned with a realistic config: the
+/// organisation kernel.org and a directory of linux-man posters with only
+/// some of their addresses. Every impersonation finding here is a false
+/// positive; `reply_to_mismatch` and `via_mailing_list` (a listed person
+/// posting to a list from an unlisted address) are weak notes, counted, and
+/// the verdict must stay accept.
 #[test]
 fn corpus_ham_has_no_false_positives() {
     let corpus = Path::new(CORPUS);
@@ -211,10 +218,10 @@ fn corpus_ham_has_no_false_positives() {
         );
         return;
     }
-    let engine = engine();
+    let engine = engine_with("corpus.toml");
     let mut scanned = 0;
     let mut false_positives = Vec::new();
-    let mut reply_to_only = 0;
+    let mut notes = std::collections::BTreeMap::<String, usize>::new();
     let folders: Vec<PathBuf> = ["linux-man-list", "spamassassin-tdata/nice", "mikel-mail"]
         .iter()
         .map(|f| corpus.join(f))
@@ -234,19 +241,32 @@ fn corpus_ham_has_no_false_positives() {
                 })
                 .map(|f| format!("{}.{}: {}", f.detector, f.rule, f.evidence))
                 .collect();
-            let impersonation = ours
-                .iter()
-                .any(|f| !f.starts_with("display_name.reply_to_mismatch"));
-            if impersonation {
+            let weak = |f: &String| {
+                f.starts_with("display_name.reply_to_mismatch:")
+                    || f.starts_with("display_name.via_mailing_list:")
+            };
+            if !ours.iter().all(weak) || report.verdict.as_str() != "accept" {
                 false_positives.push(format!("{}: {}", message.label, ours.join(" | ")));
-            } else if !ours.is_empty() {
-                reply_to_only += 1;
+            }
+            for f in ours.iter().filter(|f| weak(f)) {
+                let rule = f.split(':').next().unwrap_or_default().to_string();
+                *notes.entry(rule).or_default() += 1;
             }
         }
     });
     println!(
-        "display_name on corpus ham: {scanned} messages, {} false positives, {reply_to_only} with reply_to_mismatch only (score 1, accepted)",
+        "display_name on corpus ham: {scanned} messages, {} false positives; weak notes (accepted): {notes:?}",
         false_positives.len()
+    );
+    // The directory's posters do write from unlisted addresses: the list
+    // guard is exercised, not idle.
+    assert!(
+        notes
+            .get("display_name.via_mailing_list")
+            .copied()
+            .unwrap_or(0)
+            > 0,
+        "no via_mailing_list note: the corpus directory no longer matches anyone"
     );
     assert!(scanned >= 300, "only {scanned} ham messages found");
     assert!(
@@ -293,4 +313,41 @@ fn shipped_config_shows_the_defaults() {
     let defaults = Config::default();
     assert_eq!(config.display_name, defaults.display_name);
     assert_eq!(config.organization, defaults.organization);
+}
+
+/// Real spam from SpamAssassin's test data whose display name carries an
+/// address (labels.tsv: addr-in-displayname) is tagged, with no config at all.
+#[test]
+fn corpus_spam_with_an_address_in_the_display_name_is_tagged() {
+    let spam = Path::new(CORPUS).join("spamassassin-tdata/spam");
+    if !spam.exists() {
+        eprintln!(
+            "SKIPPED: {} is absent (no shared corpus in this checkout)",
+            spam.display()
+        );
+        return;
+    }
+    let engine = Engine::new(Config::default()).unwrap();
+    for (file, shown) in [
+        ("013", "shows baz@example.com; From is info@paypal.com"),
+        (
+            "fromnamespoof/spoof1",
+            "shows test@example.com; From is test1@gmail.com",
+        ),
+    ] {
+        let report = engine.scan(
+            Envelope::default(),
+            &std::fs::read(spam.join(file)).unwrap(),
+        );
+        let hit = report
+            .findings
+            .iter()
+            .find(|f| f.detector == "display_name" && f.rule == "embedded_address");
+        assert!(
+            hit.is_some_and(|f| f.evidence.contains(shown)),
+            "{file}: {:?}",
+            report.findings
+        );
+        assert_eq!(report.verdict.as_str(), "tag", "{file}");
+    }
 }

@@ -504,10 +504,15 @@ impl DisplayNameDetector {
                     .map(|r| r.trim_matches(|c| c == '<' || c == '>').to_lowercase()),
             )
             .collect();
-        let body = view.body_text();
+        // The first text the reader sees: the message's own first text part
+        // (for multipart/alternative, either rendering starts the same).
+        let Some(body) = view.texts.iter().find(|t| t.depth == 0 && !t.is_attachment) else {
+            return;
+        };
         let mut shown_lines = 0;
-        for (n, line) in body.lines().enumerate() {
-            let line = line.trim();
+        for (n, line) in body.text.lines().enumerate() {
+            // A "line" of megabytes (no newlines) is read only so far.
+            let line = clip_bytes(line, MAX_LINE_BYTES).trim();
             if line.is_empty() {
                 continue;
             }
@@ -573,6 +578,21 @@ impl DisplayNameDetector {
 /// really write from.
 fn describe(person: &Person) -> String {
     format!("\"{}\" <{}>", person.name, person.addresses.join(", "))
+}
+
+/// How much of one body line `body_address` reads.
+const MAX_LINE_BYTES: usize = 1000;
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character.
+fn clip_bytes(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// At most `max` characters, with an ellipsis when cut.
@@ -699,6 +719,12 @@ mod tests {
         );
         assert!(find_addresses("version 1.2 at noon").is_empty());
         assert!(find_addresses("user@localhost").is_empty());
+    }
+
+    #[test]
+    fn clip_bytes_keeps_characters_whole() {
+        assert_eq!(clip_bytes("山田太郎", 4), "山");
+        assert_eq!(clip_bytes("abc", 10), "abc");
     }
 
     #[test]
