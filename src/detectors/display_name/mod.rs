@@ -7,9 +7,13 @@
 //! the body (seed 000), and a Reply-To elsewhere.
 //!
 //! Guards against the legitimate look-alikes: the sender's own registrable
-//! domain always passes; services that notify on a person's behalf
+//! domain always passes, and mail from the organisation's own domains is not
+//! judged by the names it shows; a person's listed addresses pass (free-mail
+//! ones only when equal); services that notify on a person's behalf
 //! ("Name (via Google Docs)") pass; mail from a mailing list (List-Id) is
-//! reported only by the low-scored `via_mailing_list`.
+//! reported only by the low-scored `via_mailing_list`; the organisation's
+//! name is reported only when no person was recognised, and not when the
+//! sender's own domain carries it (a brand named after its domain).
 
 pub mod directory;
 pub mod freemail;
@@ -375,6 +379,11 @@ impl DisplayNameDetector {
         directory: &Directory,
         out: &mut Vec<Match>,
     ) {
+        // The organisation's own systems (help desks, portals) show their
+        // customers' addresses; spoofing our own domain is DMARC's business.
+        if self.org_domains.contains(&sender.reg) {
+            return;
+        }
         let listed_sender = directory.person_with_address(&sender.address);
         for shown in find_addresses(name) {
             let reg = registrable(domain_part(&shown));

@@ -10,6 +10,15 @@
 //! Word order differs between "Taro Yamada" and "YAMADA Taro" and between
 //! "山田 太郎" and "山田太郎": a [`NameKey`] therefore offers every rotation of its
 //! tokens joined without spaces, and two names match when those sets meet.
+//!
+//! Skeletons come from `unicode-security` (the UTS #39 confusables table).
+//! `decancer` was tried too: it builds on Rust 1.95 and cures Latin well,
+//! but it rewrites Japanese into Latin look-alikes ("山田" became "wo",
+//! "ヤマダ" "pマダ"), which would make unrelated Japanese names collide.
+//!
+//! For other detectors (learned correspondents): store [`normalize`] of a
+//! name, or keep a [`NameKey`] and compare with [`NameKey::matches`]; look a
+//! display name up by every key of [`lookup_keys`].
 
 use unicode_normalization::char::is_combining_mark;
 use unicode_normalization::UnicodeNormalization;
