@@ -239,6 +239,7 @@ sections! {
     outbound: crate::detectors::outbound::OutboundConfig,
     metrics: crate::metrics::MetricsConfig,
     encrypted_archive: crate::detectors::encrypted_archive::EncryptedArchiveConfig,
+    display_name: crate::detectors::display_name::DisplayNameConfig,
 }
 
 /// One problem in a config file.
@@ -432,6 +433,10 @@ impl Config {
                 &["limits", "scan_timeout_secs"],
                 "must be at least 1".into(),
             );
+        }
+        let config_file = source.map(|_| Path::new(file));
+        for problem in crate::detectors::display_name::check_config(self, config_file) {
+            push(&["display_name", "directory"], problem);
         }
         for (i, s) in self.allowlist.senders.iter().enumerate() {
             if s.trim().is_empty() || s.contains(char::is_whitespace) {

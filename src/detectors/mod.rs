@@ -4,6 +4,7 @@
 //! type implementing [`Detector`], then list it in `catalog()` and `build()`.
 
 pub mod attachment;
+pub mod display_name;
 pub mod encrypted_archive;
 
 use crate::config::Config;
@@ -34,6 +35,7 @@ pub const SCAN_RULES: &[RuleInfo] = &[
 pub fn catalog() -> Vec<(&'static str, &'static [RuleInfo])> {
     vec![
         ("scan", SCAN_RULES),
+        (display_name::NAME, display_name::RULES),
         (encrypted_archive::NAME, encrypted_archive::RULES),
         (attachment::NAME, attachment::RULES),
         (outbound::NAME, outbound::RULES),
@@ -51,6 +53,7 @@ pub fn all_rule_names() -> Vec<String> {
 /// Build every detector from the config.
 pub fn build(config: &Config) -> Vec<Box<dyn Detector>> {
     vec![
+        Box::new(display_name::DisplayNameDetector::new(config)),
         Box::new(encrypted_archive::EncryptedArchive::new(&config.encrypted_archive)),
         Box::new(attachment::Attachment),
         Box::new(outbound::Outbound::new()),
