@@ -23,11 +23,14 @@ pub struct InputError {
 /// Everything found under `paths`, in a stable order: messages or errors.
 pub fn walk(paths: &[PathBuf], mut each: impl FnMut(Result<InputMessage, InputError>)) {
     for path in paths {
-        walk_path(path, &mut each);
+        walk_path(path, true, &mut each);
     }
 }
 
-fn walk_path(path: &Path, each: &mut impl FnMut(Result<InputMessage, InputError>)) {
+/// `named`: the user named this file (or it sits in a Maildir), so it is read
+/// whatever it holds; files met while walking a directory are read only when
+/// they look like mail, so a README beside the .eml files is not "scanned".
+fn walk_path(path: &Path, named: bool, each: &mut impl FnMut(Result<InputMessage, InputError>)) {
     let label = path.display().to_string();
     let meta = match fs::metadata(path) {
         Ok(m) => m,
@@ -63,16 +66,19 @@ fn walk_path(path: &Path, each: &mut impl FnMut(Result<InputMessage, InputError>
             !name.starts_with('.')
         });
         for entry in entries {
-            walk_path(&entry, each);
+            walk_path(&entry, false, each);
         }
         return;
     }
     match fs::File::open(path) {
         Ok(mut file) => {
-            let mut head = [0u8; 5];
+            let mut head = [0u8; 1024];
             let n = file.read(&mut head).unwrap_or(0);
-            if &head[..n] == b"From " {
+            let head = &head[..n];
+            if head.starts_with(b"From ") {
                 read_mbox(path, each);
+            } else if !named && !looks_like_mail(head) {
+                // Not mail: skipped silently, as `grep -r` skips binaries.
             } else {
                 match fs::read(path) {
                     Ok(bytes) => each(Ok(InputMessage { label, bytes })),
@@ -94,7 +100,7 @@ fn walk_dir_files(dir: &Path, each: &mut impl FnMut(Result<InputMessage, InputEr
     match read_dir_sorted(dir) {
         Ok(entries) => {
             for p in entries.into_iter().filter(|p| p.is_file()) {
-                walk_path(&p, each);
+                walk_path(&p, true, each);
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -103,6 +109,18 @@ fn walk_dir_files(dir: &Path, each: &mut impl FnMut(Result<InputMessage, InputEr
             error: e.to_string(),
         })),
     }
+}
+
+/// The first line is a header field (`Name: value`), as in every .eml file.
+fn looks_like_mail(head: &[u8]) -> bool {
+    let first = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
+    let Some(colon) = first.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    colon > 0
+        && first[..colon]
+            .iter()
+            .all(|&b| b.is_ascii_graphic() && b != b':')
 }
 
 fn read_dir_sorted(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
@@ -162,6 +180,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         fs::write(d.join("a.eml"), "Subject: a\r\n\r\nx\r\n").unwrap();
+        fs::write(
+            d.join("README.md"),
+            "# Samples\n\nNot a message: skipped in a directory walk.\n",
+        )
+        .unwrap();
         fs::create_dir_all(d.join("sub")).unwrap();
         fs::write(d.join("sub/b.eml"), "Subject: b\r\n\r\nx\r\n").unwrap();
         fs::write(
