@@ -3,6 +3,8 @@
 //! To add a detector: write its module with a `NAME`, a `RULES` table and a
 //! type implementing [`Detector`], then list it in `catalog()` and `build()`.
 
+pub mod thread_hijack;
+
 use crate::config::Config;
 use crate::detector::{Detector, RuleInfo};
 
@@ -27,7 +29,10 @@ pub const SCAN_RULES: &[RuleInfo] = &[
 
 /// Every detector's name and rules, the scan core's first.
 pub fn catalog() -> Vec<(&'static str, &'static [RuleInfo])> {
-    vec![("scan", SCAN_RULES)]
+    vec![
+        ("scan", SCAN_RULES),
+        (thread_hijack::NAME, thread_hijack::RULES),
+    ]
 }
 
 /// `detector.rule` for every rule in the catalogue.
@@ -40,6 +45,5 @@ pub fn all_rule_names() -> Vec<String> {
 
 /// Build every detector from the config.
 pub fn build(config: &Config) -> Vec<Box<dyn Detector>> {
-    let _ = config;
-    Vec::new()
+    vec![Box::new(thread_hijack::ThreadHijack::new(config))]
 }
