@@ -174,7 +174,7 @@ pub fn remember(
                 name: s.name.and_then(name_hash),
             })
             .collect(),
-        list: view.list_id.is_some(),
+        list: crate::detectors::thread_hijack::is_list_mail(view),
     };
     let mut ops = vec![WriteOp::Put {
         key: keys[0].clone(),

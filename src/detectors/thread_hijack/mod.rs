@@ -275,7 +275,7 @@ impl ThreadHijack {
             sender_address,
             sender_name: from.and_then(|m| m.name.clone()),
             sender_domain,
-            is_list: view.list_id.is_some() || view.header("List-Post").is_some(),
+            is_list: is_list_mail(view),
         }
     }
 
@@ -420,6 +420,11 @@ impl ThreadHijack {
             ymd(newest)
         ))
     }
+}
+
+/// Mail that came through a mailing list.
+pub fn is_list_mail(view: &MessageView) -> bool {
+    view.list_id.is_some() || view.header("List-Id").is_some() || view.header("List-Post").is_some()
 }
 
 /// The payload a reply carries, described; None when it carries none.
