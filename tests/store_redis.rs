@@ -23,7 +23,11 @@ impl Drop for Server {
 }
 
 fn start_redis() -> Option<Server> {
-    if Command::new("redis-server").arg("--version").output().is_err() {
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
         return None;
     }
@@ -92,21 +96,32 @@ fn redis_backend_meets_the_contract_and_keeps_thread_memory() {
 
     // Two mail servers sharing the Redis: one remembers, the other sees it.
     let shared = config(server.port, "fleet:");
-    let mut cfg = Config::default();
-    cfg.store = shared.clone();
+    let cfg = Config {
+        store: shared.clone(),
+        ..Config::default()
+    };
     let mx1 = Engine::with_store(cfg.clone(), Arc::new(RedisStore::new(&shared).unwrap()))
         .unwrap()
         .remembering(true);
     let mx2 = Engine::with_store(cfg, Arc::new(RedisStore::new(&shared).unwrap()))
         .unwrap()
         .remembering(true);
-    assert_eq!(mx1.scan(Envelope::default(), ORIGINAL.as_bytes()).verdict, Verdict::Accept);
+    assert_eq!(
+        mx1.scan(Envelope::default(), ORIGINAL.as_bytes()).verdict,
+        Verdict::Accept
+    );
     let report = mx2.scan(Envelope::default(), HIJACK.as_bytes());
     let rules: Vec<String> = report.findings.iter().map(|f| f.full_rule()).collect();
-    assert!(rules.contains(&"thread_hijack.unknown_participant".to_string()), "{rules:?}");
+    assert!(
+        rules.contains(&"thread_hijack.unknown_participant".to_string()),
+        "{rules:?}"
+    );
     assert_eq!(report.verdict, Verdict::Quarantine, "{rules:?}");
     // Keys are prefixed, and the thread record has a TTL of a year.
-    let keys = RedisStore::new(&config(server.port, "")).unwrap().keys_with_prefix("fleet:thread:").unwrap();
+    let keys = RedisStore::new(&config(server.port, ""))
+        .unwrap()
+        .keys_with_prefix("fleet:thread:")
+        .unwrap();
     assert_eq!(keys.len(), 1, "{keys:?}");
     let client = redis::Client::open(format!("redis://127.0.0.1:{}/0", server.port)).unwrap();
     let mut conn = client.get_connection().unwrap();
@@ -117,14 +132,23 @@ fn redis_backend_meets_the_contract_and_keeps_thread_memory() {
 
 #[test]
 fn a_redis_that_goes_away_becomes_scan_error_and_mail_passes() {
-    let Some(mut server) = start_redis() else { return };
+    let Some(mut server) = start_redis() else {
+        return;
+    };
     let shared = config(server.port, "gone:");
-    let mut cfg = Config::default();
-    cfg.store = shared.clone();
+    let cfg = Config {
+        store: shared.clone(),
+        ..Config::default()
+    };
     let engine = Engine::with_store(cfg, Arc::new(RedisStore::new(&shared).unwrap()))
         .unwrap()
         .remembering(true);
-    assert_eq!(engine.scan(Envelope::default(), ORIGINAL.as_bytes()).verdict, Verdict::Accept);
+    assert_eq!(
+        engine
+            .scan(Envelope::default(), ORIGINAL.as_bytes())
+            .verdict,
+        Verdict::Accept
+    );
     let _ = server.child.kill();
     let _ = server.child.wait();
     for _ in 0..3 {

@@ -117,7 +117,9 @@ MIME-Version: 1.0\r\nContent-Type: text/plain; charset=\"ISO-2022-JP\"\r\nConten
         word("ISO-2022-JP", "請求書の件"),
     )
     .into_bytes();
-    out.extend(iso2022jp("佐藤様\r\n\r\n請求書をお送りします。\r\nご確認ください。\r\n\r\n山田\r\n"));
+    out.extend(iso2022jp(
+        "佐藤様\r\n\r\n請求書をお送りします。\r\nご確認ください。\r\n\r\n山田\r\n",
+    ));
     out
 }
 
@@ -139,7 +141,9 @@ Date: Thu, 7 Mar 2019 08:00:00 +0000\r\nMessage-ID: <l1@team.example.org>\r\nLis
 }
 
 fn lf(crlf: &[u8]) -> Vec<u8> {
-    String::from_utf8_lossy(crlf).replace("\r\n", "\n").into_bytes()
+    String::from_utf8_lossy(crlf)
+        .replace("\r\n", "\n")
+        .into_bytes()
 }
 
 /// Taro's Sent folder as an mbox, his inbox as a Maildir.
@@ -175,7 +179,10 @@ To: Hanako Sato <{HANAKO}>\r\nSubject: Invoice for March\r\n\r\nDear Hanako,\r\n
 /// English Outlook, QP, References kept, a zip attached, sender a stranger
 /// under Taro's name.
 fn hijack_outlook_en() -> Vec<u8> {
-    let body = format!("Hello,\r\n\r\nPlease see the updated invoice attached.\r\n\r\n{}", outlook_quote());
+    let body = format!(
+        "Hello,\r\n\r\nPlease see the updated invoice attached.\r\n\r\n{}",
+        outlook_quote()
+    );
     format!(
         "From: Taro Yamada <{STRANGER}>\r\nTo: Hanako Sato <{HANAKO}>\r\nSubject: RE: Invoice for March\r\n\
 Date: {LATE}\r\nMessage-ID: <h1@stranger-host.example>\r\nIn-Reply-To: <m1.1551661920@legal-holdings.co.jp>\r\n\
@@ -276,7 +283,10 @@ MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"------------b5\"\
 
 /// Hanako's genuine reply months later, References proper, a zip attached.
 fn genuine_late_reply_with_attachment() -> Vec<u8> {
-    let body = format!("Dear Taro,\r\n\r\nHere is the signed copy, sorry for the delay.\r\n\r\n{}", outlook_quote());
+    let body = format!(
+        "Dear Taro,\r\n\r\nHere is the signed copy, sorry for the delay.\r\n\r\n{}",
+        outlook_quote()
+    );
     format!(
         "From: Hanako Sato <{HANAKO}>\r\nTo: Taro Yamada <{TARO}>\r\nSubject: RE: Invoice for March\r\nDate: {LATE}\r\n\
 Message-ID: <ok1@partner.example.com>\r\nIn-Reply-To: <m1.1551661920@legal-holdings.co.jp>\r\n\
@@ -311,7 +321,10 @@ Content-Type: text/plain; charset=\"ISO-2022-JP\"\r\nContent-Transfer-Encoding: 
 /// Hanako forwards Taro's mail to a colleague (Outlook forwards carry no
 /// References), with the attachment.
 fn genuine_forward() -> Vec<u8> {
-    let body = format!("Jiro, FYI - please pay this one.\r\n\r\n{}", outlook_quote());
+    let body = format!(
+        "Jiro, FYI - please pay this one.\r\n\r\n{}",
+        outlook_quote()
+    );
     format!(
         "From: Hanako Sato <{HANAKO}>\r\nTo: Jiro Suzuki <jiro@partner.example.com>\r\nSubject: FW: Invoice for March\r\n\
 Date: {LATE}\r\nMessage-ID: <ok3@partner.example.com>\r\nThread-Topic: Invoice for March\r\n\
@@ -387,7 +400,11 @@ fn learn_from_mbox_and_maildir_is_idempotent_and_catches_every_hijack() {
             .arg(&maildir)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let first = learn();
@@ -407,7 +424,10 @@ fn learn_from_mbox_and_maildir_is_idempotent_and_catches_every_hijack() {
         ("hijack-gmail-en.eml", hijack_gmail_en()),
         ("hijack-gmail-ja.eml", hijack_gmail_ja()),
         ("hijack-thunderbird.eml", hijack_thunderbird()),
-        ("genuine-late-reply.eml", genuine_late_reply_with_attachment()),
+        (
+            "genuine-late-reply.eml",
+            genuine_late_reply_with_attachment(),
+        ),
         ("genuine-japanese-reply.eml", genuine_japanese_reply()),
         ("genuine-forward.eml", genuine_forward()),
         ("genuine-list-reply.eml", genuine_list_reply()),
@@ -439,9 +459,11 @@ fn learn_from_mbox_and_maildir_is_idempotent_and_catches_every_hijack() {
         rules.sort();
         let name = Path::new(file).file_name().unwrap().to_str().unwrap();
         let expected: &[&str] = match name {
-            "hijack-outlook-en.eml" | "hijack-gmail-en.eml" => {
-                &["quoted_header_mismatch", "revived_thread", "unknown_participant"]
-            }
+            "hijack-outlook-en.eml" | "hijack-gmail-en.eml" => &[
+                "quoted_header_mismatch",
+                "revived_thread",
+                "unknown_participant",
+            ],
             "hijack-outlook-ja.eml" | "hijack-gmail-ja.eml" => {
                 &["fake_reply", "quoted_header_mismatch", "revived_thread"]
             }
@@ -454,7 +476,11 @@ fn learn_from_mbox_and_maildir_is_idempotent_and_catches_every_hijack() {
             _ => &[],
         };
         assert_eq!(rules, expected, "{name}: {line}");
-        let want = if name.starts_with("hijack") { "quarantine" } else { "accept" };
+        let want = if name.starts_with("hijack") {
+            "quarantine"
+        } else {
+            "accept"
+        };
         assert_eq!(verdict, want, "{name}: {line}");
         seen += 1;
     }
@@ -479,16 +505,26 @@ fn the_engine_remembers_passed_mail_and_not_held_mail() {
     assert_eq!(r.verdict, Verdict::Quarantine, "{:?}", r.findings);
     assert_eq!(
         thread_rules(&r),
-        ["quoted_header_mismatch", "revived_thread", "unknown_participant"]
+        [
+            "quoted_header_mismatch",
+            "revived_thread",
+            "unknown_participant"
+        ]
     );
     assert_eq!(thread_score(&r), 16.0);
     assert_eq!(store.keys_with_prefix("thread:").unwrap().len(), 1);
     // Hanako's genuine reply passes and is remembered; it is still a
     // genuine reply when scanned again.
     let ok = genuine_late_reply_with_attachment();
-    assert_eq!(engine.scan(Envelope::default(), &ok).verdict, Verdict::Accept);
+    assert_eq!(
+        engine.scan(Envelope::default(), &ok).verdict,
+        Verdict::Accept
+    );
     assert_eq!(store.keys_with_prefix("thread:").unwrap().len(), 2);
-    assert_eq!(engine.scan(Envelope::default(), &ok).verdict, Verdict::Accept);
+    assert_eq!(
+        engine.scan(Envelope::default(), &ok).verdict,
+        Verdict::Accept
+    );
 
     // Without remembering (as `check` runs), nothing is written.
     let quiet_store = Arc::new(MemoryStore::new());
@@ -504,13 +540,18 @@ fn hijack_learned_through_the_library_learn_is_quarantined() {
     let (mbox, maildir) = write_mailboxes(dir.path());
     let engine = Engine::with_store(Config::default(), Arc::new(MemoryStore::new())).unwrap();
     let progress = indicatif::ProgressBar::hidden();
-    let sum = malspam_milter::cli::learn::learn(&engine, &[mbox.clone(), maildir.clone()], &progress);
+    let sum =
+        malspam_milter::cli::learn::learn(&engine, &[mbox.clone(), maildir.clone()], &progress);
     assert_eq!((sum.read, sum.new, sum.known), (4, 4, 0));
     let again = malspam_milter::cli::learn::learn(&engine, &[mbox, maildir], &progress);
     assert_eq!((again.read, again.new, again.known), (4, 0, 4));
     let r = engine.scan(Envelope::default(), &hijack_thunderbird());
     assert_eq!(r.verdict, Verdict::Quarantine);
-    assert_eq!(thread_score(&r), 10.0, "revived (4) + unknown participant (6)");
+    assert_eq!(
+        thread_score(&r),
+        10.0,
+        "revived (4) + unknown participant (6)"
+    );
 }
 
 #[test]
@@ -526,8 +567,13 @@ fn thread_memory_expires_in_the_embedded_store() {
         )
         .unwrap(),
     );
-    let mut config = Config::default();
-    config.store.thread_ttl_days = 2;
+    let config = Config {
+        store: malspam_milter::store::StoreConfig {
+            thread_ttl_days: 2,
+            ..Default::default()
+        },
+        ..Config::default()
+    };
     let engine = Engine::with_store(config, store).unwrap().remembering(true);
     engine.scan(Envelope::default(), m1().as_bytes());
     let r = engine.scan(Envelope::default(), &hijack_thunderbird());
@@ -583,6 +629,10 @@ fn real_replies_are_not_tagged() {
             tagged.len()
         );
         assert!(scanned > 40, "{set}: only {scanned} messages");
-        assert!(tagged.is_empty(), "{set}: false positives:\n{}", tagged.join("\n"));
+        assert!(
+            tagged.is_empty(),
+            "{set}: false positives:\n{}",
+            tagged.join("\n")
+        );
     }
 }
