@@ -636,3 +636,70 @@ fn real_replies_are_not_tagged() {
         );
     }
 }
+
+#[test]
+fn check_on_an_unwritable_store_falls_back_to_memory_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where the state directory should be: the store cannot be made.
+    std::fs::write(dir.path().join("blocker"), "not a directory").unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\npath = \"{}\"\n",
+            dir.path().join("blocker/state.sqlite3").display()
+        ),
+    )
+    .unwrap();
+    let mail = dir.path().join("hijack.eml");
+    std::fs::write(&mail, hijack_outlook_ja()).unwrap();
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(&config)
+        .arg(&mail)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("state store:") && stderr.contains("using an in-memory store"),
+        "{stderr}"
+    );
+    // The rules that need no memory still catch the hijack.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("quarantine score 13"), "{stdout}");
+    // `learn` cannot learn into nothing: it fails and says why.
+    let out = bin()
+        .args(["learn", "--config"])
+        .arg(&config)
+        .arg(&mail)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("blocker"));
+}
+
+#[test]
+fn allowlisted_outbound_mail_is_remembered_too() {
+    let store = Arc::new(MemoryStore::new());
+    let config = Config {
+        allowlist: malspam_milter::config::AllowlistConfig {
+            auth_users: vec!["taro".into()],
+            ..Default::default()
+        },
+        ..Config::default()
+    };
+    let engine = Engine::with_store(config, store.clone())
+        .unwrap()
+        .remembering(true);
+    let outbound = Envelope {
+        auth_user: Some("taro".into()),
+        ..Envelope::default()
+    };
+    let r = engine.scan(outbound, m1().as_bytes());
+    assert!(r.allowlisted.is_some());
+    assert_eq!(store.keys_with_prefix("thread:").unwrap().len(), 1);
+    // And a stranger's reply to it is then recognised.
+    let r = engine.scan(Envelope::default(), &hijack_thunderbird());
+    assert_eq!(thread_rules(&r), ["revived_thread", "unknown_participant"]);
+}
