@@ -3,7 +3,8 @@
 //!
 //! - Outlook: `-----Original Message-----` (or a rule of underscores) then
 //!   `From: / Sent: / To: / Cc: / Subject:` lines.
-//! - Japanese Outlook: `差出人: / 送信日時: / 宛先: / CC: / 件名:`.
+//! - Japanese Outlook: `差出人: / 送信日時: / 宛先: / CC: / 件名:`; German
+//!   (`Von: / Gesendet: / An: / Betreff:`) and French (`De : / Envoyé : / À : / Objet :`).
 //! - Thunderbird forwards: `-------- Original Message --------` then
 //!   `Subject: / Date: / From: / To:`.
 //! - Gmail: `On Mon, Mar 4, 2019 at 10:12 AM Taro <taro@x.example> wrote:`,
@@ -72,7 +73,7 @@ impl Quoted {
 }
 
 static LABEL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^\*?(from|sent|date|to|cc|subject|差出人|送信者|送信日時|日付|宛先|件名)\*?\s*:\s*(.*)$")
+    Regex::new(r"(?i)^\*?(from|sent|date|to|cc|subject|差出人|送信者|送信日時|日付|宛先|件名|von|gesendet|datum|an|betreff|de|envoyé|à|objet)\*?\s*:\s*(.*)$")
         .expect("label regex")
 });
 static SEPARATOR: LazyLock<Regex> = LazyLock::new(|| {
@@ -189,15 +190,15 @@ fn header_block(lines: &[(usize, &str)]) -> (Option<QuotedBlock>, usize) {
         fields += 1;
         used = n + 1;
         match label.as_str() {
-            "from" | "差出人" | "送信者" => {
+            "from" | "差出人" | "送信者" | "von" | "de" => {
                 has_from = true;
                 block.from = people(value);
             }
-            "sent" | "date" | "送信日時" | "日付" => {
+            "sent" | "date" | "送信日時" | "日付" | "gesendet" | "datum" | "envoyé" => {
                 has_date = true;
                 block.date = parse_loose_date(value);
             }
-            "to" | "cc" | "宛先" => {
+            "to" | "cc" | "宛先" | "an" | "à" => {
                 has_to = true;
                 block.recipients.extend(people(value));
             }
@@ -534,6 +535,21 @@ mod tests {
             Some("hanako@partner.example.com")
         );
         assert_eq!(q.new_text.trim(), "see below");
+    }
+
+    #[test]
+    fn german_and_french_outlook_blocks() {
+        let de = "Anbei.\n\nVon: Taro Yamada <taro@legal-holdings.co.jp>\nGesendet: Montag, 4. März 2019 10:12\nAn: hanako@partner.example.com\nBetreff: Rechnung\n";
+        let q = parse(de, 1 << 20);
+        assert_eq!(q.blocks.len(), 1, "{q:?}");
+        assert_eq!(
+            q.blocks[0].recipients[0].address.as_deref(),
+            Some("hanako@partner.example.com")
+        );
+        let fr = "Ci-joint.\n\nDe : Taro Yamada <taro@legal-holdings.co.jp>\nEnvoyé : lundi 4 mars 2019 10:12\nÀ : hanako@partner.example.com\nObjet : Facture\n";
+        let q = parse(fr, 1 << 20);
+        assert_eq!(q.blocks.len(), 1, "{q:?}");
+        assert_eq!(q.blocks[0].subject.as_deref(), Some("Facture"));
     }
 
     #[test]
