@@ -240,6 +240,8 @@ sections! {
     metrics: crate::metrics::MetricsConfig,
     encrypted_archive: crate::detectors::encrypted_archive::EncryptedArchiveConfig,
     display_name: crate::detectors::display_name::DisplayNameConfig,
+    store: crate::store::StoreConfig,
+    thread_hijack: crate::detectors::thread_hijack::ThreadHijackConfig,
 }
 
 /// One problem in a config file.
@@ -424,6 +426,22 @@ impl Config {
         }
         if let Err(e) = self.metrics.listen_addr() {
             push(&["metrics", "listen"], e);
+        }
+        if self.store.timeout_ms == 0 {
+            push(&["store", "timeout_ms"], "must be at least 1".into());
+        }
+        if self.store.thread_ttl_days == 0 {
+            push(&["store", "thread_ttl_days"], "must be at least 1".into());
+        }
+        if self.store.backend == crate::store::StoreBackend::Redis
+            && !self.store.url.starts_with("redis://")
+            && !self.store.url.starts_with("unix://")
+            && !self.store.url.starts_with("redis+unix://")
+        {
+            push(
+                &["store", "url"],
+                format!("expected redis://host:port/db, got {:?}", self.store.url),
+            );
         }
         if self.limits.max_depth == 0 {
             push(&["limits", "max_depth"], "must be at least 1".into());

@@ -1,7 +1,7 @@
 use clap::Parser;
 
 use malspam_milter::cli::{self, Cli, Command, ConfigCommand};
-use malspam_milter::{Config, Engine};
+use malspam_milter::{store, Config, Engine};
 
 fn main() {
     let cli = Cli::parse();
@@ -12,10 +12,39 @@ fn main() {
             fail_on,
             paths,
         } => match Config::load(config.as_deref()) {
-            Ok(config) => match Engine::new(config) {
-                Ok(engine) => cli::check::run(&engine, &paths, json, fail_on.map(|f| f.verdict())),
+            Ok(config) => {
+                // `check` only reads the store; a store it cannot open (a
+                // read-only machine) is replaced by an empty one, said aloud.
+                let (store, fallback) = store::open_or_memory(&config.store);
+                if let Some(why) = fallback {
+                    eprintln!("malspam-milter: state store: {why}");
+                }
+                match Engine::with_store(config, store) {
+                    Ok(engine) => {
+                        cli::check::run(&engine, &paths, json, fail_on.map(|f| f.verdict()))
+                    }
+                    Err(e) => {
+                        eprint!("{e}");
+                        1
+                    }
+                }
+            }
+            Err(e) => {
+                eprint!("{e}");
+                1
+            }
+        },
+        Command::Learn { config, paths } => match Config::load(config.as_deref()) {
+            Ok(config) => match store::open(&config.store) {
+                Ok(store) => match Engine::with_store(config, store) {
+                    Ok(engine) => cli::learn::run(&engine, &paths),
+                    Err(e) => {
+                        eprint!("{e}");
+                        1
+                    }
+                },
                 Err(e) => {
-                    eprint!("{e}");
+                    eprintln!("malspam-milter: learn: {e}");
                     1
                 }
             },

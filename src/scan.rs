@@ -9,8 +9,9 @@ use crate::config::{Config, ConfigErrors};
 use crate::detector::{Detector, Hit, ScanContext};
 use crate::envelope::Envelope;
 use crate::policy::{Policy, RawFinding};
-use crate::report::{Report, Verdict};
-use crate::store::{MemoryStore, Store};
+use crate::report::{Finding, Report, Verdict};
+use crate::store::threads::{self, Remembered};
+use crate::store::{MemoryStore, Store, StoreError};
 use crate::view::MessageView;
 
 /// Config, detectors and policy, built once and shared by every scan.
@@ -19,6 +20,9 @@ pub struct Engine {
     detectors: Vec<Box<dyn Detector>>,
     policy: Policy,
     store: Arc<dyn Store>,
+    /// Remember every message that passes (thread memory, correspondents).
+    /// On in the milter; off in `check`, which only reads the store.
+    remember: bool,
 }
 
 impl Engine {
@@ -36,7 +40,47 @@ impl Engine {
             detectors,
             policy,
             store,
+            remember: false,
         })
+    }
+
+    /// Remember (or not) each message that passes after it is scanned:
+    /// the milter turns this on for inbound and outbound mail alike.
+    pub fn remembering(mut self, on: bool) -> Engine {
+        self.remember = on;
+        self
+    }
+
+    /// Record `view` in the thread memory and known correspondents.
+    /// Idempotent per Message-ID.
+    pub fn remember(&self, view: &MessageView) -> Result<Remembered, StoreError> {
+        threads::remember(
+            self.store.as_ref(),
+            view,
+            self.config.store.thread_ttl(),
+            crate::store::unix_now() as i64,
+        )
+    }
+
+    /// After a scan: remember the message if it passes clean (accepted).
+    /// Tagged or held mail is not remembered, so that a hijack attempt
+    /// cannot make its sender a participant of the thread it attacks.
+    /// A store error becomes `scan.error` evidence; the verdict stands.
+    fn remember_passed(&self, view: &MessageView, report: &mut Report) {
+        if !self.remember || report.verdict != Verdict::Accept {
+            return;
+        }
+        if let Err(e) = self.remember(view) {
+            let finding = scan_finding("error", format!("remembering the message: {e}"));
+            let score = self.policy.score_of("scan.error");
+            report.score += score;
+            report.findings.push(Finding {
+                detector: finding.detector,
+                rule: finding.rule,
+                score,
+                evidence: clean_evidence(&finding.evidence),
+            });
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -76,12 +120,20 @@ impl Engine {
 
     /// Scan one message. Deterministic for the same input and state; never panics.
     pub fn scan(&self, envelope: Envelope, raw: &[u8]) -> Report {
+        let deadline = Instant::now() + Duration::from_secs(self.config.limits.scan_timeout_secs);
         if let Some(why) = self.policy.allowlisted(&envelope) {
             let mut report = self.policy.decide(Vec::new());
             report.allowlisted = Some(why);
+            if self.remember {
+                // Allowlisted mail (often our own outbound) is still worth remembering.
+                if let Ok(view) = catch_unwind(AssertUnwindSafe(|| {
+                    MessageView::build(envelope, raw, &self.config.limits, deadline)
+                })) {
+                    self.remember_passed(&view, &mut report);
+                }
+            }
             return report;
         }
-        let deadline = Instant::now() + Duration::from_secs(self.config.limits.scan_timeout_secs);
         let built = catch_unwind(AssertUnwindSafe(|| {
             MessageView::build_with(
                 envelope,
@@ -100,7 +152,9 @@ impl Engine {
                 )]);
             }
         };
-        self.scan_view(&view, deadline)
+        let mut report = self.scan_view(&view, deadline);
+        self.remember_passed(&view, &mut report);
+        report
     }
 
     /// Run every detector over an already built view.

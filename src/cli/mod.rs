@@ -1,6 +1,7 @@
 //! The command line: argument parsing and the offline commands.
 
 pub mod check;
+pub mod learn;
 pub mod outbound;
 
 use std::path::PathBuf;
@@ -20,7 +21,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Scan .eml files, directories, mbox files and Maildirs offline.
+    /// Scan .eml files, directories, mbox files and Maildirs offline. Reads
+    /// the configured state store but never writes to it (use `learn`).
     Check {
         /// Config file (default: built-in defaults).
         #[arg(long, short)]
@@ -31,6 +33,17 @@ pub enum Command {
         /// Exit 1 when any message gets this verdict or a stronger one.
         #[arg(long, value_enum)]
         fail_on: Option<FailOn>,
+        /// Files, directories, mbox files or Maildirs.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Feed existing mail (a Sent folder, an archive: .eml, mbox, Maildir)
+    /// into the state store, so thread memory and known correspondents work
+    /// from day one. Running it twice changes nothing.
+    Learn {
+        /// Config file (default: built-in defaults); its [store] is used.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
         /// Files, directories, mbox files or Maildirs.
         #[arg(required = true)]
         paths: Vec<PathBuf>,

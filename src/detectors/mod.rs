@@ -6,6 +6,7 @@
 pub mod attachment;
 pub mod display_name;
 pub mod encrypted_archive;
+pub mod thread_hijack;
 
 use crate::config::Config;
 use crate::detector::{Detector, RuleInfo};
@@ -39,6 +40,7 @@ pub fn catalog() -> Vec<(&'static str, &'static [RuleInfo])> {
         (encrypted_archive::NAME, encrypted_archive::RULES),
         (attachment::NAME, attachment::RULES),
         (outbound::NAME, outbound::RULES),
+        (thread_hijack::NAME, thread_hijack::RULES),
     ]
 }
 
@@ -58,6 +60,7 @@ pub fn build(config: &Config) -> Vec<Box<dyn Detector>> {
             &config.encrypted_archive,
         )),
         Box::new(attachment::Attachment),
+        Box::new(thread_hijack::ThreadHijack::new(config)),
         Box::new(outbound::Outbound::new()),
     ]
 }

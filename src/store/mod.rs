@@ -4,14 +4,28 @@
 //! memories (thread memory, correspondents, outbound counters) are built on
 //! top, so every backend behaves the same.
 //!
-//! Backends: `memory` (tests, and `check` on a read-only machine); the
-//! embedded and Redis backends live in their own modules.
+//! Backends: `memory` (tests, and `check` on a read-only machine),
+//! `embedded` (SQLite in a file, the default) and `redis` (shared by a
+//! fleet). [`open`] picks one from the `[store]` config section.
+//! The typed memories: [`threads`] (Message-ID → participants) and
+//! [`correspondents`] (address → names seen, name → addresses).
 
+pub mod config;
+pub mod correspondents;
+pub mod embedded;
+pub mod hash;
 pub mod memory;
+mod open;
+pub mod redis;
+pub mod threads;
 
 use std::time::Duration;
 
+pub use config::{StoreBackend, StoreConfig};
+pub use embedded::EmbeddedStore;
 pub use memory::MemoryStore;
+pub use open::{default_embedded_path, open, open_or_memory};
+pub use redis::RedisStore;
 
 /// A store call failed. Callers turn this into `scan.error` evidence; the
 /// store never blocks mail.
@@ -55,6 +69,54 @@ pub trait Store: Send + Sync {
 
     /// Every live key starting with `prefix`, sorted (for status listings).
     fn keys_with_prefix(&self, prefix: &str) -> StoreResult<Vec<String>>;
+
+    /// Several `get`s at once. Backends override this to answer from one
+    /// read transaction (embedded) or one round trip (Redis): the store is
+    /// consulted on every message, so a message should cost one read.
+    fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
+
+    /// Several writes at once, in order. Backends override this to apply
+    /// them in one transaction (embedded) or one pipeline (Redis).
+    fn write_batch(&self, ops: &[WriteOp]) -> StoreResult<()> {
+        for op in ops {
+            match op {
+                WriteOp::Put { key, value, ttl } => self.put(key, value, *ttl)?,
+                WriteOp::SetAdd { key, member, ttl } => {
+                    self.set_add(key, member, *ttl)?;
+                }
+                WriteOp::Incr { key, by, ttl } => {
+                    self.incr(key, *by, *ttl)?;
+                }
+                WriteOp::Delete { key } => self.delete(key)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One write of a [`Store::write_batch`]; same meaning as the single calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    Put {
+        key: String,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    },
+    SetAdd {
+        key: String,
+        member: Vec<u8>,
+        ttl: Option<Duration>,
+    },
+    Incr {
+        key: String,
+        by: i64,
+        ttl: Option<Duration>,
+    },
+    Delete {
+        key: String,
+    },
 }
 
 /// Unix time in seconds; stores take time from the caller so tests can set it.
@@ -65,9 +127,10 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-#[cfg(test)]
-pub(crate) mod contract {
-    //! The behaviour every backend must show; each backend's tests call these.
+/// The behaviour every backend must show; each backend's tests call these
+/// (public so that the Redis integration test can run it too).
+#[doc(hidden)]
+pub mod contract {
     use super::*;
 
     pub fn check_all(store: &dyn Store) {
@@ -75,6 +138,72 @@ pub(crate) mod contract {
         counters(store);
         sets(store);
         prefixes(store);
+        batches(store);
+        types(store);
+    }
+
+    fn batches(store: &dyn Store) {
+        store
+            .write_batch(&[
+                WriteOp::Put {
+                    key: "b:v".into(),
+                    value: b"val".to_vec(),
+                    ttl: Some(Duration::from_secs(60)),
+                },
+                WriteOp::SetAdd {
+                    key: "b:s".into(),
+                    member: b"m".to_vec(),
+                    ttl: None,
+                },
+                WriteOp::Incr {
+                    key: "b:c".into(),
+                    by: 3,
+                    ttl: None,
+                },
+                WriteOp::Incr {
+                    key: "b:c".into(),
+                    by: 4,
+                    ttl: None,
+                },
+                WriteOp::Put {
+                    key: "b:gone".into(),
+                    value: b"x".to_vec(),
+                    ttl: None,
+                },
+                WriteOp::Delete {
+                    key: "b:gone".into(),
+                },
+            ])
+            .unwrap();
+        let got = store
+            .get_many(&[
+                "b:v".into(),
+                "b:missing".into(),
+                "b:c".into(),
+                "b:gone".into(),
+            ])
+            .unwrap();
+        assert_eq!(
+            got,
+            vec![Some(b"val".to_vec()), None, Some(b"7".to_vec()), None]
+        );
+        assert!(store.set_contains("b:s", b"m").unwrap());
+        assert!(store.get_many(&[]).unwrap().is_empty());
+        store.write_batch(&[]).unwrap();
+    }
+
+    fn types(store: &dyn Store) {
+        store.put("ty:v", b"1", None).unwrap();
+        assert!(store.set_add("ty:v", b"x", None).is_err());
+        assert!(store.set_add("ty:s", b"x", None).unwrap());
+        assert!(store.get("ty:s").is_err());
+        // A put replaces a value of any type.
+        store.put("ty:s", b"now bytes", None).unwrap();
+        assert_eq!(
+            store.get("ty:s").unwrap().as_deref(),
+            Some(&b"now bytes"[..])
+        );
+        assert!(!store.set_contains("ty:none", b"x").unwrap());
     }
 
     fn values(store: &dyn Store) {

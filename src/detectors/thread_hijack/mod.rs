@@ -1,0 +1,491 @@
+//! `thread_hijack`: replies that hijack a real conversation, the way Emotet
+//! answers mail stolen from a victim's mailbox — "RE: <old subject>", the
+//! old conversation quoted below, a participant's name, a stranger's address.
+//!
+//! Four rules, each with evidence:
+//! - `fake_reply`: a reply subject with quoted history but no In-Reply-To
+//!   or References (a reply composed from stolen text, not a real reply).
+//! - `unknown_participant`: In-Reply-To/References name messages the store
+//!   remembers, and the sender's address (and its organisation) was never
+//!   among their participants.
+//! - `quoted_header_mismatch`: the quoted header block names participants,
+//!   none at the sender's registrable domain, while the sender's display
+//!   name (or the subject of a reply to a block with recipients) ties the
+//!   mail to them.
+//! - `revived_thread`: the newest quoted message is older than
+//!   `revived_after_days` and the reply carries a payload (document,
+//!   archive, executable or HTML attachment, or a link in the new text).
+//!
+//! Mailing-list mail (List-Id) is not judged by the two participant rules:
+//! on a list, strangers joining a thread is normal.
+
+pub mod quoted;
+pub mod subject;
+
+use std::collections::BTreeSet;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+use crate::detector::{Detector, DetectorError, Hit, RuleInfo, ScanContext};
+use crate::domains::registrable;
+use crate::store::correspondents::{self, normalize_name};
+use crate::store::threads::{self, normalize_subject, ThreadRecord};
+use crate::view::{FileType, MessageView};
+use quoted::{Quoted, QuotedBlock, Style};
+use subject::PrefixKind;
+
+pub const NAME: &str = "thread_hijack";
+
+// Scores add up so that a hijack with a payload is quarantined (10) while
+// any one rule alone on a genuine reply stays below tagging or just tags:
+// revived_thread (4) + unknown_participant (6) = 10,
+// revived_thread (4) + quoted_header_mismatch (6) = 10,
+// fake_reply (3) + quoted_header_mismatch (6) + revived_thread (4) = 13.
+pub const RULES: &[RuleInfo] = &[
+    RuleInfo {
+        name: "fake_reply",
+        description: "Reply subject (Re/RE/AW/SV/返信…) with quoted history but no In-Reply-To or References",
+        default_score: 3.0,
+    },
+    RuleInfo {
+        name: "unknown_participant",
+        description: "In-Reply-To/References name a remembered thread, and the sender's address and organisation were never among its participants",
+        default_score: 6.0,
+    },
+    RuleInfo {
+        name: "quoted_header_mismatch",
+        description: "The quoted header block names participants, none at the sender's domain, while the display name or subject ties the mail to them",
+        default_score: 6.0,
+    },
+    RuleInfo {
+        name: "revived_thread",
+        description: "The newest quoted message is older than thread_hijack.revived_after_days and the reply carries an attachment, archive or link",
+        default_score: 4.0,
+    },
+];
+
+/// `[thread_hijack]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThreadHijackConfig {
+    /// A quoted conversation older than this many days is "revived".
+    pub revived_after_days: u64,
+    /// Message-IDs of In-Reply-To/References looked up, newest first.
+    pub max_references: usize,
+    /// Bytes of each text part searched for quoted history.
+    pub max_text_bytes: usize,
+}
+
+impl Default for ThreadHijackConfig {
+    fn default() -> Self {
+        ThreadHijackConfig {
+            revived_after_days: 30,
+            max_references: 20,
+            max_text_bytes: 256 * 1024,
+        }
+    }
+}
+
+pub struct ThreadHijack {
+    config: ThreadHijackConfig,
+    /// The organisation's own registrable domains: one organisation even
+    /// when it writes from several domains.
+    org_domains: Vec<String>,
+}
+
+impl ThreadHijack {
+    pub fn new(config: &crate::Config) -> Self {
+        ThreadHijack {
+            config: config.thread_hijack.clone(),
+            org_domains: config
+                .organization
+                .domains
+                .iter()
+                .map(|d| registrable(d))
+                .collect(),
+        }
+    }
+
+    /// Same organisation: same registrable domain, or both the organisation's.
+    fn same_org(&self, a: &str, b: &str) -> bool {
+        a == b
+            || (self.org_domains.iter().any(|d| d == a) && self.org_domains.iter().any(|d| d == b))
+    }
+}
+
+/// What the detector gathered from the message before judging it.
+struct Facts<'v> {
+    view: &'v MessageView,
+    quoted: Quoted,
+    /// Text written now (above the quotes), all parts.
+    new_text: String,
+    sender_address: Option<String>,
+    sender_name: Option<String>,
+    sender_domain: Option<String>,
+    is_list: bool,
+}
+
+impl Detector for ThreadHijack {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn rules(&self) -> &'static [RuleInfo] {
+        RULES
+    }
+
+    fn inspect(
+        &self,
+        view: &MessageView,
+        ctx: &ScanContext<'_>,
+        hits: &mut Vec<Hit>,
+    ) -> Result<(), DetectorError> {
+        let facts = self.gather(view);
+        let subject = subject::parse(&view.subject);
+        let is_reply = subject.outer() == Some(PrefixKind::Reply);
+
+        // Rules that need no store first: a store error must not hide them.
+        if is_reply
+            && facts.quoted.has_history()
+            && view.in_reply_to.is_empty()
+            && view.references.is_empty()
+        {
+            hits.push(Hit::new(
+                "fake_reply",
+                format!(
+                    "subject {:?} quotes earlier mail ({}) but has no In-Reply-To or References",
+                    view.subject,
+                    describe_history(&facts.quoted)
+                ),
+            ));
+        }
+        let mismatch = self.quoted_mismatch(&facts, is_reply);
+
+        // One read for everything the store can tell.
+        let refs = self.referenced_ids(view);
+        let mut keys: Vec<String> = refs.iter().map(|id| threads::thread_key(id)).collect();
+        if let Some(a) = &facts.sender_address {
+            keys.push(correspondents::address_key(a));
+        }
+        let values = match ctx.store.get_many(&keys) {
+            Ok(v) => v,
+            Err(e) => {
+                if let Some((evidence, _)) = mismatch {
+                    hits.push(Hit::new("quoted_header_mismatch", evidence));
+                }
+                return Err(DetectorError::new(e.to_string()));
+            }
+        };
+        let records: Vec<ThreadRecord> = values[..refs.len()]
+            .iter()
+            .filter_map(|v| serde_json::from_slice(v.as_deref()?).ok())
+            .collect();
+        let sender_record = facts
+            .sender_address
+            .as_ref()
+            .and_then(|_| correspondents::parse_record(values.last()?.as_deref()));
+
+        if let Some((evidence, name_tie)) = mismatch {
+            // The sender writing from this address under this name before
+            // means it is theirs (a second address), not a stranger's.
+            let known_under_name = name_tie
+                && facts
+                    .sender_name
+                    .as_deref()
+                    .zip(sender_record.as_ref())
+                    .is_some_and(|(n, r)| r.has_name(n));
+            if !known_under_name {
+                hits.push(Hit::new("quoted_header_mismatch", evidence));
+            }
+        }
+        if let Some(evidence) = self.unknown_participant(&facts, &records) {
+            hits.push(Hit::new("unknown_participant", evidence));
+        }
+        if let Some(evidence) = self.revived(&facts, &records) {
+            hits.push(Hit::new("revived_thread", evidence));
+        }
+        Ok(())
+    }
+}
+
+static URL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?i)\b(https?://[^\s<>"')\]]+|www\.[a-z0-9\-]+\.[^\s<>"')\]]+)"#)
+        .expect("url regex")
+});
+static HREF: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?i)href\s*=\s*["']?(https?://[^"'\s>]+)"#).expect("href regex")
+});
+
+/// Where quoted history starts in HTML, by the marks mailers leave.
+const HTML_QUOTE_MARKS: &[&str] = &[
+    "gmail_quote",
+    "<blockquote",
+    "divrplyfwdmsg",
+    "-----original message-----",
+    "moz-cite-prefix",
+    "olk_src_body_section",
+    "appendonsend",
+];
+
+impl ThreadHijack {
+    fn gather<'v>(&self, view: &'v MessageView) -> Facts<'v> {
+        let mut quoted = Quoted::default();
+        let mut new_text = String::new();
+        for part in view
+            .texts
+            .iter()
+            .filter(|t| t.depth == 0 && !t.is_attachment)
+        {
+            let q = quoted::parse(&part.text, self.config.max_text_bytes);
+            for b in q.blocks {
+                if !quoted.blocks.contains(&b) {
+                    quoted.blocks.push(b);
+                }
+            }
+            quoted.quote_lines = quoted.quote_lines.max(q.quote_lines);
+            new_text.push_str(&q.new_text);
+            new_text.push('\n');
+            if let Some(html) = &part.html {
+                let lower = html.to_ascii_lowercase();
+                let cut = HTML_QUOTE_MARKS
+                    .iter()
+                    .filter_map(|m| lower.find(m))
+                    .min()
+                    .unwrap_or(html.len())
+                    .min(self.config.max_text_bytes);
+                let mut cut = cut.min(html.len());
+                while !html.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                for c in HREF.captures_iter(&html[..cut]) {
+                    new_text.push_str(&c[1]);
+                    new_text.push('\n');
+                }
+            }
+        }
+        let from = view.from.as_ref();
+        let sender_address = from.and_then(|m| m.address_lower());
+        let sender_domain = from.and_then(|m| m.domain()).map(|d| registrable(&d));
+        Facts {
+            view,
+            quoted,
+            new_text,
+            sender_address,
+            sender_name: from.and_then(|m| m.name.clone()),
+            sender_domain,
+            is_list: is_list_mail(view),
+        }
+    }
+
+    /// In-Reply-To first, then References newest first; at most `max_references`.
+    fn referenced_ids(&self, view: &MessageView) -> Vec<String> {
+        let mut seen = BTreeSet::new();
+        view.in_reply_to
+            .iter()
+            .chain(view.references.iter().rev())
+            .map(|id| id.trim().trim_matches(['<', '>']).to_string())
+            .filter(|id| !id.is_empty() && seen.insert(id.clone()))
+            .take(self.config.max_references)
+            .collect()
+    }
+
+    /// `quoted_header_mismatch`: (evidence, whether the tie is the display name).
+    fn quoted_mismatch(&self, f: &Facts<'_>, is_reply: bool) -> Option<(String, bool)> {
+        if f.is_list {
+            return None;
+        }
+        let sender_domain = f.sender_domain.as_deref()?;
+        let with_address: Vec<(&str, String)> = f
+            .quoted
+            .blocks
+            .iter()
+            .flat_map(QuotedBlock::people)
+            .filter_map(|p| {
+                let a = p.address.as_deref()?;
+                let d = crate::view::address::domain_of(a)?;
+                Some((a, registrable(&d)))
+            })
+            .collect();
+        if with_address.is_empty()
+            || with_address
+                .iter()
+                .any(|(_, d)| self.same_org(d, sender_domain))
+        {
+            return None;
+        }
+        let sender_name = f.sender_name.as_deref().unwrap_or("");
+        let norm = normalize_name(sender_name);
+        let lower_name = sender_name.to_lowercase();
+        let named = f
+            .quoted
+            .blocks
+            .iter()
+            .flat_map(QuotedBlock::people)
+            .find(|p| {
+                let by_name = !norm.is_empty()
+                    && p.name.as_deref().is_some_and(|n| normalize_name(n) == norm);
+                let by_address = p.address.as_deref().is_some_and(|a| lower_name.contains(a));
+                by_name || by_address
+            });
+        let subject_tie = || {
+            let own = normalize_subject(&f.view.subject);
+            is_reply
+                && !own.is_empty()
+                && f.quoted.blocks.iter().any(|b| {
+                    b.style == Style::HeaderBlock
+                        && !b.recipients.is_empty()
+                        && b.subject
+                            .as_deref()
+                            .is_some_and(|s| normalize_subject(s) == own)
+                })
+        };
+        let tie = if let Some(p) = named {
+            format!(
+                "the display name {sender_name:?} is the quoted participant {}",
+                describe_person(p)
+            )
+        } else if subject_tie() {
+            "it replies to the quoted message's subject without having been among its participants"
+                .to_string()
+        } else {
+            return None;
+        };
+        let mut quoted_addresses: Vec<&str> = with_address.iter().map(|(a, _)| *a).collect();
+        quoted_addresses.dedup();
+        quoted_addresses.truncate(5);
+        Some((
+            format!(
+                "sender {} ({sender_domain}): quoted headers name {}, none at {sender_domain}; {tie}",
+                f.sender_address.as_deref().unwrap_or(""),
+                quoted_addresses.join(", "),
+            ),
+            named.is_some(),
+        ))
+    }
+
+    fn unknown_participant(&self, f: &Facts<'_>, records: &[ThreadRecord]) -> Option<String> {
+        if records.is_empty() || f.is_list || records.iter().any(|r| r.list) {
+            return None;
+        }
+        let address = f.sender_address.as_deref()?;
+        let domain = f.sender_domain.as_deref()?;
+        if records.iter().any(|r| r.has_address(address)) {
+            return None;
+        }
+        let mut domains: Vec<&str> = records
+            .iter()
+            .flat_map(|r| r.participants.iter().map(|p| p.domain.as_str()))
+            .filter(|d| !d.is_empty())
+            .collect();
+        domains.sort();
+        domains.dedup();
+        if domains.iter().any(|d| self.same_org(d, domain)) {
+            return None;
+        }
+        let name_note = match f.sender_name.as_deref() {
+            Some(n) if records.iter().any(|r| r.has_name(n)) => {
+                format!("; the display name {n:?} is a participant's")
+            }
+            _ => String::new(),
+        };
+        domains.truncate(5);
+        Some(format!(
+            "references {} remembered message(s) with participants at {}; the sender {address} never took part{name_note}",
+            records.len(),
+            domains.join(", "),
+        ))
+    }
+
+    fn revived(&self, f: &Facts<'_>, records: &[ThreadRecord]) -> Option<String> {
+        let newest = f
+            .quoted
+            .blocks
+            .iter()
+            .filter_map(|b| b.date)
+            .chain(records.iter().map(|r| r.date))
+            .max()?;
+        let now = f
+            .view
+            .date
+            .unwrap_or_else(|| crate::store::unix_now() as i64);
+        let age_days = (now - newest) / 86_400;
+        if age_days <= self.config.revived_after_days as i64 {
+            return None;
+        }
+        let payload = payload(f)?;
+        Some(format!(
+            "the newest quoted message is from {} ({age_days} days earlier) and the reply carries {payload}",
+            ymd(newest)
+        ))
+    }
+}
+
+/// Mail that came through a mailing list.
+pub fn is_list_mail(view: &MessageView) -> bool {
+    view.list_id.is_some() || view.header("List-Id").is_some() || view.header("List-Post").is_some()
+}
+
+/// The payload a reply carries, described; None when it carries none.
+fn payload(f: &Facts<'_>) -> Option<String> {
+    let attachment = f.view.attachments.iter().find(|a| {
+        a.parent.is_none()
+            && !matches!(
+                a.file_type,
+                FileType::Text
+                    | FileType::Unknown
+                    | FileType::Png
+                    | FileType::Jpeg
+                    | FileType::Gif
+                    | FileType::Email
+            )
+    });
+    if let Some(a) = attachment {
+        return Some(format!("{} ({})", a.path, a.file_type));
+    }
+    URL.find(&f.new_text)
+        .map(|m| format!("a link {}", crate::scan::clean_evidence(m.as_str())))
+}
+
+fn describe_person(p: &quoted::Person) -> String {
+    match (&p.name, &p.address) {
+        (Some(n), Some(a)) => format!("{n:?} <{a}>"),
+        (Some(n), None) => format!("{n:?}"),
+        (None, Some(a)) => a.clone(),
+        (None, None) => "?".into(),
+    }
+}
+
+fn describe_history(q: &Quoted) -> String {
+    match q.blocks.first() {
+        Some(b) => {
+            let kind = match b.style {
+                Style::HeaderBlock => "a quoted header block",
+                Style::Attribution => "a quoted attribution line",
+            };
+            match b.from.first() {
+                Some(p) => format!("{kind} from {}", describe_person(p)),
+                None => kind.to_string(),
+            }
+        }
+        None => format!("{} quoted lines", q.quote_lines),
+    }
+}
+
+/// `YYYY-MM-DD` of a unix time.
+fn ymd(t: i64) -> String {
+    let z = t.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[cfg(test)]
+mod tests;

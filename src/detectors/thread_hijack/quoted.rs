@@ -1,0 +1,566 @@
+//! Quoted history in a reply's text: the header blocks and attribution
+//! lines mailers write above the quoted message.
+//!
+//! - Outlook: `-----Original Message-----` (or a rule of underscores) then
+//!   `From: / Sent: / To: / Cc: / Subject:` lines.
+//! - Japanese Outlook: `差出人: / 送信日時: / 宛先: / CC: / 件名:`; German
+//!   (`Von: / Gesendet: / An: / Betreff:`) and French (`De : / Envoyé : / À : / Objet :`).
+//! - Thunderbird forwards: `-------- Original Message --------` then
+//!   `Subject: / Date: / From: / To:`.
+//! - Gmail: `On Mon, Mar 4, 2019 at 10:12 AM Taro <taro@x.example> wrote:`,
+//!   Japanese Gmail: `2019年3月4日(月) 10:12 山田太郎 <taro@x.example>:`,
+//!   Thunderbird replies: `On 3/4/19 10:12 AM, Taro wrote:` and
+//!   `2019/03/04 10:12 に 山田太郎 さんは書きました:`.
+//!
+//! The text is NFKC-normalised first, so full-width colons and digits read
+//! as ASCII. Only the first `max_bytes` of a text are looked at.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+use unicode_normalization::UnicodeNormalization;
+
+/// Which mailer's layout a block follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// A header block (Outlook, Japanese Outlook, Thunderbird forward).
+    HeaderBlock,
+    /// An attribution line (Gmail, Thunderbird reply, mutt), English or Japanese.
+    Attribution,
+}
+
+/// A person named in quoted history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    pub name: Option<String>,
+    /// Lower-cased address, when the block shows one.
+    pub address: Option<String>,
+}
+
+/// One quoted message's header block or attribution line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotedBlock {
+    pub style: Style,
+    pub from: Vec<Person>,
+    /// To and Cc (header blocks only).
+    pub recipients: Vec<Person>,
+    pub subject: Option<String>,
+    /// The quoted message's date, as unix seconds (midnight UTC of the day).
+    pub date: Option<i64>,
+}
+
+impl QuotedBlock {
+    pub fn people(&self) -> impl Iterator<Item = &Person> {
+        self.from.iter().chain(&self.recipients)
+    }
+}
+
+/// The quoted history found in a text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Quoted {
+    pub blocks: Vec<QuotedBlock>,
+    /// Lines quoted with `>`.
+    pub quote_lines: usize,
+    /// The text above the quoted history: what the sender wrote now.
+    pub new_text: String,
+}
+
+impl Quoted {
+    /// True when the text carries quoted history of any form.
+    pub fn has_history(&self) -> bool {
+        !self.blocks.is_empty() || self.quote_lines >= 2
+    }
+}
+
+static LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^\*?(from|sent|date|to|cc|subject|差出人|送信者|送信日時|日付|宛先|件名|von|gesendet|datum|an|betreff|de|envoyé|à|objet)\*?\s*:\s*(.*)$")
+        .expect("label regex")
+});
+static SEPARATOR: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^(-{3,}\s*(original message|forwarded message|ursprüngliche nachricht|message d'origine|元のメッセージ|転送されたメッセージ)\s*-{3,}|_{10,}|-{2,}\s*forwarded message\s*-{2,})$")
+        .expect("separator regex")
+});
+static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
+        .expect("address regex")
+});
+static TIME: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\d{1,2}:\d{2}(:\d{2})?(\s*[ap]\.?m\.?)?(\s*[+-]\d{4})?(\s*\([A-Z]{2,5}\))?")
+        .expect("time regex")
+});
+static JA_DATE_START: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\d{4}\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日").expect("ja date regex")
+});
+
+/// Find the quoted history in `text` (first `max_bytes` bytes).
+pub fn parse(text: &str, max_bytes: usize) -> Quoted {
+    let mut cut = text.len().min(max_bytes);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let text: String = text[..cut].nfkc().collect();
+    let lines: Vec<(usize, &str)> = line_offsets(&text);
+    let mut out = Quoted::default();
+    let mut history_start: Option<usize> = None;
+    let mut i = 0;
+    while i < lines.len() {
+        let (offset, raw) = lines[i];
+        let (depth, line) = unquote(raw);
+        if depth > 0 && !line.is_empty() {
+            out.quote_lines += 1;
+            mark(offset, &mut history_start);
+        }
+        if SEPARATOR.is_match(line) {
+            mark(offset, &mut history_start);
+            i += 1;
+            continue;
+        }
+        if LABEL.is_match(line) {
+            let (block, used) = header_block(&lines[i..]);
+            if let Some(block) = block {
+                mark(offset, &mut history_start);
+                out.blocks.push(block);
+                i += used.max(1);
+                continue;
+            }
+        }
+        if let Some((block, start)) = attribution(&lines, i) {
+            mark(start, &mut history_start);
+            out.blocks.push(block);
+        }
+        i += 1;
+    }
+    let end = history_start.unwrap_or(text.len());
+    out.new_text = text[..end].to_string();
+    out
+}
+
+/// Note that quoted history starts at `offset` (keeping the earliest).
+fn mark(offset: usize, start: &mut Option<usize>) {
+    if start.is_none_or(|s| offset < s) {
+        *start = Some(offset);
+    }
+}
+
+fn line_offsets(text: &str) -> Vec<(usize, &str)> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    for line in text.split('\n') {
+        out.push((offset, line.trim_end_matches('\r')));
+        offset += line.len() + 1;
+    }
+    out
+}
+
+/// Strip `>` quoting: (levels, rest trimmed).
+fn unquote(line: &str) -> (usize, &str) {
+    let mut depth = 0;
+    let mut rest = line.trim_start();
+    while let Some(r) = rest.strip_prefix('>') {
+        depth += 1;
+        rest = r.trim_start();
+    }
+    (depth, rest.trim())
+}
+
+/// A header block starting at `lines[0]`: consecutive `Label: value` lines
+/// (blank lines between them allowed, as HTML-to-text leaves them). Valid
+/// with a sender, a date, and a subject or recipients. Returns the lines used.
+fn header_block(lines: &[(usize, &str)]) -> (Option<QuotedBlock>, usize) {
+    let mut block = QuotedBlock {
+        style: Style::HeaderBlock,
+        from: Vec::new(),
+        recipients: Vec::new(),
+        subject: None,
+        date: None,
+    };
+    let (mut has_from, mut has_date, mut has_to) = (false, false, false);
+    let mut used = 0;
+    let mut fields = 0;
+    for (n, (_, raw)) in lines.iter().enumerate().take(24) {
+        let (_, line) = unquote(raw);
+        if line.is_empty() {
+            continue;
+        }
+        let Some(c) = LABEL.captures(line) else {
+            break;
+        };
+        let label = c[1].to_lowercase();
+        let value = c[2].trim();
+        fields += 1;
+        used = n + 1;
+        match label.as_str() {
+            "from" | "差出人" | "送信者" | "von" | "de" => {
+                has_from = true;
+                block.from = people(value);
+            }
+            "sent" | "date" | "送信日時" | "日付" | "gesendet" | "datum" | "envoyé" => {
+                has_date = true;
+                block.date = parse_loose_date(value);
+            }
+            "to" | "cc" | "宛先" | "an" | "à" => {
+                has_to = true;
+                block.recipients.extend(people(value));
+            }
+            _ => block.subject = Some(value.to_string()),
+        }
+        if fields >= 8 {
+            break;
+        }
+    }
+    let valid = has_from && has_date && (has_to || block.subject.is_some());
+    (valid.then_some(block), used)
+}
+
+/// The people of a header value: `Name <a@b>; "Other" <c@d>`, `a@b`,
+/// Outlook's `Name [mailto:a@b]`, or a bare name.
+fn people(value: &str) -> Vec<Person> {
+    let segments: Vec<&str> = if value.contains(';') {
+        value.split(';').collect()
+    } else if ADDRESS.find_iter(value).count() > 1 {
+        value.split(',').collect()
+    } else {
+        vec![value]
+    };
+    segments
+        .into_iter()
+        .filter_map(|seg| {
+            let address = ADDRESS.find(seg).map(|m| m.as_str().to_lowercase());
+            let mut name = seg.to_string();
+            for cut in ["<", "[mailto:", "(mailto:"] {
+                if let Some(p) = name.find(cut) {
+                    name.truncate(p);
+                }
+            }
+            if let Some(a) = &address {
+                if name.trim().eq_ignore_ascii_case(a) {
+                    name.clear();
+                }
+            }
+            let name = clean_name(&name);
+            (address.is_some() || name.is_some()).then_some(Person { name, address })
+        })
+        .collect()
+}
+
+fn clean_name(s: &str) -> Option<String> {
+    let t = s
+        .trim()
+        .trim_matches(|c: char| c == '"' || c == '\'' || c == ',' || c.is_whitespace());
+    (!t.is_empty() && !t.contains('@')).then(|| t.to_string())
+}
+
+/// An attribution line at `lines[i]`, possibly wrapped onto it from the
+/// line before. Returns the block and where it starts.
+fn attribution(lines: &[(usize, &str)], i: usize) -> Option<(QuotedBlock, usize)> {
+    let (offset, raw) = lines[i];
+    let (_, line) = unquote(raw);
+    let lower = line.to_lowercase();
+    let english = lower.ends_with("wrote:") || lower.ends_with("writes:");
+    let japanese_tb = line.ends_with("書きました:");
+    let japanese_gmail = line.ends_with(">:");
+    if !(english || japanese_tb || japanese_gmail) {
+        return None;
+    }
+    let starts_right = |l: &str| {
+        l.starts_with("On ") || l.starts_with("on ") || JA_DATE_START.is_match(l) || date_first(l)
+    };
+    let (start, full) = if starts_right(line) {
+        (offset, line.to_string())
+    } else if i > 0 {
+        let (prev_offset, prev_raw) = lines[i - 1];
+        let (_, prev) = unquote(prev_raw);
+        if !starts_right(prev) {
+            return None;
+        }
+        (prev_offset, format!("{prev} {line}"))
+    } else {
+        return None;
+    };
+    if japanese_gmail && !english && !japanese_tb && !JA_DATE_START.is_match(&full) {
+        return None;
+    }
+    if full.chars().count() > 300 {
+        return None;
+    }
+    let date = parse_loose_date(&full);
+    let address = ADDRESS.find(&full).map(|m| m.as_str().to_lowercase());
+    // The name: after the date/time, before the address or "wrote:".
+    let mut name_part = full.clone();
+    for suffix in [
+        "さんは書きました:",
+        "は書きました:",
+        "書きました:",
+        " wrote:",
+        " writes:",
+        ":",
+    ] {
+        if let Some(p) = name_part.to_ascii_lowercase().rfind(suffix) {
+            if p + suffix.len() == name_part.len() {
+                name_part.truncate(p);
+                break;
+            }
+        }
+    }
+    if let Some(p) = name_part.find('<') {
+        name_part.truncate(p);
+    } else if let Some(a) = &address {
+        if let Some(p) = name_part.to_ascii_lowercase().find(a.as_str()) {
+            name_part.truncate(p);
+        }
+    }
+    let after_time = TIME
+        .find_iter(&name_part)
+        .last()
+        .map(|m| m.end())
+        .unwrap_or(0);
+    let mut name = name_part[after_time..].trim().to_string();
+    if after_time == 0 {
+        if let Some(p) = name.rfind(", ") {
+            name = name[p + 2..].to_string();
+        }
+    }
+    let name = name
+        .trim_start_matches([',', ' '])
+        .trim_start_matches("に ")
+        .trim_start_matches("に")
+        .to_string();
+    let block = QuotedBlock {
+        style: Style::Attribution,
+        from: vec![Person {
+            name: clean_name(&name),
+            address,
+        }],
+        recipients: Vec::new(),
+        subject: None,
+        date,
+    };
+    Some((block, start))
+}
+
+/// `2019/03/04 10:12 ...` or `04.03.2019 ...`: a line that opens with a date.
+fn date_first(line: &str) -> bool {
+    let head: String = line.chars().take(12).collect();
+    head.chars().next().is_some_and(|c| c.is_ascii_digit()) && parse_loose_date(&head).is_some()
+}
+
+static YMD_JA: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(\d{4})\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日").expect("re"));
+static YMD: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})\b").expect("re"));
+static DMY_DOT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b(\d{1,2})\.(\d{1,2})\.(\d{4})\b").expect("re"));
+static MDY_SLASH: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b(\d{1,2})/(\d{1,2})/(\d{2}|\d{4})\b").expect("re"));
+static D_MON_Y: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(\d{1,2})(?:st|nd|rd|th)?\s+(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?,?\s+(\d{4})\b")
+        .expect("re")
+});
+static MON_D_Y: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4})\b")
+        .expect("re")
+});
+
+fn month_number(name: &str) -> u32 {
+    const MONTHS: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
+    let n = name.to_ascii_lowercase();
+    MONTHS
+        .iter()
+        .position(|m| n.starts_with(m))
+        .map_or(0, |p| p as u32 + 1)
+}
+
+/// The day a quoted header or attribution names, as unix seconds at 00:00
+/// UTC; None when no date is recognised. Day precision is all the
+/// `revived_thread` rule needs, so times and zones are ignored.
+pub fn parse_loose_date(s: &str) -> Option<i64> {
+    let num = |m: Option<regex::Match<'_>>| m.and_then(|m| m.as_str().parse::<i64>().ok());
+    let ymd = if let Some(c) = YMD_JA.captures(s) {
+        (num(c.get(1)), num(c.get(2)), num(c.get(3)))
+    } else if let Some(c) = YMD.captures(s) {
+        (num(c.get(1)), num(c.get(2)), num(c.get(3)))
+    } else if let Some(c) = D_MON_Y.captures(s) {
+        (
+            num(c.get(3)),
+            Some(month_number(&c[2]) as i64),
+            num(c.get(1)),
+        )
+    } else if let Some(c) = MON_D_Y.captures(s) {
+        (
+            num(c.get(3)),
+            Some(month_number(&c[1]) as i64),
+            num(c.get(2)),
+        )
+    } else if let Some(c) = DMY_DOT.captures(s) {
+        (num(c.get(3)), num(c.get(2)), num(c.get(1)))
+    } else if let Some(c) = MDY_SLASH.captures(s) {
+        let (a, b) = (num(c.get(1))?, num(c.get(2))?);
+        let mut y = num(c.get(3))?;
+        if y < 100 {
+            y += 2000;
+        }
+        // US order unless the first number cannot be a month.
+        if a > 12 {
+            (Some(y), Some(b), Some(a))
+        } else {
+            (Some(y), Some(a), Some(b))
+        }
+    } else {
+        return None;
+    };
+    let (y, m, d) = (ymd.0?, ymd.1?, ymd.2?);
+    if !(1990..=2100).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    Some(days_from_civil(y, m, d) * 86_400)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAR_4_2019: i64 = 1_551_657_600;
+
+    #[test]
+    fn dates_in_the_forms_mailers_write() {
+        for s in [
+            "Monday, March 4, 2019 10:12 AM",
+            "Mon, 4 Mar 2019 10:12:00 +0900",
+            "2019年3月4日 10:12",
+            "2019年3月4日(月) 10:12",
+            "２０１９年３月４日",
+            "2019/03/04 10:12",
+            "2019-03-04",
+            "04.03.2019 10:12",
+            "3/4/19 10:12 AM",
+            "On Mon, Mar 4, 2019 at 10:12 AM Taro <t@x.example> wrote:",
+            "04 March 2019 10:12",
+        ] {
+            let s: String = s.nfkc().collect();
+            assert_eq!(parse_loose_date(&s), Some(MAR_4_2019), "{s}");
+        }
+        assert_eq!(parse_loose_date("no date here"), None);
+        assert_eq!(parse_loose_date("2019/13/45"), None);
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+    }
+
+    #[test]
+    fn outlook_block_english() {
+        let text = "Please see the attached.\r\n\r\n-----Original Message-----\r\nFrom: Taro Yamada [mailto:taro@legal-holdings.co.jp]\r\nSent: Monday, March 4, 2019 10:12 AM\r\nTo: Hanako Sato <hanako@partner.example.com>; ops@partner.example.com\r\nSubject: Invoice\r\n\r\nold text\r\n";
+        let q = parse(text, 1 << 20);
+        assert_eq!(q.blocks.len(), 1);
+        let b = &q.blocks[0];
+        assert_eq!(
+            b.from,
+            vec![Person {
+                name: Some("Taro Yamada".into()),
+                address: Some("taro@legal-holdings.co.jp".into())
+            }]
+        );
+        assert_eq!(b.recipients.len(), 2);
+        assert_eq!(
+            b.recipients[1].address.as_deref(),
+            Some("ops@partner.example.com")
+        );
+        assert_eq!(b.subject.as_deref(), Some("Invoice"));
+        assert_eq!(b.date, Some(MAR_4_2019));
+        assert_eq!(q.new_text.trim(), "Please see the attached.");
+        assert!(q.has_history());
+    }
+
+    #[test]
+    fn outlook_block_japanese_with_full_width_colons() {
+        let text = "ご確認ください。\n\n差出人： 山田 太郎 <taro@legal-holdings.co.jp>\n送信日時： 2019年3月4日 10:12\n宛先： 佐藤 花子 <hanako@partner.example.com>\n件名： 請求書の件\n\n本文\n";
+        let q = parse(text, 1 << 20);
+        assert_eq!(q.blocks.len(), 1, "{q:?}");
+        let b = &q.blocks[0];
+        assert_eq!(b.from[0].name.as_deref(), Some("山田 太郎"));
+        assert_eq!(b.subject.as_deref(), Some("請求書の件"));
+        assert_eq!(b.date, Some(MAR_4_2019));
+        assert_eq!(q.new_text.trim(), "ご確認ください。");
+    }
+
+    #[test]
+    fn gmail_attributions_english_wrapped_and_japanese() {
+        let text = "Thanks!\n\nOn Mon, Mar 4, 2019 at 10:12 AM Taro Yamada <\ntaro@legal-holdings.co.jp> wrote:\n> old\n> text\n";
+        let q = parse(text, 1 << 20);
+        assert_eq!(q.blocks.len(), 1, "{q:?}");
+        assert_eq!(
+            q.blocks[0].from[0],
+            Person {
+                name: Some("Taro Yamada".into()),
+                address: Some("taro@legal-holdings.co.jp".into())
+            }
+        );
+        assert_eq!(q.blocks[0].date, Some(MAR_4_2019));
+        assert_eq!(q.new_text.trim(), "Thanks!");
+
+        let ja = "了解です。\n\n2019年3月4日(月) 10:12 山田太郎 <taro@legal-holdings.co.jp>:\n> 古い本文\n";
+        let q = parse(ja, 1 << 20);
+        assert_eq!(q.blocks.len(), 1, "{q:?}");
+        assert_eq!(q.blocks[0].from[0].name.as_deref(), Some("山田太郎"));
+        assert_eq!(q.blocks[0].date, Some(MAR_4_2019));
+    }
+
+    #[test]
+    fn thunderbird_forms() {
+        let reply = "ok\n\nOn 3/4/19 10:12 AM, Taro Yamada wrote:\n> hi\n";
+        let q = parse(reply, 1 << 20);
+        assert_eq!(q.blocks[0].from[0].name.as_deref(), Some("Taro Yamada"));
+        assert_eq!(q.blocks[0].from[0].address, None);
+        assert_eq!(q.blocks[0].date, Some(MAR_4_2019));
+
+        let ja = "はい\n\n2019/03/04 10:12 に 山田太郎 さんは書きました:\n> こんにちは\n";
+        let q = parse(ja, 1 << 20);
+        assert_eq!(q.blocks[0].from[0].name.as_deref(), Some("山田太郎"));
+
+        let fwd = "see below\n\n-------- Original Message --------\nSubject: Invoice\nDate: Mon, 4 Mar 2019 10:12:00 +0900\nFrom: Taro Yamada <taro@legal-holdings.co.jp>\nTo: hanako@partner.example.com\n\nold\n";
+        let q = parse(fwd, 1 << 20);
+        assert_eq!(q.blocks.len(), 1);
+        assert_eq!(
+            q.blocks[0].recipients[0].address.as_deref(),
+            Some("hanako@partner.example.com")
+        );
+        assert_eq!(q.new_text.trim(), "see below");
+    }
+
+    #[test]
+    fn german_and_french_outlook_blocks() {
+        let de = "Anbei.\n\nVon: Taro Yamada <taro@legal-holdings.co.jp>\nGesendet: Montag, 4. März 2019 10:12\nAn: hanako@partner.example.com\nBetreff: Rechnung\n";
+        let q = parse(de, 1 << 20);
+        assert_eq!(q.blocks.len(), 1, "{q:?}");
+        assert_eq!(
+            q.blocks[0].recipients[0].address.as_deref(),
+            Some("hanako@partner.example.com")
+        );
+        let fr = "Ci-joint.\n\nDe : Taro Yamada <taro@legal-holdings.co.jp>\nEnvoyé : lundi 4 mars 2019 10:12\nÀ : hanako@partner.example.com\nObjet : Facture\n";
+        let q = parse(fr, 1 << 20);
+        assert_eq!(q.blocks.len(), 1, "{q:?}");
+        assert_eq!(q.blocks[0].subject.as_deref(), Some("Facture"));
+    }
+
+    #[test]
+    fn plain_text_is_not_history() {
+        let q = parse(
+            "From: the start of a sentence\nwe talk about dates.\n",
+            1 << 20,
+        );
+        assert!(q.blocks.is_empty());
+        assert!(!q.has_history());
+        let q = parse("> one quoted line\n", 1 << 20);
+        assert!(!q.has_history());
+    }
+}

@@ -1,0 +1,491 @@
+//! The embedded backend: SQLite in one file under the state directory.
+//!
+//! Why SQLite and not redb: the daemon keeps the store open all the time,
+//! and `learn` (writes) and `check` (reads) must use the same file while it
+//! runs. redb locks its file for one process; SQLite in WAL mode lets several
+//! processes read and write the same file, waiting up to `store.timeout_ms`
+//! for each other. `rusqlite` with the bundled SQLite needs no system library.
+//!
+//! Layout: table `kv` holds every key with its type (bytes, counter, set),
+//! its value and its expiry (unix milliseconds); table `members` holds the
+//! members of sets. Expired rows are invisible at once and are deleted when
+//! the store is opened and every few thousand writes.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use super::{Store, StoreError, StoreResult, WriteOp};
+
+const KIND_BYTES: i64 = 0;
+const KIND_COUNTER: i64 = 1;
+const KIND_SET: i64 = 2;
+
+/// Writes between two sweeps of expired rows.
+const PURGE_EVERY: u64 = 4096;
+
+/// Current time in unix milliseconds; replaceable so tests can move time.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+fn system_clock() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub struct EmbeddedStore {
+    conn: Mutex<Connection>,
+    clock: Clock,
+    writes: AtomicU64,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore").finish_non_exhaustive()
+    }
+}
+
+fn err(context: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::new(format!("embedded store: {context}: {e}"))
+}
+
+fn wrong_type(key: &str) -> StoreError {
+    StoreError::new(format!("key {key} holds another type"))
+}
+
+impl EmbeddedStore {
+    /// Open (creating if needed) the database at `path`; its directory must exist.
+    pub fn open(path: &Path, busy_timeout: Duration) -> StoreResult<EmbeddedStore> {
+        Self::open_with_clock(path, busy_timeout, Arc::new(system_clock))
+    }
+
+    /// Like [`open`](Self::open) with the time taken from `clock` (tests).
+    pub fn open_with_clock(
+        path: &Path,
+        busy_timeout: Duration,
+        clock: Clock,
+    ) -> StoreResult<EmbeddedStore> {
+        let what = path.display().to_string();
+        let conn = Connection::open(path).map_err(|e| err(&what, e))?;
+        conn.busy_timeout(busy_timeout).map_err(|e| err(&what, e))?;
+        // WAL: readers and one writer at a time across processes (daemon,
+        // learn, check). NORMAL sync: a crash may lose the last commits,
+        // never corrupt the file — right for a memory of past mail.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(|e| err(&what, e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(err(&what, format!("cannot use WAL journal (got {mode})")));
+        }
+        conn.execute_batch(
+            "PRAGMA synchronous=NORMAL;
+             CREATE TABLE IF NOT EXISTS kv (
+                 key TEXT PRIMARY KEY,
+                 kind INTEGER NOT NULL,
+                 value BLOB,
+                 expires INTEGER
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS members (
+                 key TEXT NOT NULL,
+                 member BLOB NOT NULL,
+                 PRIMARY KEY (key, member)
+             ) WITHOUT ROWID;",
+        )
+        .map_err(|e| err(&what, e))?;
+        let store = EmbeddedStore {
+            conn: Mutex::new(conn),
+            clock,
+            writes: AtomicU64::new(0),
+        };
+        store.purge_expired()?;
+        Ok(store)
+    }
+
+    fn now(&self) -> i64 {
+        (self.clock)() as i64
+    }
+
+    fn deadline(&self, ttl: Option<Duration>) -> Option<i64> {
+        ttl.map(|t| self.now().saturating_add(t.as_millis() as i64))
+    }
+
+    fn with_conn<T>(&self, f: impl FnOnce(&mut Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| StoreError::new("embedded store lock poisoned"))?;
+        f(&mut conn)
+    }
+
+    /// Run `f` in one write transaction, then sweep expired rows now and then.
+    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>, i64) -> StoreResult<T>) -> StoreResult<T> {
+        let now = self.now();
+        let out = self.with_conn(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| err("begin", e))?;
+            let out = f(&tx, now)?;
+            tx.commit().map_err(|e| err("commit", e))?;
+            Ok(out)
+        })?;
+        if self.writes.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY == PURGE_EVERY - 1 {
+            self.purge_expired()?;
+        }
+        Ok(out)
+    }
+
+    /// Delete every expired row (they are already invisible).
+    pub fn purge_expired(&self) -> StoreResult<usize> {
+        let now = self.now();
+        self.with_conn(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| err("begin", e))?;
+            tx.execute(
+                "DELETE FROM members WHERE key IN
+                   (SELECT key FROM kv WHERE kind = ?1 AND expires IS NOT NULL AND expires <= ?2)",
+                params![KIND_SET, now],
+            )
+            .map_err(|e| err("purge", e))?;
+            let n = tx
+                .execute(
+                    "DELETE FROM kv WHERE expires IS NOT NULL AND expires <= ?1",
+                    params![now],
+                )
+                .map_err(|e| err("purge", e))?;
+            tx.commit().map_err(|e| err("commit", e))?;
+            Ok(n)
+        })
+    }
+}
+
+/// A live row: kind, value, expiry.
+type Row = (i64, Option<Vec<u8>>, Option<i64>);
+
+/// The row of `key` unless it is missing or expired.
+fn live(tx: &Connection, key: &str, now: i64) -> StoreResult<Option<Row>> {
+    let row: Option<Row> = tx
+        .prepare_cached("SELECT kind, value, expires FROM kv WHERE key = ?1")
+        .and_then(|mut st| {
+            st.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()
+        })
+        .map_err(|e| err("read", e))?;
+    Ok(row.filter(|(_, _, expires)| expires.is_none_or(|t| t > now)))
+}
+
+/// Remove a key and its set members (used before re-creating it).
+fn remove(tx: &Connection, key: &str) -> StoreResult<()> {
+    tx.prepare_cached("DELETE FROM kv WHERE key = ?1")
+        .and_then(|mut st| st.execute(params![key]))
+        .map_err(|e| err("delete", e))?;
+    tx.prepare_cached("DELETE FROM members WHERE key = ?1")
+        .and_then(|mut st| st.execute(params![key]))
+        .map_err(|e| err("delete", e))?;
+    Ok(())
+}
+
+fn value_of(key: &str, kind: i64, value: Option<Vec<u8>>) -> StoreResult<Vec<u8>> {
+    match kind {
+        KIND_BYTES => Ok(value.unwrap_or_default()),
+        KIND_COUNTER => {
+            let v = value.unwrap_or_default();
+            Ok(counter_of(&v).to_string().into_bytes())
+        }
+        _ => Err(wrong_type(key)),
+    }
+}
+
+fn counter_of(v: &[u8]) -> i64 {
+    let mut b = [0u8; 8];
+    if v.len() == 8 {
+        b.copy_from_slice(v);
+    }
+    i64::from_le_bytes(b)
+}
+
+fn do_put(tx: &Connection, key: &str, value: &[u8], expires: Option<i64>) -> StoreResult<()> {
+    tx.prepare_cached("DELETE FROM members WHERE key = ?1")
+        .and_then(|mut st| st.execute(params![key]))
+        .map_err(|e| err("put", e))?;
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO kv (key, kind, value, expires) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut st| st.execute(params![key, KIND_BYTES, value, expires]))
+    .map_err(|e| err("put", e))?;
+    Ok(())
+}
+
+fn do_incr(
+    tx: &Connection,
+    key: &str,
+    by: i64,
+    expires: Option<i64>,
+    now: i64,
+) -> StoreResult<i64> {
+    let (n, expires) = match live(tx, key, now)? {
+        None => {
+            remove(tx, key)?;
+            (by, expires)
+        }
+        Some((KIND_COUNTER, v, kept)) => {
+            (counter_of(&v.unwrap_or_default()).saturating_add(by), kept)
+        }
+        Some(_) => return Err(wrong_type(key)),
+    };
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO kv (key, kind, value, expires) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut st| st.execute(params![key, KIND_COUNTER, &n.to_le_bytes()[..], expires]))
+    .map_err(|e| err("incr", e))?;
+    Ok(n)
+}
+
+fn do_set_add(
+    tx: &Connection,
+    key: &str,
+    member: &[u8],
+    expires: Option<i64>,
+    now: i64,
+) -> StoreResult<bool> {
+    match live(tx, key, now)? {
+        None => remove(tx, key)?,
+        Some((KIND_SET, _, _)) => {}
+        Some(_) => return Err(wrong_type(key)),
+    }
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO kv (key, kind, value, expires) VALUES (?1, ?2, NULL, ?3)",
+    )
+    .and_then(|mut st| st.execute(params![key, KIND_SET, expires]))
+    .map_err(|e| err("set_add", e))?;
+    let added = tx
+        .prepare_cached("INSERT OR IGNORE INTO members (key, member) VALUES (?1, ?2)")
+        .and_then(|mut st| st.execute(params![key, member]))
+        .map_err(|e| err("set_add", e))?;
+    Ok(added == 1)
+}
+
+/// Is `key` a live set? Errors when it holds another type.
+fn is_live_set(conn: &Connection, key: &str, now: i64) -> StoreResult<bool> {
+    match live(conn, key, now)? {
+        None => Ok(false),
+        Some((KIND_SET, _, _)) => Ok(true),
+        Some(_) => Err(wrong_type(key)),
+    }
+}
+
+impl Store for EmbeddedStore {
+    fn backend(&self) -> &'static str {
+        "embedded"
+    }
+
+    fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let now = self.now();
+        self.with_conn(|conn| match live(conn, key, now)? {
+            None => Ok(None),
+            Some((kind, value, _)) => value_of(key, kind, value).map(Some),
+        })
+    }
+
+    fn put(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<()> {
+        let expires = self.deadline(ttl);
+        self.write(|tx, _| do_put(tx, key, value, expires))
+    }
+
+    fn delete(&self, key: &str) -> StoreResult<()> {
+        self.write(|tx, _| remove(tx, key))
+    }
+
+    fn incr(&self, key: &str, by: i64, ttl: Option<Duration>) -> StoreResult<i64> {
+        let expires = self.deadline(ttl);
+        self.write(|tx, now| do_incr(tx, key, by, expires, now))
+    }
+
+    fn set_add(&self, key: &str, member: &[u8], ttl: Option<Duration>) -> StoreResult<bool> {
+        let expires = self.deadline(ttl);
+        self.write(|tx, now| do_set_add(tx, key, member, expires, now))
+    }
+
+    fn set_contains(&self, key: &str, member: &[u8]) -> StoreResult<bool> {
+        let now = self.now();
+        self.with_conn(|conn| {
+            if !is_live_set(conn, key, now)? {
+                return Ok(false);
+            }
+            conn.prepare_cached("SELECT 1 FROM members WHERE key = ?1 AND member = ?2")
+                .and_then(|mut st| st.exists(params![key, member]))
+                .map_err(|e| err("set_contains", e))
+        })
+    }
+
+    fn set_members(&self, key: &str) -> StoreResult<Vec<Vec<u8>>> {
+        let now = self.now();
+        self.with_conn(|conn| {
+            if !is_live_set(conn, key, now)? {
+                return Ok(Vec::new());
+            }
+            let mut st = conn
+                .prepare_cached("SELECT member FROM members WHERE key = ?1 ORDER BY member")
+                .map_err(|e| err("set_members", e))?;
+            let rows = st
+                .query_map(params![key], |r| r.get::<_, Vec<u8>>(0))
+                .map_err(|e| err("set_members", e))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(|e| err("set_members", e))
+        })
+    }
+
+    fn keys_with_prefix(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        let now = self.now();
+        // Every key starting with `prefix` sorts between it and prefix+U+10FFFF.
+        let upper = format!("{prefix}\u{10FFFF}");
+        self.with_conn(|conn| {
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT key FROM kv WHERE key >= ?1 AND key < ?2
+                       AND (expires IS NULL OR expires > ?3) ORDER BY key",
+                )
+                .map_err(|e| err("keys", e))?;
+            let rows = st
+                .query_map(params![prefix, upper, now], |r| r.get::<_, String>(0))
+                .map_err(|e| err("keys", e))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(|e| err("keys", e))
+        })
+    }
+
+    fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        let now = self.now();
+        self.with_conn(|conn| {
+            // One read transaction: a consistent snapshot, one lock.
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Deferred)
+                .map_err(|e| err("begin", e))?;
+            let mut out = Vec::with_capacity(keys.len());
+            for key in keys {
+                out.push(match live(&tx, key, now)? {
+                    None => None,
+                    Some((kind, value, _)) => Some(value_of(key, kind, value)?),
+                });
+            }
+            tx.commit().map_err(|e| err("commit", e))?;
+            Ok(out)
+        })
+    }
+
+    fn write_batch(&self, ops: &[WriteOp]) -> StoreResult<()> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let now = self.now();
+        let deadline =
+            |ttl: &Option<Duration>| ttl.map(|t| now.saturating_add(t.as_millis() as i64));
+        self.write(|tx, now| {
+            for op in ops {
+                match op {
+                    WriteOp::Put { key, value, ttl } => do_put(tx, key, value, deadline(ttl))?,
+                    WriteOp::SetAdd { key, member, ttl } => {
+                        do_set_add(tx, key, member, deadline(ttl), now)?;
+                    }
+                    WriteOp::Incr { key, by, ttl } => {
+                        do_incr(tx, key, *by, deadline(ttl), now)?;
+                    }
+                    WriteOp::Delete { key } => remove(tx, key)?,
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    fn clock_at(start: u64) -> (Arc<AtomicU64>, Clock) {
+        let t = Arc::new(AtomicU64::new(start));
+        let c = t.clone();
+        (t, Arc::new(move || c.load(Ordering::SeqCst)))
+    }
+
+    #[test]
+    fn embedded_store_meets_the_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            EmbeddedStore::open(&dir.path().join("s.sqlite3"), Duration::from_secs(1)).unwrap();
+        super::super::contract::check_all(&store);
+    }
+
+    #[test]
+    fn values_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite3");
+        {
+            let s = EmbeddedStore::open(&path, Duration::from_secs(1)).unwrap();
+            s.put("k", b"v", None).unwrap();
+            s.set_add("s", b"m", None).unwrap();
+        }
+        let s = EmbeddedStore::open(&path, Duration::from_secs(1)).unwrap();
+        assert_eq!(s.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+        assert!(s.set_contains("s", b"m").unwrap());
+    }
+
+    #[test]
+    fn expiry_follows_the_clock_and_purge_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (t, clock) = clock_at(1_000_000);
+        let s = EmbeddedStore::open_with_clock(
+            &dir.path().join("s.sqlite3"),
+            Duration::from_secs(1),
+            clock,
+        )
+        .unwrap();
+        let day = Some(Duration::from_secs(86_400));
+        s.put("v", b"x", day).unwrap();
+        s.set_add("s", b"m", day).unwrap();
+        assert_eq!(s.incr("c", 2, day).unwrap(), 2);
+        s.put("forever", b"y", None).unwrap();
+        t.fetch_add(86_399_000, Ordering::SeqCst);
+        assert!(s.get("v").unwrap().is_some());
+        // The counter keeps the expiry it was created with.
+        assert_eq!(s.incr("c", 1, day).unwrap(), 3);
+        t.fetch_add(2_000, Ordering::SeqCst);
+        assert_eq!(s.get("v").unwrap(), None);
+        assert!(!s.set_contains("s", b"m").unwrap());
+        assert_eq!(s.keys_with_prefix("").unwrap(), vec!["forever".to_string()]);
+        // An expired counter starts again from zero.
+        assert_eq!(s.incr("c", 1, day).unwrap(), 1);
+        assert_eq!(s.purge_expired().unwrap(), 2);
+        // A re-created set does not resurrect its old members.
+        assert!(s.set_add("s", b"n", day).unwrap());
+        assert_eq!(s.set_members("s").unwrap(), vec![b"n".to_vec()]);
+    }
+
+    #[test]
+    fn two_handles_on_one_file_see_each_other() {
+        // The daemon and `learn` open the same file at the same time.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite3");
+        let a = EmbeddedStore::open(&path, Duration::from_secs(2)).unwrap();
+        let b = EmbeddedStore::open(&path, Duration::from_secs(2)).unwrap();
+        a.put("from-a", b"1", None).unwrap();
+        assert_eq!(b.get("from-a").unwrap().as_deref(), Some(&b"1"[..]));
+        b.incr("n", 1, None).unwrap();
+        assert_eq!(a.incr("n", 1, None).unwrap(), 2);
+    }
+
+    #[test]
+    fn an_unwritable_path_is_an_error() {
+        let e = EmbeddedStore::open(
+            Path::new("/nonexistent-dir/for/sure/s.sqlite3"),
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("/nonexistent-dir"), "{e}");
+    }
+}

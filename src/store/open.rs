@@ -1,0 +1,99 @@
+//! Opening the configured backend: one function for the daemon, `check`
+//! and `learn`, so they all use the same store.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::{
+    EmbeddedStore, MemoryStore, RedisStore, Store, StoreBackend, StoreConfig, StoreError,
+    StoreResult,
+};
+
+/// Where the embedded store lives when `store.path` is not set:
+/// `$XDG_STATE_HOME/malspam-milter/state.sqlite3`, else
+/// `$HOME/.local/state/malspam-milter/state.sqlite3`.
+pub fn default_embedded_path() -> Option<PathBuf> {
+    let non_empty = |v: &str| std::env::var_os(v).filter(|s| !s.is_empty());
+    let base = match non_empty("XDG_STATE_HOME") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(non_empty("HOME")?).join(".local/state"),
+    };
+    Some(base.join("malspam-milter").join("state.sqlite3"))
+}
+
+/// Open the store `config` names. The embedded store's directory is created
+/// when missing.
+pub fn open(config: &StoreConfig) -> StoreResult<Arc<dyn Store>> {
+    match config.backend {
+        StoreBackend::Memory => Ok(Arc::new(MemoryStore::new())),
+        StoreBackend::Redis => Ok(Arc::new(RedisStore::new(config)?)),
+        StoreBackend::Embedded => {
+            let path = match &config.path {
+                Some(p) => p.clone(),
+                None => default_embedded_path().ok_or_else(|| {
+                    StoreError::new(
+                        "no store.path set and neither XDG_STATE_HOME nor HOME to put it under",
+                    )
+                })?,
+            };
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::new(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+            Ok(Arc::new(EmbeddedStore::open(&path, config.timeout())?))
+        }
+    }
+}
+
+/// Open the configured store, or an in-memory one when it cannot be opened
+/// (e.g. `check` on a read-only machine). The second value says why the
+/// fallback was taken, for the caller to print.
+pub fn open_or_memory(config: &StoreConfig) -> (Arc<dyn Store>, Option<String>) {
+    match open(config) {
+        Ok(store) => (store, None),
+        Err(e) => (
+            Arc::new(MemoryStore::new()),
+            Some(format!(
+                "{e}; using an in-memory store (thread memory and known correspondents are empty)"
+            )),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_is_created_under_the_configured_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            path: Some(dir.path().join("deep/er/state.sqlite3")),
+            ..StoreConfig::default()
+        };
+        let store = open(&config).unwrap();
+        assert_eq!(store.backend(), "embedded");
+        store.put("k", b"v", None).unwrap();
+        assert!(dir.path().join("deep/er/state.sqlite3").exists());
+    }
+
+    #[test]
+    fn an_unopenable_store_falls_back_to_memory_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        // A file where the directory should be: cannot be created.
+        std::fs::write(dir.path().join("blocker"), "x").unwrap();
+        let config = StoreConfig {
+            path: Some(dir.path().join("blocker/state.sqlite3")),
+            ..StoreConfig::default()
+        };
+        assert!(open(&config).is_err());
+        let (store, why) = open_or_memory(&config);
+        assert_eq!(store.backend(), "memory");
+        let why = why.unwrap();
+        assert!(
+            why.contains("blocker") && why.contains("in-memory"),
+            "{why}"
+        );
+    }
+}

@@ -1,0 +1,368 @@
+//! The Redis backend: one memory shared by several mail servers.
+//!
+//! Synchronous connections (scans run on blocking threads) with a connect,
+//! read and write timeout of `store.timeout_ms`, kept in a small pool. When
+//! Redis cannot be reached or stops answering, every call fails at once for
+//! `store.reconnect_after_ms` before the next try: a down Redis turns into
+//! `scan.error` evidence at no cost in time, never into a stuck message.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ::redis::{Client, Connection, RedisError, Value};
+
+use super::{Store, StoreConfig, StoreError, StoreResult, WriteOp};
+
+/// Idle connections kept for reuse; more may be open while scans run.
+const POOL_SIZE: usize = 8;
+
+/// Keys scanned per SCAN round trip in `keys_with_prefix`.
+const SCAN_COUNT: usize = 1000;
+
+pub struct RedisStore {
+    client: Client,
+    /// Prepended to every key.
+    prefix: String,
+    timeout: Duration,
+    reconnect_after: Duration,
+    idle: Mutex<Vec<Connection>>,
+    /// While set and in the future, calls fail without trying.
+    down_until: Mutex<Option<(Instant, String)>>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn err(e: RedisError) -> StoreError {
+    StoreError::new(format!("redis: {e}"))
+}
+
+/// `url` with any password replaced, for messages.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+impl RedisStore {
+    /// A store for `config`'s Redis. Does not connect yet: a Redis that is
+    /// down at start makes calls fail, it does not stop the milter.
+    pub fn new(config: &StoreConfig) -> StoreResult<RedisStore> {
+        let url = config.redis_url();
+        let client = Client::open(url.as_str())
+            .map_err(|e| StoreError::new(format!("redis url {}: {e}", redacted(&url))))?;
+        Ok(RedisStore {
+            client,
+            prefix: config.key_prefix.clone(),
+            timeout: config.timeout(),
+            reconnect_after: Duration::from_millis(config.reconnect_after_ms),
+            idle: Mutex::new(Vec::new()),
+            down_until: Mutex::new(None),
+        })
+    }
+
+    /// Connect now and PING, to report a wrong URL or password at start.
+    pub fn ping(&self) -> StoreResult<()> {
+        self.with_conn(|c| {
+            ::redis::cmd("PING").query::<String>(c)?;
+            Ok(())
+        })
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn connect(&self) -> StoreResult<Connection> {
+        if let Ok(down) = self.down_until.lock() {
+            if let Some((until, why)) = down.as_ref() {
+                if Instant::now() < *until {
+                    return Err(StoreError::new(format!(
+                        "redis unavailable (retrying in under {} ms): {why}",
+                        self.reconnect_after.as_millis()
+                    )));
+                }
+            }
+        }
+        let pooled = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        if let Some(conn) = pooled {
+            return Ok(conn);
+        }
+        let conn = self
+            .client
+            .get_connection_with_timeout(self.timeout)
+            .map_err(|e| self.mark_down(e))?;
+        conn.set_read_timeout(Some(self.timeout))
+            .map_err(|e| self.mark_down(e))?;
+        conn.set_write_timeout(Some(self.timeout))
+            .map_err(|e| self.mark_down(e))?;
+        Ok(conn)
+    }
+
+    fn mark_down(&self, e: RedisError) -> StoreError {
+        let why = e.to_string();
+        if let Ok(mut down) = self.down_until.lock() {
+            *down = Some((Instant::now() + self.reconnect_after, why));
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
+        err(e)
+    }
+
+    /// Run `f` on a pooled connection. A connection that saw an I/O error or
+    /// a timeout is dropped and Redis marked down; after a reply error (e.g.
+    /// WRONGTYPE) the connection is still good and goes back to the pool.
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, RedisError>,
+    ) -> StoreResult<T> {
+        let mut conn = self.connect()?;
+        match f(&mut conn) {
+            Ok(v) => {
+                self.give_back(conn);
+                Ok(v)
+            }
+            Err(e) if e.is_io_error() || e.is_timeout() || e.is_unrecoverable_error() => {
+                Err(self.mark_down(e))
+            }
+            Err(e) => {
+                self.give_back(conn);
+                Err(err(e))
+            }
+        }
+    }
+
+    fn give_back(&self, conn: Connection) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < POOL_SIZE {
+                idle.push(conn);
+            }
+        }
+        if let Ok(mut down) = self.down_until.lock() {
+            *down = None;
+        }
+    }
+
+    /// Add one write to a pipeline.
+    fn queue(&self, pipe: &mut ::redis::Pipeline, op: &WriteOp) {
+        match op {
+            WriteOp::Put { key, value, ttl } => {
+                let cmd = pipe.cmd("SET").arg(self.key(key)).arg(&value[..]);
+                if let Some(ttl) = ttl {
+                    cmd.arg("PX").arg(millis(*ttl));
+                }
+                cmd.ignore();
+            }
+            WriteOp::SetAdd { key, member, ttl } => {
+                let k = self.key(key);
+                pipe.cmd("SADD").arg(&k).arg(&member[..]);
+                match ttl {
+                    Some(ttl) => pipe.cmd("PEXPIRE").arg(&k).arg(millis(*ttl)).ignore(),
+                    None => pipe.cmd("PERSIST").arg(&k).ignore(),
+                };
+            }
+            WriteOp::Incr { key, by, ttl } => {
+                let k = self.key(key);
+                // Create at 0 with the TTL only if absent, then add: the TTL
+                // is set when the counter is created, as the trait says.
+                if let Some(ttl) = ttl {
+                    pipe.cmd("SET")
+                        .arg(&k)
+                        .arg(0)
+                        .arg("PX")
+                        .arg(millis(*ttl))
+                        .arg("NX")
+                        .ignore();
+                }
+                pipe.cmd("INCRBY").arg(&k).arg(*by);
+            }
+            WriteOp::Delete { key } => {
+                pipe.cmd("DEL").arg(self.key(key)).ignore();
+            }
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    (d.as_millis() as u64).max(1)
+}
+
+impl Store for RedisStore {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let k = self.key(key);
+        self.with_conn(|c| ::redis::cmd("GET").arg(&k).query(c))
+    }
+
+    fn put(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<()> {
+        self.write_batch(&[WriteOp::Put {
+            key: key.to_string(),
+            value: value.to_vec(),
+            ttl,
+        }])
+    }
+
+    fn delete(&self, key: &str) -> StoreResult<()> {
+        let k = self.key(key);
+        self.with_conn(|c| ::redis::cmd("DEL").arg(&k).query::<i64>(c).map(|_| ()))
+    }
+
+    fn incr(&self, key: &str, by: i64, ttl: Option<Duration>) -> StoreResult<i64> {
+        let mut pipe = ::redis::pipe();
+        pipe.atomic();
+        self.queue(
+            &mut pipe,
+            &WriteOp::Incr {
+                key: key.to_string(),
+                by,
+                ttl,
+            },
+        );
+        let (n,): (i64,) = self.with_conn(|c| pipe.query(c))?;
+        Ok(n)
+    }
+
+    fn set_add(&self, key: &str, member: &[u8], ttl: Option<Duration>) -> StoreResult<bool> {
+        let mut pipe = ::redis::pipe();
+        pipe.atomic();
+        self.queue(
+            &mut pipe,
+            &WriteOp::SetAdd {
+                key: key.to_string(),
+                member: member.to_vec(),
+                ttl,
+            },
+        );
+        let (added,): (i64,) = self.with_conn(|c| pipe.query(c))?;
+        Ok(added == 1)
+    }
+
+    fn set_contains(&self, key: &str, member: &[u8]) -> StoreResult<bool> {
+        let k = self.key(key);
+        self.with_conn(|c| ::redis::cmd("SISMEMBER").arg(&k).arg(member).query(c))
+    }
+
+    fn set_members(&self, key: &str) -> StoreResult<Vec<Vec<u8>>> {
+        let k = self.key(key);
+        let mut members: Vec<Vec<u8>> =
+            self.with_conn(|c| ::redis::cmd("SMEMBERS").arg(&k).query(c))?;
+        members.sort();
+        Ok(members)
+    }
+
+    fn keys_with_prefix(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        let pattern = format!("{}*", glob_escape(&self.key(prefix)));
+        let strip = self.prefix.len();
+        let mut keys = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = self.with_conn(|c| {
+                ::redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(SCAN_COUNT)
+                    .query(c)
+            })?;
+            keys.extend(batch.into_iter().map(|k| k[strip..].to_string()));
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+
+    fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One round trip. GET in a pipeline rather than MGET, so that a key
+        // holding a set is an error (as in the other backends), not a nil.
+        let mut pipe = ::redis::pipe();
+        for key in keys {
+            pipe.cmd("GET").arg(self.key(key));
+        }
+        let values: Vec<Value> = self.with_conn(|c| pipe.query(c))?;
+        values
+            .into_iter()
+            .map(|v| match v {
+                Value::Nil => Ok(None),
+                Value::BulkString(b) => Ok(Some(b)),
+                Value::SimpleString(s) => Ok(Some(s.into_bytes())),
+                Value::Int(n) => Ok(Some(n.to_string().into_bytes())),
+                other => Err(StoreError::new(format!(
+                    "redis: unexpected reply {other:?}"
+                ))),
+            })
+            .collect()
+    }
+
+    fn write_batch(&self, ops: &[WriteOp]) -> StoreResult<()> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = ::redis::pipe();
+        pipe.atomic();
+        for op in ops {
+            self.queue(&mut pipe, op);
+        }
+        self.with_conn(|c| pipe.query::<Value>(c).map(|_| ()))
+    }
+}
+
+/// Escape Redis glob characters so a prefix matches only itself.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        if matches!(ch, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(
+            redacted("redis://:s3cret@10.0.0.1:6379/0"),
+            "redis://***@10.0.0.1:6379/0"
+        );
+        assert_eq!(redacted("redis://127.0.0.1/0"), "redis://127.0.0.1/0");
+        assert_eq!(glob_escape("a*b[c]"), "a\\*b\\[c\\]");
+    }
+
+    #[test]
+    fn a_closed_port_fails_fast_and_then_without_trying() {
+        // Port 1 on loopback: nothing listens, the connect is refused.
+        let config = StoreConfig {
+            url: "redis://127.0.0.1:1/0".into(),
+            timeout_ms: 200,
+            reconnect_after_ms: 60_000,
+            ..StoreConfig::default()
+        };
+        let store = RedisStore::new(&config).unwrap();
+        let first = store.get("x").unwrap_err().to_string();
+        assert!(first.starts_with("state store: redis:"), "{first}");
+        let second = store.put("x", b"1", None).unwrap_err().to_string();
+        assert!(second.contains("redis unavailable"), "{second}");
+    }
+}

@@ -1,0 +1,281 @@
+//! Thread memory: for every message remembered, its Message-ID → who took
+//! part (From, To, Cc), its normalised subject and date, whether it came
+//! through a mailing list. `thread_hijack` looks up the messages a reply's
+//! In-Reply-To/References name.
+//!
+//! Key: `thread:<hash(Message-ID)>` → JSON [`ThreadRecord`], expiring after
+//! `store.thread_ttl_days`. Remembering a message also updates the
+//! correspondents ([`super::correspondents`]) — once per Message-ID, so
+//! reading the same mail twice (`learn` run again) changes nothing.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
+
+use super::correspondents::{self, name_hash, Seen};
+use super::{hash, Store, StoreResult, WriteOp};
+use crate::view::MessageView;
+
+/// Participants kept per message (a mail to a huge list is capped).
+pub const MAX_PARTICIPANTS: usize = 50;
+
+/// One participant of a remembered message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Participant {
+    /// Hash of the address.
+    pub address: String,
+    /// Registrable domain of the address, in clear (for evidence).
+    pub domain: String,
+    /// Hash of the normalised display name, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// What is remembered of one message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadRecord {
+    /// The message's Date (unix seconds), or when it was remembered.
+    pub date: i64,
+    /// Hash of the subject without reply/forward prefixes.
+    pub subject: String,
+    pub participants: Vec<Participant>,
+    /// It came through a mailing list (List-Id).
+    #[serde(default)]
+    pub list: bool,
+}
+
+impl ThreadRecord {
+    pub fn has_address(&self, address: &str) -> bool {
+        let h = hash::address(address);
+        self.participants.iter().any(|p| p.address == h)
+    }
+
+    pub fn has_name(&self, name: &str) -> bool {
+        name_hash(name).is_some_and(|h| {
+            self.participants
+                .iter()
+                .any(|p| p.name.as_ref() == Some(&h))
+        })
+    }
+}
+
+pub fn thread_key(message_id: &str) -> String {
+    format!("thread:{}", hash::message_id(message_id))
+}
+
+/// The subject as threads compare it: reply/forward prefixes and list tags
+/// removed, NFKC, lower case, whitespace collapsed.
+pub fn normalize_subject(subject: &str) -> String {
+    let base = crate::detectors::thread_hijack::subject::parse(subject).base;
+    let s: String = base.nfkc().collect::<String>().to_lowercase();
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The remembered messages among `ids` (Message-IDs), in the order given;
+/// one read for all of them.
+pub fn lookup(store: &dyn Store, ids: &[String]) -> StoreResult<Vec<(String, ThreadRecord)>> {
+    let keys: Vec<String> = ids.iter().map(|id| thread_key(id)).collect();
+    let values = store.get_many(&keys)?;
+    Ok(ids
+        .iter()
+        .zip(values)
+        .filter_map(|(id, v)| {
+            let rec = serde_json::from_slice(&v?).ok()?;
+            Some((id.clone(), rec))
+        })
+        .collect())
+}
+
+/// What [`remember`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remembered {
+    /// A message not seen before; thread and correspondents recorded.
+    New,
+    /// This Message-ID was already remembered; nothing changed.
+    Known,
+    /// No sender and no recipients: nothing worth remembering.
+    Empty,
+}
+
+/// The id a message is remembered under: its Message-ID, or for mail
+/// without one a hash of From, Date and Subject (stable across runs).
+pub fn message_key_id(view: &MessageView) -> String {
+    match view.message_id.as_deref().map(str::trim) {
+        Some(id) if !id.is_empty() => id.to_string(),
+        _ => format!(
+            "no-id:{}",
+            hash::digest(
+                "noid",
+                &format!(
+                    "{}\n{}\n{}",
+                    view.from
+                        .as_ref()
+                        .and_then(|m| m.address_lower())
+                        .unwrap_or_default(),
+                    view.date.unwrap_or(0),
+                    view.subject
+                )
+            )
+        ),
+    }
+}
+
+/// Remember `view`: its thread record, and each participant as a
+/// correspondent. `now` (unix seconds) dates mail without a Date header.
+/// One read and one write transaction.
+pub fn remember(
+    store: &dyn Store,
+    view: &MessageView,
+    ttl: Duration,
+    now: i64,
+) -> StoreResult<Remembered> {
+    let mut seen: Vec<Seen<'_>> = Vec::new();
+    for m in view.from.iter().chain(&view.to).chain(&view.cc) {
+        let Some(address) = m.address.as_deref() else {
+            continue;
+        };
+        if !address.contains('@') || seen.iter().any(|s| s.address.eq_ignore_ascii_case(address)) {
+            continue;
+        }
+        if seen.len() >= MAX_PARTICIPANTS {
+            break;
+        }
+        seen.push(Seen {
+            address,
+            name: m.name.as_deref(),
+        });
+    }
+    if seen.is_empty() {
+        return Ok(Remembered::Empty);
+    }
+    let id = message_key_id(view);
+    let mut keys = vec![thread_key(&id)];
+    keys.extend(seen.iter().map(|s| correspondents::address_key(s.address)));
+    let values = store.get_many(&keys)?;
+    if values.first().is_some_and(Option::is_some) {
+        return Ok(Remembered::Known);
+    }
+    let previous: Vec<_> = values[1..]
+        .iter()
+        .map(|v| correspondents::parse_record(v.as_deref()))
+        .collect();
+    let date = view.date.unwrap_or(now);
+    let record = ThreadRecord {
+        date,
+        subject: hash::digest("subject", &normalize_subject(&view.subject)),
+        participants: seen
+            .iter()
+            .map(|s| Participant {
+                address: hash::address(s.address),
+                domain: crate::view::address::domain_of(s.address)
+                    .map(|d| crate::domains::registrable(&d))
+                    .unwrap_or_default(),
+                name: s.name.and_then(name_hash),
+            })
+            .collect(),
+        list: crate::detectors::thread_hijack::is_list_mail(view),
+    };
+    let mut ops = vec![WriteOp::Put {
+        key: keys[0].clone(),
+        value: serde_json::to_vec(&record).unwrap_or_default(),
+        ttl: Some(ttl),
+    }];
+    ops.extend(correspondents::record_writes(&seen, &previous, date, ttl));
+    store.write_batch(&ops)?;
+    Ok(Remembered::New)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn view(raw: &str) -> MessageView {
+        MessageView::build(
+            crate::Envelope::default(),
+            raw.as_bytes(),
+            &crate::config::Limits::default(),
+            std::time::Instant::now() + Duration::from_secs(10),
+        )
+    }
+
+    const FIRST: &str = "From: =?UTF-8?B?5bGx55SwIOWkqumDjg==?= <taro@legal-holdings.co.jp>\r\n\
+To: Hanako Sato <hanako@partner.example.com>, taro@legal-holdings.co.jp\r\n\
+Cc: <ops@mail.partner.example.com>\r\n\
+Subject: =?UTF-8?B?6KuL5rGC5pu444Gu5Lu2?=\r\n\
+Date: Mon, 4 Mar 2019 10:12:00 +0900\r\n\
+Message-ID: <m1@legal-holdings.co.jp>\r\n\r\nbody\r\n";
+
+    #[test]
+    fn a_message_is_remembered_once_with_hashed_participants() {
+        let store = MemoryStore::new();
+        let v = view(FIRST);
+        let ttl = Duration::from_secs(86_400);
+        assert_eq!(remember(&store, &v, ttl, 0).unwrap(), Remembered::New);
+        assert_eq!(remember(&store, &v, ttl, 0).unwrap(), Remembered::Known);
+        let found = lookup(
+            &store,
+            &[
+                "nope@x".to_string(),
+                "<m1@legal-holdings.co.jp>".to_string(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(found.len(), 1);
+        let rec = &found[0].1;
+        assert_eq!(rec.date, 1_551_661_920);
+        assert_eq!(rec.participants.len(), 3, "duplicate address counted once");
+        assert!(rec.has_address("Hanako@partner.example.com"));
+        assert!(!rec.has_address("taro@stranger.example"));
+        assert!(rec.has_name("山田太郎"));
+        assert_eq!(rec.participants[2].domain, "example.com");
+        assert_eq!(rec.subject, hash::digest("subject", "請求書の件"));
+        // Nothing in clear but domains.
+        let raw = store
+            .get(&thread_key("m1@legal-holdings.co.jp"))
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8(raw).unwrap();
+        assert!(
+            !text.contains("hanako") && !text.contains("請求書"),
+            "{text}"
+        );
+        // Correspondents were counted once, not twice.
+        let taro = correspondents::lookup_address(&store, "taro@legal-holdings.co.jp")
+            .unwrap()
+            .unwrap();
+        assert_eq!(taro.messages, 1);
+    }
+
+    #[test]
+    fn reply_subjects_normalise_to_the_original() {
+        assert_eq!(normalize_subject("RE: RE: 請求書の件"), "請求書の件");
+        assert_eq!(
+            normalize_subject("ＲＥ：  Meeting   Notes"),
+            "meeting notes"
+        );
+        assert_eq!(normalize_subject("[linux-man] Re: [PATCH] x"), "x");
+    }
+
+    #[test]
+    fn records_expire_with_the_ttl() {
+        let store = MemoryStore::new();
+        remember(&store, &view(FIRST), Duration::from_millis(1), 0).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(lookup(&store, &["m1@legal-holdings.co.jp".into()])
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            remember(&store, &view(FIRST), Duration::from_secs(60), 0).unwrap(),
+            Remembered::New
+        );
+    }
+
+    #[test]
+    fn mail_without_message_id_gets_a_stable_id() {
+        let raw = "From: a@b.example\r\nTo: c@d.example\r\nSubject: s\r\nDate: Mon, 4 Mar 2019 10:12:00 +0900\r\n\r\nx\r\n";
+        assert_eq!(message_key_id(&view(raw)), message_key_id(&view(raw)));
+        assert!(message_key_id(&view(raw)).starts_with("no-id:"));
+    }
+}

@@ -1,0 +1,170 @@
+//! The Redis backend against a real `redis-server` this test starts on a
+//! free loopback port (no persistence). Skips loudly when redis-server is
+//! not installed (`apt-get install redis-server`; CI installs it).
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use malspam_milter::store::{contract, RedisStore, Store, StoreBackend, StoreConfig};
+use malspam_milter::{Config, Engine, Envelope, Verdict};
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_redis() -> Option<Server> {
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
+        return None;
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start redis-server");
+    let server = Server { child, port };
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "redis-server did not come up on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(server)
+}
+
+fn config(port: u16, prefix: &str) -> StoreConfig {
+    StoreConfig {
+        backend: StoreBackend::Redis,
+        url: format!("redis://127.0.0.1:{port}/0"),
+        key_prefix: prefix.into(),
+        timeout_ms: 1000,
+        reconnect_after_ms: 60_000,
+        ..StoreConfig::default()
+    }
+}
+
+const ORIGINAL: &str = "From: Taro Yamada <taro@legal-holdings.co.jp>\r\n\
+To: Hanako Sato <hanako@partner.example.com>\r\nSubject: Invoice for March\r\n\
+Date: Mon, 4 Mar 2019 10:12:00 +0900\r\nMessage-ID: <m1@legal-holdings.co.jp>\r\n\r\nPlease find the invoice.\r\n";
+
+const HIJACK: &str = "From: Taro Yamada <kx8@stranger-host.example>\r\n\
+To: Hanako Sato <hanako@partner.example.com>\r\nSubject: RE: Invoice for March\r\n\
+Date: Mon, 10 Jun 2019 09:00:00 +0900\r\nMessage-ID: <h1@stranger-host.example>\r\n\
+In-Reply-To: <m1@legal-holdings.co.jp>\r\nReferences: <m1@legal-holdings.co.jp>\r\n\r\n\
+Updated invoice: https://files.stranger-host.example/inv.doc\r\n\r\n\
+On Mon, Mar 4, 2019 at 10:12 AM Taro Yamada <taro@legal-holdings.co.jp> wrote:\r\n> Please find the invoice.\r\n";
+
+#[test]
+fn redis_backend_meets_the_contract_and_keeps_thread_memory() {
+    let Some(server) = start_redis() else { return };
+    let store = RedisStore::new(&config(server.port, "test-contract:")).unwrap();
+    store.ping().unwrap();
+    contract::check_all(&store);
+
+    // Expiry is Redis's own: a value with a short TTL goes away.
+    store
+        .put("short", b"x", Some(Duration::from_millis(50)))
+        .unwrap();
+    let start = Instant::now();
+    while store.get("short").unwrap().is_some() {
+        assert!(start.elapsed() < Duration::from_secs(10), "never expired");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Two mail servers sharing the Redis: one remembers, the other sees it.
+    let shared = config(server.port, "fleet:");
+    let cfg = Config {
+        store: shared.clone(),
+        ..Config::default()
+    };
+    let mx1 = Engine::with_store(cfg.clone(), Arc::new(RedisStore::new(&shared).unwrap()))
+        .unwrap()
+        .remembering(true);
+    let mx2 = Engine::with_store(cfg, Arc::new(RedisStore::new(&shared).unwrap()))
+        .unwrap()
+        .remembering(true);
+    assert_eq!(
+        mx1.scan(Envelope::default(), ORIGINAL.as_bytes()).verdict,
+        Verdict::Accept
+    );
+    let report = mx2.scan(Envelope::default(), HIJACK.as_bytes());
+    let rules: Vec<String> = report.findings.iter().map(|f| f.full_rule()).collect();
+    assert!(
+        rules.contains(&"thread_hijack.unknown_participant".to_string()),
+        "{rules:?}"
+    );
+    assert_eq!(report.verdict, Verdict::Quarantine, "{rules:?}");
+    // Keys are prefixed, and the thread record has a TTL of a year.
+    let keys = RedisStore::new(&config(server.port, ""))
+        .unwrap()
+        .keys_with_prefix("fleet:thread:")
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let client = redis::Client::open(format!("redis://127.0.0.1:{}/0", server.port)).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let ttl: i64 = redis::cmd("PTTL").arg(&keys[0]).query(&mut conn).unwrap();
+    let year_ms = 365 * 86_400_000i64;
+    assert!(ttl > year_ms - 60_000 && ttl <= year_ms, "ttl {ttl}");
+}
+
+#[test]
+fn a_redis_that_goes_away_becomes_scan_error_and_mail_passes() {
+    let Some(mut server) = start_redis() else {
+        return;
+    };
+    let shared = config(server.port, "gone:");
+    let cfg = Config {
+        store: shared.clone(),
+        ..Config::default()
+    };
+    let engine = Engine::with_store(cfg, Arc::new(RedisStore::new(&shared).unwrap()))
+        .unwrap()
+        .remembering(true);
+    assert_eq!(
+        engine
+            .scan(Envelope::default(), ORIGINAL.as_bytes())
+            .verdict,
+        Verdict::Accept
+    );
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    for _ in 0..3 {
+        let report = engine.scan(Envelope::default(), HIJACK.as_bytes());
+        let errors: Vec<&str> = report
+            .findings
+            .iter()
+            .filter(|f| f.full_rule() == "scan.error")
+            .map(|f| f.evidence.as_str())
+            .collect();
+        assert!(!errors.is_empty(), "{:?}", report.findings);
+        assert!(errors.iter().all(|e| e.contains("redis")), "{errors:?}");
+        // The rules that need no store still judge the mail.
+        assert!(report
+            .findings
+            .iter()
+            .any(|f| f.full_rule() == "thread_hijack.quoted_header_mismatch"));
+    }
+}
