@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod outbound;
+pub mod run;
 
 use std::path::PathBuf;
 
@@ -20,6 +21,13 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the milter daemon (Postfix/Sendmail). SIGHUP reloads the config,
+    /// SIGTERM finishes messages in flight and exits.
+    Run {
+        /// Config file (default: built-in defaults, inet:127.0.0.1:7357).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Scan .eml files, directories, mbox files and Maildirs offline.
     Check {
         /// Config file (default: built-in defaults).
