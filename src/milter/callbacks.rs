@@ -15,7 +15,7 @@ use tracing::{debug, error, info, warn};
 
 use super::session::Session;
 use super::Daemon;
-use crate::headers::verdict_headers;
+use crate::headers::{prefixed_subject, verdict_headers};
 use crate::report::{Report, Verdict};
 
 /// Longest quarantine reason we send; Postfix logs it and keeps it in the queue file.
@@ -61,6 +61,7 @@ fn requested_macros() -> [(MacroStage, &'static str); 3] {
 /// The actions the current policy may use. An MTA that lacks one is refused.
 fn needed_actions(daemon: &Daemon) -> Actions {
     let engine = daemon.engine();
+    // Add our headers; delete forged ones (and change the Subject if so configured).
     let mut needed = Actions::ADD_HEADER | Actions::CHANGE_HEADER;
     // Observe mode never quarantines.
     if !engine.config().policy.observe {
@@ -123,11 +124,21 @@ fn helo(cx: &mut Context<Session>, name: CString) -> Status {
 }
 
 fn mail(daemon: &Daemon, cx: &mut Context<Session>, args: Vec<CString>) -> Status {
-    let from = args.first().map(|a| a.to_string_lossy()).unwrap_or_default();
+    let from = args
+        .first()
+        .map(|a| a.to_string_lossy())
+        .unwrap_or_default();
     let auth = macro_string(&cx.macros, c"{auth_authen}").map(Cow::into_owned);
-    let max_size = daemon.engine().config().milter.max_message_size;
+    let engine = daemon.engine();
+    let config = engine.config();
     let in_flight = daemon.begin_in_flight();
-    session(&mut cx.data).begin_message(&from, auth, max_size, in_flight);
+    session(&mut cx.data).begin_message(
+        &from,
+        auth,
+        config.milter.max_message_size,
+        &config.headers,
+        in_flight,
+    );
     Status::Continue
 }
 
@@ -187,34 +198,46 @@ async fn eom(daemon: &Daemon, cx: &mut EomContext<Session>) -> Status {
     let envelope = message.envelope.clone();
     let id = envelope.log_id().to_string();
     let to_delete = message.own_headers_to_delete();
+    let subject = message.subject().map(str::to_owned);
     let report = if message.too_large() {
         engine.too_large(message.size())
     } else {
-        daemon.scan(engine.clone(), envelope, message.into_raw()).await
+        daemon
+            .scan(engine.clone(), envelope, message.into_raw())
+            .await
     };
 
     info!("{id}: {}", report.log_summary());
-    match act(&engine, cx, &report, &to_delete).await {
+    match act(&engine, cx, &report, &to_delete, subject.as_deref()).await {
         Ok(status) => status,
         Err(e) => {
             // The verdict could not be applied: never pass (or lose) the
             // message silently; the client retries later.
-            error!("{id}: cannot apply verdict {}: {e}; answering tempfail", report.verdict);
+            error!(
+                "{id}: cannot apply verdict {}: {e}; answering tempfail",
+                report.verdict
+            );
             Status::Tempfail
         }
     }
 }
 
-/// Apply the verdict: delete forged headers, add ours, quarantine or reject.
+/// Apply the verdict: delete forged headers, add ours (and the Subject
+/// prefix if configured), quarantine or reject.
 async fn act(
     engine: &crate::Engine,
     cx: &mut EomContext<Session>,
     report: &Report,
     to_delete: &[(String, i32)],
+    subject: Option<&str>,
 ) -> Result<Status, indymilter::ActionError> {
+    let config = engine.config();
     if report.verdict == Verdict::Reject {
-        let text = &engine.config().policy.reject_message;
-        if let Err(e) = cx.reply.set_error_reply("550", Some("5.7.1"), [text.as_str()]) {
+        let text = &config.policy.reject_message;
+        if let Err(e) = cx
+            .reply
+            .set_error_reply("550", Some("5.7.1"), [text.as_str()])
+        {
             warn!("policy.reject_message cannot be sent as an SMTP reply ({e}); using the MTA's default text");
         }
         return Ok(Status::Reject);
@@ -225,8 +248,14 @@ async fn act(
             .change_header(name.as_str(), *index, None::<&str>)
             .await?;
     }
-    for (name, value) in verdict_headers(report) {
+    for (name, value) in verdict_headers(report, &config.headers, config.policy.tag) {
         cx.actions.add_header(name, value).await?;
+    }
+    if let Some(new) = prefixed_subject(report, &config.headers, subject.unwrap_or("")) {
+        match subject {
+            Some(_) => cx.actions.change_header("Subject", 1, Some(new)).await?,
+            None => cx.actions.add_header("Subject", new).await?,
+        }
     }
     if report.verdict == Verdict::Quarantine {
         cx.actions.quarantine(quarantine_reason(report)).await?;

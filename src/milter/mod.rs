@@ -265,7 +265,9 @@ impl MilterListener {
     /// removed, but a socket some live process still serves is not.
     pub async fn bind(addr: &ListenAddr, socket_mode: &str) -> io::Result<MilterListener> {
         match addr {
-            ListenAddr::Inet(hostport) => Ok(MilterListener::Tcp(TcpListener::bind(hostport).await?)),
+            ListenAddr::Inet(hostport) => {
+                Ok(MilterListener::Tcp(TcpListener::bind(hostport).await?))
+            }
             ListenAddr::Unix(path) => {
                 remove_stale_socket(path).await?;
                 let listener = UnixListener::bind(path)?;
@@ -357,12 +359,10 @@ impl indymilter::Listener for GracefulListener {
         }
         match &mut self.inner {
             None => Poll::Pending,
-            Some(MilterListener::Tcp(l)) => l
-                .poll_accept(cx)
-                .map_ok(indymilter::EitherStream::Tcp),
-            Some(MilterListener::Unix(l, _)) => l
-                .poll_accept(cx)
-                .map_ok(indymilter::EitherStream::Unix),
+            Some(MilterListener::Tcp(l)) => l.poll_accept(cx).map_ok(indymilter::EitherStream::Tcp),
+            Some(MilterListener::Unix(l, _)) => {
+                l.poll_accept(cx).map_ok(indymilter::EitherStream::Unix)
+            }
         }
     }
 }

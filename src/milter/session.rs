@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use crate::config::HeadersConfig;
 use crate::envelope::Envelope;
 use crate::headers::is_own_header;
 
@@ -26,8 +27,9 @@ impl Session {
     pub fn connect(&mut self, hostname: &str, addr: Option<IpAddr>) {
         self.client_addr = addr;
         // Postfix sends "[192.0.2.1]" or "unknown" when the name did not resolve.
-        self.client_name = (!hostname.is_empty() && hostname != "unknown" && !hostname.starts_with('['))
-            .then(|| hostname.to_string());
+        self.client_name =
+            (!hostname.is_empty() && hostname != "unknown" && !hostname.starts_with('['))
+                .then(|| hostname.to_string());
     }
 
     pub fn helo(&mut self, name: &str) {
@@ -40,6 +42,7 @@ impl Session {
         mail_from: &str,
         auth_user: Option<String>,
         max_size: u64,
+        headers: &HeadersConfig,
         in_flight: InFlight,
     ) {
         let envelope = Envelope {
@@ -59,6 +62,8 @@ impl Session {
             too_large: false,
             own_headers: Vec::new(),
             own_counts: HashMap::new(),
+            headers_config: headers.clone(),
+            subject: None,
             _in_flight: in_flight,
         });
     }
@@ -88,6 +93,11 @@ pub struct Message {
     /// among headers of that name), for deletion at end of message.
     own_headers: Vec<(String, i32)>,
     own_counts: HashMap<String, i32>,
+    /// Which incoming headers count as ours (`[headers] spam_compat` adds
+    /// X-Spam-Flag / X-Spam-Status).
+    headers_config: HeadersConfig,
+    /// The first Subject as received, for `[headers] subject_prefix`.
+    subject: Option<String>,
     /// Counts this message as in flight until it is dropped (end, abort,
     /// connection lost), so shutdown can wait for it.
     _in_flight: InFlight,
@@ -108,7 +118,7 @@ impl Message {
     /// left out of what is scanned: the scanned message is the one delivered.
     pub fn header(&mut self, name: &[u8], value: &[u8]) {
         let name_text = String::from_utf8_lossy(name);
-        if is_own_header(&name_text) {
+        if is_own_header(&name_text, &self.headers_config) {
             let count = self
                 .own_counts
                 .entry(name_text.to_ascii_lowercase())
@@ -116,6 +126,9 @@ impl Message {
             *count += 1;
             self.own_headers.push((name_text.into_owned(), *count));
             return;
+        }
+        if self.subject.is_none() && name_text.eq_ignore_ascii_case("Subject") {
+            self.subject = Some(String::from_utf8_lossy(value).into_owned());
         }
         // Without SMFIP_HDR_LEADSPC the MTA strips the space after the colon,
         // and folded values arrive with bare LF: restore both.
@@ -152,6 +165,11 @@ impl Message {
             return;
         }
         self.raw.extend_from_slice(bytes);
+    }
+
+    /// The first Subject header's value as received, if there was one.
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
     }
 
     /// Bytes seen, including any not buffered.
@@ -213,6 +231,7 @@ mod tests {
             "<a@example.net>",
             Some("alice".into()),
             max,
+            &HeadersConfig::default(),
             InFlight::detached(),
         );
         s.take_message().unwrap()
@@ -276,10 +295,13 @@ mod tests {
         assert_eq!(s.client_name, None);
         s.connect("unknown", None);
         assert_eq!(s.client_name, None);
-        s.begin_message("<>", None, 10, InFlight::detached());
-        assert_eq!(
-            s.message().unwrap().envelope.mail_from.as_deref(),
-            Some("")
+        s.begin_message(
+            "<>",
+            None,
+            10,
+            &HeadersConfig::default(),
+            InFlight::detached(),
         );
+        assert_eq!(s.message().unwrap().envelope.mail_from.as_deref(), Some(""));
     }
 }
