@@ -220,7 +220,6 @@ impl Delivered {
 struct TestPostfix {
     dir: tempfile::TempDir,
     smtp_port: u16,
-    milter_port: u16,
     sink: Child,
     milter: Option<Child>,
     started: bool,
@@ -235,17 +234,16 @@ impl TestPostfix {
         let root = dir.path();
         // Postfix's daemons (user postfix) must reach the queue and sink dirs.
         chmod(root, 0o755);
-        for sub in ["etc", "spool", "data", "sink"] {
+        for sub in ["etc", "spool", "spool/malspam-milter", "data", "sink"] {
             std::fs::create_dir(root.join(sub)).unwrap();
         }
         chown_postfix(&root.join("data"));
         chown_postfix(&root.join("sink"));
-        let (smtp_port, sink_port, milter_port) = (free_port(), free_port(), free_port());
+        let (smtp_port, sink_port) = (free_port(), free_port());
         let vars = |text: String| {
             text.replace("@DIR@", &root.display().to_string())
                 .replace("@SMTP_PORT@", &smtp_port.to_string())
                 .replace("@SINK_PORT@", &sink_port.to_string())
-                .replace("@MILTER_PORT@", &milter_port.to_string())
         };
         for file in ["main.cf", "master.cf"] {
             let template = std::fs::read_to_string(format!("{TEMPLATES}/{file}.in")).unwrap();
@@ -263,7 +261,6 @@ impl TestPostfix {
         let mut pf = TestPostfix {
             dir,
             smtp_port,
-            milter_port,
             sink,
             milter: None,
             started: false,
@@ -295,11 +292,18 @@ impl TestPostfix {
     }
 
     fn write_milter_config(&self, milter_keys: &str, rest: &str) {
+        // Postfix's daemons run as user postfix: let them at the socket.
         let text = format!(
-            "[milter]\nlisten = \"inet:127.0.0.1:{}\"\n{milter_keys}\n{rest}",
-            self.milter_port
+            "[milter]\nlisten = \"unix:{}\"\nsocket_mode = \"0666\"\n{milter_keys}\n{rest}",
+            self.milter_socket().display()
         );
         std::fs::write(self.root().join("milter.toml"), text).unwrap();
+    }
+
+    /// `<queue_directory>/malspam-milter/milter.sock`, which main.cf names
+    /// as `unix:malspam-milter/milter.sock`.
+    fn milter_socket(&self) -> PathBuf {
+        self.root().join("spool/malspam-milter/milter.sock")
     }
 
     fn start_milter(&mut self) {
@@ -317,7 +321,11 @@ impl TestPostfix {
             .spawn()
             .expect("start the milter");
         self.milter = Some(child);
-        wait_for_port(self.milter_port);
+        let socket = self.milter_socket();
+        wait_until(
+            || std::os::unix::net::UnixStream::connect(&socket).is_ok(),
+            || format!("the milter never listened on {}:\n{}", socket.display(), self.milter_log()),
+        );
     }
 
     fn signal_milter(&self, signal: &str) {
