@@ -45,7 +45,10 @@ fn miltertest_drives_a_clean_and_a_tagged_message() {
     );
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(60), "milter never listened");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "milter never listened"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 

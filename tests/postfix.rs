@@ -324,7 +324,13 @@ impl TestPostfix {
         let socket = self.milter_socket();
         wait_until(
             || std::os::unix::net::UnixStream::connect(&socket).is_ok(),
-            || format!("the milter never listened on {}:\n{}", socket.display(), self.milter_log()),
+            || {
+                format!(
+                    "the milter never listened on {}:\n{}",
+                    socket.display(),
+                    self.milter_log()
+                )
+            },
         );
     }
 
@@ -404,7 +410,7 @@ impl TestPostfix {
             }
             data.push_str(line);
         }
-        data.push_str(".");
+        data.push('.');
         step(Some(&data))?;
         let _ = step(Some("QUIT"));
         Ok(())

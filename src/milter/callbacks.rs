@@ -102,11 +102,9 @@ fn negotiate(
     Status::Continue
 }
 
-fn session<T: Send>(data: &mut Option<T>) -> &mut T
-where
-    T: Default,
-{
-    data.get_or_insert_with(T::default)
+/// The connection's session (created at negotiation; defensively here too).
+fn session(data: &mut Option<Session>) -> &mut Session {
+    data.get_or_insert_with(Session::default)
 }
 
 fn connect(cx: &mut Context<Session>, hostname: CString, socket: SocketInfo) -> Status {

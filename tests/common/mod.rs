@@ -265,7 +265,7 @@ pub fn findings(actions: &EomActions) -> Vec<String> {
 }
 
 /// The value of the header added with this name, if any.
-pub fn added<'a>(actions: &'a EomActions, name: &str) -> Option<String> {
+pub fn added(actions: &EomActions, name: &str) -> Option<String> {
     actions.actions.iter().find_map(|a| match a {
         indymilter_test::EomAction::AddHeader { name: n, value }
             if n.to_bytes() == name.as_bytes() =>
