@@ -396,3 +396,28 @@ async fn subject_prefix_and_spam_compat_headers() {
     conn.close().await.unwrap();
     milter.stop().await;
 }
+
+#[tokio::test]
+async fn a_scan_over_its_time_budget_is_tagged_not_fully_scanned() {
+    // Budget: scan_timeout_secs (1 s) plus the milter's grace period (5 s).
+    let milter = TestMilter::start("[limits]\nscan_timeout_secs = 1\n").await;
+    let mut conn = milter.open().await;
+    handshake(&mut conn).await;
+    let body = format!("{SLOW}\r\n");
+    let (actions, status) = send(
+        &mut conn,
+        &Msg {
+            body: &body,
+            ..Msg::default()
+        },
+    )
+    .await;
+    assert_eq!(status, Status::Continue);
+    assert_eq!(added(&actions, "X-Malspam-Verdict").as_deref(), Some("tag"));
+    assert_eq!(
+        findings(&actions),
+        ["scan.limit (+0): not fully scanned: the scan did not finish within 6 s"]
+    );
+    conn.close().await.unwrap();
+    milter.stop().await;
+}

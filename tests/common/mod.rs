@@ -74,6 +74,34 @@ impl Detector for PanickingDetector {
     }
 }
 
+/// Body text that makes [`SlowDetector`] overrun any scan budget.
+pub const SLOW: &str = "MALSPAM-TEST-SLOW";
+
+/// On messages carrying [`SLOW`], sleeps past the milter's scan budget
+/// (8 s > 1 s + 5 s grace with the test's config), like a detector stuck in
+/// a pathological file; the milter must answer anyway.
+pub struct SlowDetector;
+
+impl Detector for SlowDetector {
+    fn name(&self) -> &'static str {
+        "slow"
+    }
+    fn rules(&self) -> &'static [RuleInfo] {
+        &[]
+    }
+    fn inspect(
+        &self,
+        view: &MessageView,
+        _: &ScanContext<'_>,
+        _: &mut Vec<Hit>,
+    ) -> Result<(), DetectorError> {
+        if view.texts.iter().any(|t| t.text.contains(SLOW)) {
+            std::thread::sleep(std::time::Duration::from_secs(8));
+        }
+        Ok(())
+    }
+}
+
 /// What the scan core was given for the last message.
 #[derive(Default, Clone)]
 pub struct Seen {
@@ -141,6 +169,7 @@ impl TestMilter {
                     vec![
                         Box::new(MarkerDetector),
                         Box::new(PanickingDetector),
+                        Box::new(SlowDetector),
                         Box::new(RecordingDetector(recorder.clone())),
                     ],
                 ))
