@@ -421,3 +421,30 @@ async fn a_scan_over_its_time_budget_is_tagged_not_fully_scanned() {
     conn.close().await.unwrap();
     milter.stop().await;
 }
+
+#[tokio::test]
+async fn allowlisted_mail_is_not_tagged_even_when_too_large() {
+    let milter = TestMilter::start(
+        "[milter]\nmax_message_size = 1000\n[allowlist]\nsenders = [\"sender.example\"]\n",
+    )
+    .await;
+    let mut conn = milter.open().await;
+    handshake(&mut conn).await;
+    let body = format!("{MARKER}\r\n").repeat(100);
+    let (actions, status) = send(
+        &mut conn,
+        &Msg {
+            body: &body,
+            ..Msg::default()
+        },
+    )
+    .await;
+    assert_eq!(status, Status::Continue);
+    assert_eq!(
+        added(&actions, "X-Malspam-Verdict").as_deref(),
+        Some("accept")
+    );
+    assert!(findings(&actions).is_empty());
+    conn.close().await.unwrap();
+    milter.stop().await;
+}
