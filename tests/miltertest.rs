@@ -26,10 +26,18 @@ fn miltertest_drives_a_clean_and_a_tagged_message() {
         .local_addr()
         .unwrap()
         .port();
+    let metrics_port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let config = dir.path().join("milter.toml");
     std::fs::write(
         &config,
-        format!("[milter]\nlisten = \"inet:127.0.0.1:{port}\"\nmax_message_size = 2000\n"),
+        format!(
+            "[milter]\nlisten = \"inet:127.0.0.1:{port}\"\nmax_message_size = 2000\n\
+             [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"
+        ),
     )
     .unwrap();
     let log_path = dir.path().join("milter.log");
@@ -71,6 +79,19 @@ fn miltertest_drives_a_clean_and_a_tagged_message() {
         let expected = format!("{}: ok", script.trim_end_matches(".lua"));
         assert!(stdout.contains(&expected), "{script}: {stdout}");
     }
+    // The daemon counted both messages on its metrics endpoint.
+    let metrics = http_get(metrics_port, "/metrics");
+    assert!(
+        metrics.starts_with("HTTP/1.0 200") || metrics.starts_with("HTTP/1.1 200"),
+        "{metrics}"
+    );
+    for line in [
+        "malspam_milter_messages_total{verdict=\"accept\"} 1",
+        "malspam_milter_messages_total{verdict=\"tag\"} 1",
+        "malspam_milter_findings_total{rule=\"scan.too_large\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
     drop(milter);
 
     // One log line per message, prefixed with the queue id.
@@ -80,6 +101,18 @@ fn miltertest_drives_a_clean_and_a_tagged_message() {
         log.contains("TAGGED1: verdict=tag score=0 findings=scan.too_large(+0)"),
         "{log}"
     );
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    out
 }
 
 fn find_miltertest() -> Option<String> {

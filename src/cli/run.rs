@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tracing::error;
 use tracing_subscriber::EnvFilter;
 
+use crate::metrics;
 use crate::milter::{self, Daemon, MilterListener};
 
 /// Run the daemon until SIGTERM/SIGINT. Returns the exit code.
@@ -49,6 +50,32 @@ pub fn run(config_path: Option<PathBuf>) -> i32 {
                 return 1;
             }
         };
+        // The Prometheus endpoint, when `[metrics] listen` is set. It lives
+        // as long as the runtime: it ends when the milter has stopped.
+        let engine = daemon.engine();
+        match engine.config().metrics.listen_addr() {
+            Ok(None) => {}
+            Ok(Some(addr)) => match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => {
+                    tracing::info!("metrics: serving http://{addr}/metrics");
+                    let store = Some(engine.store().clone());
+                    tokio::spawn(metrics::serve_metrics_on(
+                        listener,
+                        store,
+                        std::future::pending(),
+                    ));
+                }
+                Err(e) => {
+                    error!("cannot listen on metrics.listen = {addr}: {e}");
+                    return 1;
+                }
+            },
+            Err(e) => {
+                error!("metrics.listen: {e}");
+                return 1;
+            }
+        }
+        drop(engine);
         let (reload_tx, reload_rx) = mpsc::channel(1);
         let (mut hup, mut term, mut int) = match (
             signal(SignalKind::hangup()),

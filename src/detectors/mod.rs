@@ -54,7 +54,9 @@ pub fn all_rule_names() -> Vec<String> {
 pub fn build(config: &Config) -> Vec<Box<dyn Detector>> {
     vec![
         Box::new(display_name::DisplayNameDetector::new(config)),
-        Box::new(encrypted_archive::EncryptedArchive::new(&config.encrypted_archive)),
+        Box::new(encrypted_archive::EncryptedArchive::new(
+            &config.encrypted_archive,
+        )),
         Box::new(attachment::Attachment),
         Box::new(outbound::Outbound::new()),
     ]

@@ -197,6 +197,7 @@ async fn eom(daemon: &Daemon, cx: &mut EomContext<Session>) -> Status {
     let id = envelope.log_id().to_string();
     let to_delete = message.own_headers_to_delete();
     let subject = message.subject().map(str::to_owned);
+    let started = std::time::Instant::now();
     // Allowlisted mail passes unscanned whatever its size.
     let report = if message.too_large() && engine.policy().allowlisted(&envelope).is_none() {
         engine.too_large(message.size())
@@ -206,6 +207,7 @@ async fn eom(daemon: &Daemon, cx: &mut EomContext<Session>) -> Status {
             .await
     };
 
+    crate::metrics::observe_report(&report, started.elapsed());
     info!("{id}: {}", report.log_summary());
     match act(&engine, cx, &report, &to_delete, subject.as_deref()).await {
         Ok(status) => status,
