@@ -13,6 +13,7 @@ pub mod envelope;
 pub mod headers;
 pub mod input;
 pub mod metrics;
+pub mod milter;
 pub mod password;
 pub mod policy;
 pub mod report;

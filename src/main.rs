@@ -6,6 +6,7 @@ use malspam_milter::{store, Config, Engine};
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
+        Command::Run { config } => cli::run::run(config),
         Command::Check {
             config,
             json,

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod learn;
 pub mod outbound;
+pub mod run;
 
 use std::path::PathBuf;
 
@@ -21,6 +22,13 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the milter daemon (Postfix/Sendmail). SIGHUP reloads the config,
+    /// SIGTERM finishes messages in flight and exits.
+    Run {
+        /// Config file (default: built-in defaults, inet:127.0.0.1:7357).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Scan .eml files, directories, mbox files and Maildirs offline. Reads
     /// the configured state store but never writes to it (use `learn`).
     Check {

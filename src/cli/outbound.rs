@@ -10,7 +10,7 @@ use clap::Subcommand;
 use crate::config::Config;
 use crate::detectors::outbound::counters::{self, account_from_key};
 use crate::detectors::outbound::{describe_usage, holds};
-use crate::store::{MemoryStore, Store, StoreResult};
+use crate::store::{Store, StoreResult};
 
 #[derive(Debug, Subcommand)]
 pub enum OutboundCommand {
@@ -29,16 +29,10 @@ pub enum OutboundCommand {
     },
 }
 
-/// The state store the daemon uses, from `[store]`.
-// TODO(merge): replace with the store-opening function of the store branch
-// (`crate::store::open(&config)`); until then this is an empty memory store.
+/// The state store the daemon uses, from `[store]`: status and release must
+/// see the counters and holds the daemon wrote.
 pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
-    let _ = config;
-    eprintln!(
-        "malspam-milter: warning: this build cannot open the configured state store yet; \
-         showing an empty in-memory store"
-    );
-    Ok(Arc::new(MemoryStore::new()))
+    crate::store::open(&config.store).map_err(|e| e.to_string())
 }
 
 /// Run an `outbound` subcommand; returns the exit code.
@@ -164,6 +158,7 @@ pub fn release(store: &dyn Store, account: &str, who: &str) -> StoreResult<Strin
 mod tests {
     use super::*;
     use crate::detectors::outbound::OutboundConfig;
+    use crate::store::MemoryStore;
 
     #[test]
     fn status_shows_counters_and_holds_and_release_clears_them() {

@@ -1,0 +1,128 @@
+//! `malspam-milter run`: arguments, logging, signals and the socket around
+//! [`crate::milter::run`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tracing::error;
+use tracing_subscriber::EnvFilter;
+
+use crate::metrics;
+use crate::milter::{self, Daemon, MilterListener};
+
+/// Run the daemon until SIGTERM/SIGINT. Returns the exit code.
+pub fn run(config_path: Option<PathBuf>) -> i32 {
+    // A bad config refuses to start and says what and where.
+    let daemon = match Daemon::load(config_path) {
+        Ok(d) => d,
+        Err(errors) => {
+            eprint!("malspam-milter: {errors}");
+            return 1;
+        }
+    };
+    let milter_config = daemon.engine().config().milter.clone();
+    init_logging(&milter_config.log_level);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("malspam-milter: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    runtime.block_on(async move {
+        let addr = match milter_config.listen_addr() {
+            Ok(a) => a,
+            Err(e) => {
+                error!("milter.listen: {e}");
+                return 1;
+            }
+        };
+        let listener = match MilterListener::bind(&addr, &milter_config.socket_mode).await {
+            Ok(l) => l,
+            Err(e) => {
+                error!("cannot listen on {}: {e}", milter_config.listen);
+                return 1;
+            }
+        };
+        // The Prometheus endpoint, when `[metrics] listen` is set. It lives
+        // as long as the runtime: it ends when the milter has stopped.
+        let engine = daemon.engine();
+        match engine.config().metrics.listen_addr() {
+            Ok(None) => {}
+            Ok(Some(addr)) => match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => {
+                    tracing::info!("metrics: serving http://{addr}/metrics");
+                    let store = Some(engine.store().clone());
+                    tokio::spawn(metrics::serve_metrics_on(
+                        listener,
+                        store,
+                        std::future::pending(),
+                    ));
+                }
+                Err(e) => {
+                    error!("cannot listen on metrics.listen = {addr}: {e}");
+                    return 1;
+                }
+            },
+            Err(e) => {
+                error!("metrics.listen: {e}");
+                return 1;
+            }
+        }
+        drop(engine);
+        let (reload_tx, reload_rx) = mpsc::channel(1);
+        let (mut hup, mut term, mut int) = match (
+            signal(SignalKind::hangup()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(h), Ok(t), Ok(i)) => (h, t, i),
+            _ => {
+                error!("cannot install signal handlers");
+                return 1;
+            }
+        };
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                // A reload already queued covers this one too.
+                let _ = reload_tx.try_send(());
+            }
+        });
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        };
+        match milter::run(listener, Arc::new(daemon), reload_rx, shutdown).await {
+            Ok(()) => 0,
+            Err(e) => {
+                error!("milter stopped on error: {e}");
+                1
+            }
+        }
+    })
+}
+
+/// Log to stderr (the journal under systemd). `RUST_LOG` overrides
+/// `milter.log_level`.
+fn init_logging(level: &str) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|e| {
+            eprintln!("malspam-milter: milter.log_level {level:?}: {e}; using \"info\"");
+            EnvFilter::new("info")
+        });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(false)
+        .try_init();
+}

@@ -1,0 +1,290 @@
+//! Milter protocol glue: each indymilter callback hands its arguments to the
+//! [`Session`], and end of message scans and applies the verdict.
+
+use std::borrow::Cow;
+use std::ffi::{CStr, CString};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use indymilter::{
+    Actions, Callbacks, Context, ContextActions, EomContext, MacroStage, Macros, NegotiateContext,
+    ProtoOpts, SetErrorReply, SocketInfo, Status,
+};
+use tracing::{debug, error, info, warn};
+
+use super::session::Session;
+use super::Daemon;
+use crate::headers::{prefixed_subject, verdict_headers};
+use crate::report::{Report, Verdict};
+
+/// Longest quarantine reason we send; Postfix logs it and keeps it in the queue file.
+const MAX_REASON: usize = 900;
+
+pub fn make(daemon: Arc<Daemon>) -> Callbacks<Session> {
+    let d_negotiate = daemon.clone();
+    let d_mail = daemon.clone();
+    let d_eom = daemon;
+    Callbacks::new()
+        .on_negotiate(move |cx, actions, opts| {
+            let daemon = d_negotiate.clone();
+            Box::pin(async move { negotiate(&daemon, cx, actions, opts) })
+        })
+        .on_connect(|cx, hostname, socket| Box::pin(async move { connect(cx, hostname, socket) }))
+        .on_helo(|cx, name| Box::pin(async move { helo(cx, name) }))
+        .on_mail(move |cx, args| {
+            let daemon = d_mail.clone();
+            Box::pin(async move { mail(&daemon, cx, args) })
+        })
+        .on_rcpt(|cx, args| Box::pin(async move { rcpt(cx, args) }))
+        .on_header(|cx, name, value| Box::pin(async move { header(cx, name, value) }))
+        .on_eoh(|cx| Box::pin(async move { eoh(cx) }))
+        .on_body(|cx, chunk| Box::pin(async move { body(cx, chunk) }))
+        .on_eom(move |cx| {
+            let daemon = d_eom.clone();
+            Box::pin(async move { eom(&daemon, cx).await })
+        })
+        .on_abort(|cx| Box::pin(async move { abort(cx) }))
+}
+
+/// The macros we read, by stage. Nothing else is requested.
+fn requested_macros() -> [(MacroStage, &'static str); 3] {
+    [
+        // The SASL login of authenticated submission (allowlists, outbound).
+        (MacroStage::Mail, "{auth_authen}"),
+        // The queue id, for log lines and headers; Postfix knows it from DATA.
+        (MacroStage::Eoh, "i"),
+        (MacroStage::Eom, "i"),
+    ]
+}
+
+/// The actions the current policy may use. An MTA that lacks one is refused.
+fn needed_actions(daemon: &Daemon) -> Actions {
+    let engine = daemon.engine();
+    // Add our headers; delete forged ones (and change the Subject if so configured).
+    let mut needed = Actions::ADD_HEADER | Actions::CHANGE_HEADER;
+    // Observe mode never quarantines.
+    if !engine.config().policy.observe {
+        needed |= Actions::QUARANTINE;
+    }
+    needed
+}
+
+fn negotiate(
+    daemon: &Daemon,
+    cx: &mut NegotiateContext<Session>,
+    mta_actions: Actions,
+    mta_opts: ProtoOpts,
+) -> Status {
+    let needed = needed_actions(daemon);
+    if !mta_actions.contains(needed) {
+        error!(
+            "refusing MTA connection: it does not offer the milter actions {:?} (offers {:?}); \
+             Postfix >= 2.6 and Sendmail >= 8.14 do",
+            needed.difference(mta_actions),
+            mta_actions
+        );
+        return Status::Reject;
+    }
+    cx.requested_actions = needed;
+    // `requested_opts` already skips the stages we have no callback for.
+    let skip_allowed = mta_opts.contains(ProtoOpts::SKIP);
+    if skip_allowed {
+        cx.requested_opts |= ProtoOpts::SKIP;
+    }
+    for (stage, names) in requested_macros() {
+        cx.requested_macros
+            .insert(stage, CString::new(names).expect("no NUL in macro names"));
+    }
+    let mut session = Session::default();
+    session.skip_allowed = skip_allowed;
+    cx.data = Some(session);
+    Status::Continue
+}
+
+/// The connection's session (created at negotiation; defensively here too).
+fn session(data: &mut Option<Session>) -> &mut Session {
+    data.get_or_insert_with(Session::default)
+}
+
+fn connect(cx: &mut Context<Session>, hostname: CString, socket: SocketInfo) -> Status {
+    let addr: Option<IpAddr> = match socket {
+        SocketInfo::Inet(addr) => Some(addr.ip()),
+        _ => None,
+    };
+    session(&mut cx.data).connect(&hostname.to_string_lossy(), addr);
+    Status::Continue
+}
+
+fn helo(cx: &mut Context<Session>, name: CString) -> Status {
+    session(&mut cx.data).helo(&name.to_string_lossy());
+    Status::Continue
+}
+
+fn mail(daemon: &Daemon, cx: &mut Context<Session>, args: Vec<CString>) -> Status {
+    let from = args
+        .first()
+        .map(|a| a.to_string_lossy())
+        .unwrap_or_default();
+    let auth = macro_string(&cx.macros, c"{auth_authen}").map(Cow::into_owned);
+    let engine = daemon.engine();
+    let config = engine.config();
+    let in_flight = daemon.begin_in_flight();
+    session(&mut cx.data).begin_message(
+        &from,
+        auth,
+        config.milter.max_message_size,
+        &config.headers,
+        in_flight,
+    );
+    Status::Continue
+}
+
+fn rcpt(cx: &mut Context<Session>, args: Vec<CString>) -> Status {
+    if let (Some(message), Some(rcpt)) = (session(&mut cx.data).message(), args.first()) {
+        message.add_recipient(&rcpt.to_string_lossy());
+    }
+    Status::Continue
+}
+
+fn header(cx: &mut Context<Session>, name: CString, value: CString) -> Status {
+    if let Some(message) = session(&mut cx.data).message() {
+        message.header(name.as_bytes(), value.as_bytes());
+    }
+    Status::Continue
+}
+
+fn eoh(cx: &mut Context<Session>) -> Status {
+    let queue_id = macro_string(&cx.macros, c"i").map(Cow::into_owned);
+    if let Some(message) = session(&mut cx.data).message() {
+        if let Some(id) = queue_id {
+            message.set_queue_id(&id);
+        }
+        message.end_of_headers();
+    }
+    Status::Continue
+}
+
+fn body(cx: &mut Context<Session>, chunk: Bytes) -> Status {
+    let session = session(&mut cx.data);
+    let skip_allowed = session.skip_allowed;
+    let buffering = session.message().is_none_or(|m| m.body(&chunk));
+    if !buffering && skip_allowed {
+        // Past the size limit: tell the MTA to stop sending the body.
+        Status::Skip
+    } else {
+        Status::Continue
+    }
+}
+
+fn abort(cx: &mut Context<Session>) -> Status {
+    // Dropping the message also ends its in-flight mark.
+    session(&mut cx.data).take_message();
+    Status::Continue
+}
+
+async fn eom(daemon: &Daemon, cx: &mut EomContext<Session>) -> Status {
+    let queue_id = macro_string(&cx.macros, c"i").map(Cow::into_owned);
+    let Some(mut message) = session(&mut cx.data).take_message() else {
+        warn!("end of message without MAIL FROM; accepting unscanned");
+        return Status::Continue;
+    };
+    if let Some(id) = queue_id {
+        message.set_queue_id(&id);
+    }
+    let engine = daemon.engine();
+    let envelope = message.envelope.clone();
+    let id = envelope.log_id().to_string();
+    let to_delete = message.own_headers_to_delete();
+    let subject = message.subject().map(str::to_owned);
+    let started = std::time::Instant::now();
+    // Allowlisted mail passes unscanned whatever its size.
+    let report = if message.too_large() && engine.policy().allowlisted(&envelope).is_none() {
+        engine.too_large(message.size())
+    } else {
+        daemon
+            .scan(engine.clone(), envelope, message.into_raw())
+            .await
+    };
+
+    crate::metrics::observe_report(&report, started.elapsed());
+    info!("{id}: {}", report.log_summary());
+    match act(&engine, cx, &report, &to_delete, subject.as_deref()).await {
+        Ok(status) => status,
+        Err(e) => {
+            // The verdict could not be applied: never pass (or lose) the
+            // message silently; the client retries later.
+            error!(
+                "{id}: cannot apply verdict {}: {e}; answering tempfail",
+                report.verdict
+            );
+            Status::Tempfail
+        }
+    }
+}
+
+/// Apply the verdict: delete forged headers, add ours (and the Subject
+/// prefix if configured), quarantine or reject.
+async fn act(
+    engine: &crate::Engine,
+    cx: &mut EomContext<Session>,
+    report: &Report,
+    to_delete: &[(String, i32)],
+    subject: Option<&str>,
+) -> Result<Status, indymilter::ActionError> {
+    let config = engine.config();
+    if report.verdict == Verdict::Reject {
+        let text = &config.policy.reject_message;
+        if let Err(e) = cx
+            .reply
+            .set_error_reply("550", Some("5.7.1"), [text.as_str()])
+        {
+            warn!("policy.reject_message cannot be sent as an SMTP reply ({e}); using the MTA's default text");
+        }
+        return Ok(Status::Reject);
+    }
+    for (name, index) in to_delete {
+        debug!("deleting incoming header {name} #{index}");
+        cx.actions
+            .change_header(name.as_str(), *index, None::<&str>)
+            .await?;
+    }
+    for (name, value) in verdict_headers(report, &config.headers, config.policy.tag) {
+        cx.actions.add_header(name, value).await?;
+    }
+    if let Some(new) = prefixed_subject(report, &config.headers, subject.unwrap_or("")) {
+        match subject {
+            Some(_) => cx.actions.change_header("Subject", 1, Some(new)).await?,
+            None => cx.actions.add_header("Subject", new).await?,
+        }
+    }
+    if report.verdict == Verdict::Quarantine {
+        cx.actions.quarantine(quarantine_reason(report)).await?;
+    }
+    Ok(Status::Continue)
+}
+
+/// `malspam: score 12; office_macro.autoexec (+8): invoice.doc: …; …`, bounded.
+fn quarantine_reason(report: &Report) -> String {
+    let mut reason = format!(
+        "malspam-milter: score {}; {}",
+        crate::report::round2(report.score),
+        report.finding_lines().join("; ")
+    );
+    if reason.len() > MAX_REASON {
+        let mut cut = MAX_REASON;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+        reason.push('…');
+    }
+    reason
+}
+
+fn macro_string<'a>(macros: &'a Macros, name: &CStr) -> Option<Cow<'a, str>> {
+    macros
+        .get(name)
+        .map(|v| v.to_string_lossy())
+        .filter(|v| !v.is_empty())
+}

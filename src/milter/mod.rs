@@ -1,0 +1,469 @@
+//! The milter daemon: the front end that Postfix and Sendmail talk to.
+//!
+//! [`run`] is what the binary (`malspam-milter run`) and the integration tests
+//! call. It serves the milter protocol (indymilter) on a listener, collects
+//! each message ([`session`]), scans it with the shared [`Engine`] off the
+//! async reactor at end of message, and acts on the verdict
+//! ([`callbacks`]):
+//!
+//! - every scanned message gets `X-Malspam-Verdict` and `X-Malspam-Score`
+//!   (accepted mail too: a reviewer or a Sieve rule can then tell "scanned,
+//!   clean" from "never scanned", e.g. mail that passed while the milter was
+//!   down with `milter_default_action = accept`), plus `X-Malspam-Findings`
+//!   when there are findings;
+//! - quarantine uses the milter quarantine action (Postfix: the hold queue)
+//!   with the findings as reason; reject answers with a 5xx;
+//! - incoming `X-Malspam-*` headers are deleted, so a sender cannot forge a
+//!   verdict;
+//! - one log line per message, starting with the queue id.
+//!
+//! SIGHUP ([`Daemon::reload`]) swaps in a new engine; a failed reload keeps
+//! the old one. Shutdown stops accepting connections, waits for messages in
+//! flight, then closes the remaining connections.
+
+mod callbacks;
+pub mod session;
+
+use std::future::Future;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use tracing::{error, info, warn};
+
+use crate::config::{Config, ConfigErrors, ListenAddr};
+use crate::envelope::Envelope;
+use crate::report::Report;
+use crate::scan::Engine;
+use crate::store::Store;
+
+/// Builds an engine from a (re)loaded config. The daemon's default keeps one
+/// state store across reloads; tests add their own detectors.
+pub type BuildEngine = dyn Fn(Config) -> Result<Engine, ConfigErrors> + Send + Sync;
+
+/// Extra time the milter grants a scan beyond `limits.scan_timeout_secs`
+/// (the core checks its deadline between detectors) before giving up on it.
+const SCAN_GRACE: Duration = Duration::from_secs(5);
+
+/// How long shutdown waits for messages in flight before closing anyway.
+/// Postfix then applies `milter_default_action` to what was cut off.
+const SHUTDOWN_GRACE_EXTRA: Duration = Duration::from_secs(10);
+
+/// State shared by every connection: the current engine, the scan pool, and
+/// the count of messages in flight.
+pub struct Daemon {
+    config_path: Option<PathBuf>,
+    build: Box<BuildEngine>,
+    engine: RwLock<Arc<Engine>>,
+    /// Scans running at once; sized at start (a change needs a restart).
+    scan_permits: Arc<Semaphore>,
+    scan_slots: usize,
+    in_flight: Arc<InFlightCount>,
+}
+
+impl Daemon {
+    /// Load the config (None: built-in defaults) and build the engine over
+    /// the configured state store, opened once and kept across reloads (a
+    /// change of `[store]` takes effect at the next start). Every message
+    /// the daemon passes is remembered (thread memory, correspondents).
+    pub fn load(config_path: Option<PathBuf>) -> Result<Daemon, ConfigErrors> {
+        let config = Config::load(config_path.as_deref())?;
+        let store: Arc<dyn Store> = crate::store::open(&config.store).map_err(|e| {
+            ConfigErrors(vec![crate::config::ConfigError {
+                file: config_path
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "<built-in defaults>".into()),
+                line: None,
+                key: Some("store".into()),
+                message: format!("cannot open the state store: {e}"),
+            }])
+        })?;
+        info!("state store: {}", store.backend());
+        Daemon::with_builder(
+            config_path,
+            Box::new(
+                move |config| Ok(Engine::with_store(config, store.clone())?.remembering(true)),
+            ),
+        )
+    }
+
+    /// Like [`Daemon::load`], with a custom engine builder (tests use it to
+    /// add detectors).
+    pub fn with_builder(
+        config_path: Option<PathBuf>,
+        build: Box<BuildEngine>,
+    ) -> Result<Daemon, ConfigErrors> {
+        let config = Config::load(config_path.as_deref())?;
+        let engine = build(config)?;
+        let scan_slots = scan_slots(engine.config());
+        Ok(Daemon {
+            config_path,
+            build,
+            engine: RwLock::new(Arc::new(engine)),
+            scan_permits: Arc::new(Semaphore::new(scan_slots)),
+            scan_slots,
+            in_flight: Arc::new(InFlightCount::default()),
+        })
+    }
+
+    /// The engine in force now. A message keeps the engine it started with
+    /// (an `Arc`), even if a reload swaps in a new one meanwhile.
+    pub fn engine(&self) -> Arc<Engine> {
+        self.engine
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub fn config_path(&self) -> Option<&Path> {
+        self.config_path.as_deref()
+    }
+
+    /// Reread the config file and swap in a new engine. On error the old
+    /// engine stays in force and every error is returned. Keys that only
+    /// take effect at start are warned about.
+    pub fn reload(&self) -> Result<(), ConfigErrors> {
+        let config = Config::load(self.config_path.as_deref())?;
+        let old = self.engine();
+        for key in needs_restart(old.config(), &config) {
+            warn!("config reload: {key} changed; it takes effect only after a restart");
+        }
+        let engine = (self.build)(config)?;
+        *self
+            .engine
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(engine);
+        Ok(())
+    }
+
+    /// Reload, logging the outcome: what SIGHUP does.
+    pub fn reload_and_log(&self) {
+        let from = self
+            .config_path
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "built-in defaults".into());
+        match self.reload() {
+            Ok(()) => info!("configuration reloaded from {from}"),
+            Err(errors) => {
+                error!(
+                    "configuration reload from {from} failed; keeping the previous configuration"
+                );
+                for e in &errors.0 {
+                    error!("  {e}");
+                }
+            }
+        }
+    }
+
+    /// Scan off the async reactor, at most `scan_slots` at once, within the
+    /// scan time budget plus a grace period. A scan that overruns is
+    /// reported as not fully scanned (its thread finishes in the background,
+    /// still holding its slot, so CPU use stays bounded).
+    pub async fn scan(&self, engine: Arc<Engine>, envelope: Envelope, raw: Vec<u8>) -> Report {
+        let budget = Duration::from_secs(engine.config().limits.scan_timeout_secs) + SCAN_GRACE;
+        let permit = match self.scan_permits.clone().acquire_owned().await {
+            Ok(permit) => permit,
+            Err(_) => return engine.not_scanned("the scan pool is closed"),
+        };
+        let scan_engine = engine.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            scan_engine.scan(envelope, &raw)
+        });
+        match tokio::time::timeout(budget, task).await {
+            Ok(Ok(report)) => report,
+            Ok(Err(join_error)) => {
+                engine.not_scanned(&format!("internal error in the scan: {join_error}"))
+            }
+            Err(_) => engine.not_scanned(&format!(
+                "the scan did not finish within {} s",
+                budget.as_secs()
+            )),
+        }
+    }
+
+    /// Messages between `MAIL FROM` and end of message (or abort), now.
+    pub fn messages_in_flight(&self) -> usize {
+        self.in_flight.count.load(Ordering::SeqCst)
+    }
+
+    fn begin_in_flight(&self) -> InFlight {
+        self.in_flight.count.fetch_add(1, Ordering::SeqCst);
+        InFlight(Some(self.in_flight.clone()))
+    }
+
+    /// Wait until no message is in flight.
+    async fn drained(&self) {
+        loop {
+            let notified = self.in_flight.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.messages_in_flight() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Scan slots from `milter.max_concurrent_scans` (0 = one per core).
+fn scan_slots(config: &Config) -> usize {
+    match config.milter.max_concurrent_scans {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// `[milter]` keys that are read only at start.
+fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+    let (a, b) = (&old.milter, &new.milter);
+    let mut keys = Vec::new();
+    if a.listen != b.listen {
+        keys.push("milter.listen");
+    }
+    if a.socket_mode != b.socket_mode {
+        keys.push("milter.socket_mode");
+    }
+    if a.max_concurrent_scans != b.max_concurrent_scans {
+        keys.push("milter.max_concurrent_scans");
+    }
+    if a.log_level != b.log_level {
+        keys.push("milter.log_level");
+    }
+    if old.store != new.store {
+        keys.push("store");
+    }
+    if old.metrics != new.metrics {
+        keys.push("metrics");
+    }
+    keys
+}
+
+#[derive(Default)]
+struct InFlightCount {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+/// Marks one message as in flight while it lives.
+pub struct InFlight(Option<Arc<InFlightCount>>);
+
+impl InFlight {
+    /// A marker counted nowhere (for unit tests of the session).
+    pub fn detached() -> InFlight {
+        InFlight(None)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(count) = self.0.take() {
+            if count.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+                count.idle.notify_waiters();
+            }
+        }
+    }
+}
+
+/// The socket the daemon listens on.
+pub enum MilterListener {
+    Tcp(TcpListener),
+    /// The path is removed when the listener is dropped.
+    Unix(UnixListener, PathBuf),
+}
+
+impl MilterListener {
+    /// Bind the address from `milter.listen`. A unix socket gets
+    /// `milter.socket_mode`; a stale socket file left by a crash is
+    /// removed, but a socket some live process still serves is not.
+    pub async fn bind(addr: &ListenAddr, socket_mode: &str) -> io::Result<MilterListener> {
+        match addr {
+            ListenAddr::Inet(hostport) => {
+                Ok(MilterListener::Tcp(TcpListener::bind(hostport).await?))
+            }
+            ListenAddr::Unix(path) => {
+                remove_stale_socket(path).await?;
+                let listener = UnixListener::bind(path)?;
+                let mode = u32::from_str_radix(socket_mode, 8).map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("milter.socket_mode is not octal: {socket_mode:?}"),
+                    )
+                })?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+                Ok(MilterListener::Unix(listener, path.clone()))
+            }
+        }
+    }
+
+    /// `inet:HOST:PORT` or `unix:/path`, as Postfix's `smtpd_milters` wants it.
+    pub fn describe(&self) -> String {
+        match self {
+            MilterListener::Tcp(l) => match l.local_addr() {
+                Ok(a) => format!("inet:{a}"),
+                Err(_) => "inet:?".into(),
+            },
+            MilterListener::Unix(_, path) => format!("unix:{}", path.display()),
+        }
+    }
+}
+
+impl Drop for MilterListener {
+    fn drop(&mut self) {
+        if let MilterListener::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+async fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a socket", path.display()),
+        ));
+    }
+    if tokio::net::UnixStream::connect(path).await.is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("{} is in use by another process", path.display()),
+        ));
+    }
+    info!("removing stale socket {}", path.display());
+    std::fs::remove_file(path)
+}
+
+/// Lets shutdown close the listening socket while sessions go on.
+#[derive(Default)]
+struct StopAccepting {
+    stopped: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl StopAccepting {
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        if let Some(w) = self.waker.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            w.wake();
+        }
+    }
+}
+
+/// The listener as indymilter sees it: once stopped, it drops the socket
+/// (new connections are refused at once) and accepts nothing more.
+struct GracefulListener {
+    inner: Option<MilterListener>,
+    stop: Arc<StopAccepting>,
+}
+
+type Stream = indymilter::EitherStream<tokio::net::TcpStream, tokio::net::UnixStream>;
+
+impl indymilter::Listener for GracefulListener {
+    type Io = Stream;
+
+    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Stream>> {
+        *self.stop.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(cx.waker().clone());
+        if self.stop.stopped.load(Ordering::SeqCst) {
+            self.inner = None;
+            return Poll::Pending;
+        }
+        match &mut self.inner {
+            None => Poll::Pending,
+            Some(MilterListener::Tcp(l)) => l.poll_accept(cx).map_ok(indymilter::EitherStream::Tcp),
+            Some(MilterListener::Unix(l, _)) => {
+                l.poll_accept(cx).map_ok(indymilter::EitherStream::Unix)
+            }
+        }
+    }
+}
+
+/// Serve the milter protocol on `listener` until `shutdown` completes.
+///
+/// Each message on `reload` rereads the config ([`Daemon::reload_and_log`]).
+/// On shutdown: stop accepting connections, let messages in flight finish
+/// (bounded by the scan budget plus a margin), then close the remaining
+/// connections and return.
+pub async fn run(
+    listener: MilterListener,
+    daemon: Arc<Daemon>,
+    mut reload: mpsc::Receiver<()>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    info!(
+        "listening on {} ({} scan slots)",
+        listener.describe(),
+        daemon.scan_slots
+    );
+    let stop = Arc::new(StopAccepting::default());
+    let listener = GracefulListener {
+        inner: Some(listener),
+        stop: stop.clone(),
+    };
+    let config = indymilter::Config {
+        // Bound by the MTA anyway; the default (100) is low for a busy MX.
+        max_connections: 1000,
+        ..Default::default()
+    };
+    let (close_sessions, sessions_closed) = oneshot::channel::<()>();
+    let milter = indymilter::run(
+        listener,
+        callbacks::make(daemon.clone()),
+        config,
+        async move {
+            let _ = sessions_closed.await;
+        },
+    );
+    let mut milter: Pin<Box<dyn Future<Output = io::Result<()>> + Send>> = Box::pin(milter);
+    tokio::pin!(shutdown);
+
+    let mut reloads_open = true;
+    loop {
+        tokio::select! {
+            result = &mut milter => return result,
+            _ = &mut shutdown => break,
+            msg = reload.recv(), if reloads_open => match msg {
+                Some(()) => {
+                    let d = daemon.clone();
+                    // Building an engine may read files: keep it off the reactor.
+                    let _ = tokio::task::spawn_blocking(move || d.reload_and_log()).await;
+                }
+                None => reloads_open = false,
+            },
+        }
+    }
+
+    let pending = daemon.messages_in_flight();
+    info!("shutting down: no new connections; {pending} message(s) in flight");
+    stop.stop();
+    let grace = Duration::from_secs(daemon.engine().config().limits.scan_timeout_secs)
+        + SCAN_GRACE
+        + SHUTDOWN_GRACE_EXTRA;
+    tokio::select! {
+        result = &mut milter => return result,
+        drained = tokio::time::timeout(grace, daemon.drained()) => {
+            if drained.is_err() {
+                warn!(
+                    "shutdown: {} message(s) still in flight after {} s; closing their connections",
+                    daemon.messages_in_flight(),
+                    grace.as_secs()
+                );
+            }
+        }
+    }
+    let _ = close_sessions.send(());
+    let result = milter.await;
+    info!("stopped");
+    result
+}

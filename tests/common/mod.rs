@@ -1,0 +1,316 @@
+//! Shared by the milter integration tests: spawn the real [`milter::run`] on
+//! a loopback socket with a config file, and play the MTA with
+//! `indymilter-test`.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use indymilter_test::{EomActions, MacroStage, Status, TestConnection};
+use malspam_milter::config::ListenAddr;
+use malspam_milter::detector::{Detector, DetectorError, Hit, RuleInfo, ScanContext};
+use malspam_milter::milter::{self, Daemon, MilterListener};
+use malspam_milter::view::MessageView;
+use malspam_milter::{Engine, Envelope};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// Body text that makes [`MarkerDetector`] report.
+pub const MARKER: &str = "MALSPAM-TEST-MARKER";
+/// Body text that makes [`PanickingDetector`] panic.
+pub const PANIC: &str = "MALSPAM-TEST-PANIC";
+
+/// A detector for pipeline tests. Until real detectors land, no rule of a
+/// test detector can be scored by config (unknown rules are refused), so it
+/// reports through the one channel a config can score: a detector error,
+/// which the core turns into the finding `scan.error` with its evidence.
+pub struct MarkerDetector;
+
+impl Detector for MarkerDetector {
+    fn name(&self) -> &'static str {
+        "marker"
+    }
+    fn rules(&self) -> &'static [RuleInfo] {
+        &[]
+    }
+    fn inspect(
+        &self,
+        view: &MessageView,
+        _: &ScanContext<'_>,
+        _: &mut Vec<Hit>,
+    ) -> Result<(), DetectorError> {
+        if view.texts.iter().any(|t| t.text.contains(MARKER)) {
+            return Err(DetectorError::new(format!(
+                "test marker in the body of {:?}",
+                view.subject
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Panics on messages carrying [`PANIC`]; the milter must survive it.
+pub struct PanickingDetector;
+
+impl Detector for PanickingDetector {
+    fn name(&self) -> &'static str {
+        "panicking"
+    }
+    fn rules(&self) -> &'static [RuleInfo] {
+        &[]
+    }
+    fn inspect(
+        &self,
+        view: &MessageView,
+        _: &ScanContext<'_>,
+        _: &mut Vec<Hit>,
+    ) -> Result<(), DetectorError> {
+        if view.texts.iter().any(|t| t.text.contains(PANIC)) {
+            panic!("test detector panics on purpose");
+        }
+        Ok(())
+    }
+}
+
+/// Body text that makes [`SlowDetector`] overrun any scan budget.
+pub const SLOW: &str = "MALSPAM-TEST-SLOW";
+
+/// On messages carrying [`SLOW`], sleeps past the milter's scan budget
+/// (8 s > 1 s + 5 s grace with the test's config), like a detector stuck in
+/// a pathological file; the milter must answer anyway.
+pub struct SlowDetector;
+
+impl Detector for SlowDetector {
+    fn name(&self) -> &'static str {
+        "slow"
+    }
+    fn rules(&self) -> &'static [RuleInfo] {
+        &[]
+    }
+    fn inspect(
+        &self,
+        view: &MessageView,
+        _: &ScanContext<'_>,
+        _: &mut Vec<Hit>,
+    ) -> Result<(), DetectorError> {
+        if view.texts.iter().any(|t| t.text.contains(SLOW)) {
+            std::thread::sleep(std::time::Duration::from_secs(8));
+        }
+        Ok(())
+    }
+}
+
+/// What the scan core was given for the last message.
+#[derive(Default, Clone)]
+pub struct Seen {
+    pub envelope: Option<Envelope>,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub size: usize,
+}
+
+/// Records the envelope and message the milter handed to the core.
+pub struct RecordingDetector(pub Arc<Mutex<Seen>>);
+
+impl Detector for RecordingDetector {
+    fn name(&self) -> &'static str {
+        "recording"
+    }
+    fn rules(&self) -> &'static [RuleInfo] {
+        &[]
+    }
+    fn inspect(
+        &self,
+        view: &MessageView,
+        _: &ScanContext<'_>,
+        _: &mut Vec<Hit>,
+    ) -> Result<(), DetectorError> {
+        *self.0.lock().unwrap() = Seen {
+            envelope: Some(view.envelope.clone()),
+            headers: view.headers.clone(),
+            body: view
+                .texts
+                .first()
+                .map(|t| t.text.clone())
+                .unwrap_or_default(),
+            size: view.size,
+        };
+        Ok(())
+    }
+}
+
+/// The real milter, running on 127.0.0.1:0 with a config file of its own.
+pub struct TestMilter {
+    pub addr: SocketAddr,
+    pub daemon: Arc<Daemon>,
+    pub config_path: PathBuf,
+    pub seen: Arc<Mutex<Seen>>,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub reload: mpsc::Sender<()>,
+    handle: Option<JoinHandle<std::io::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestMilter {
+    /// Start with `config` (TOML) and the test detectors.
+    pub async fn start(config: &str) -> TestMilter {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("malspam-milter.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let recorder = seen.clone();
+        let daemon = Daemon::with_builder(
+            Some(config_path.clone()),
+            Box::new(move |config| {
+                Ok(Engine::with_detectors(
+                    config,
+                    vec![
+                        Box::new(MarkerDetector),
+                        Box::new(PanickingDetector),
+                        Box::new(SlowDetector),
+                        Box::new(RecordingDetector(recorder.clone())),
+                    ],
+                ))
+            }),
+        )
+        .unwrap_or_else(|e| panic!("test config: {e}"));
+        let daemon = Arc::new(daemon);
+        let listener = MilterListener::bind(&ListenAddr::Inet("127.0.0.1:0".into()), "0660")
+            .await
+            .unwrap();
+        let addr = match &listener {
+            MilterListener::Tcp(l) => l.local_addr().unwrap(),
+            MilterListener::Unix(..) => unreachable!(),
+        };
+        let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+        let (reload_tx, reload_rx) = mpsc::channel(1);
+        let handle = tokio::spawn(milter::run(listener, daemon.clone(), reload_rx, async {
+            let _ = shutdown_rx.await;
+        }));
+        TestMilter {
+            addr,
+            daemon,
+            config_path,
+            seen,
+            shutdown: Some(shutdown_tx),
+            reload: reload_tx,
+            handle: Some(handle),
+            _dir: dir,
+        }
+    }
+
+    /// Connect as an MTA offering every action and option.
+    pub async fn open(&self) -> TestConnection {
+        TestConnection::configure()
+            .read_timeout(Duration::from_secs(60))
+            .write_timeout(Duration::from_secs(60))
+            .open_tcp(self.addr)
+            .await
+            .expect("milter accepts the connection")
+    }
+
+    /// Ask the milter to shut down (like SIGTERM), without waiting.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Shut down and wait until `run` returns; it must return Ok.
+    pub async fn stop(mut self) {
+        self.begin_shutdown();
+        let handle = self.handle.take().unwrap();
+        handle.await.unwrap().expect("milter run() ends cleanly");
+    }
+}
+
+/// A message as the MTA passes it: envelope, headers, body.
+pub struct Msg<'a> {
+    pub queue_id: &'a str,
+    pub from: &'a str,
+    pub rcpts: &'a [&'a str],
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: &'a str,
+}
+
+impl Default for Msg<'_> {
+    fn default() -> Self {
+        Msg {
+            queue_id: "4ABC123",
+            from: "<alice@sender.example>",
+            rcpts: &["<bob@rcpt.example>"],
+            headers: &[
+                ("From", "Alice <alice@sender.example>"),
+                ("To", "bob@rcpt.example"),
+                ("Subject", "hello"),
+            ],
+            body: "Hello Bob,\r\nnothing to see here.\r\n",
+        }
+    }
+}
+
+/// Connect, HELO, then run one message through to end of message.
+pub async fn handshake(conn: &mut TestConnection) {
+    let status = conn
+        .connect("client.sender.example", [192, 0, 2, 25])
+        .await
+        .unwrap();
+    assert_eq!(status, Status::Continue);
+    let status = conn.helo("client.sender.example").await.unwrap();
+    assert_eq!(status, Status::Continue);
+}
+
+/// One message on an open connection (after [`handshake`]).
+pub async fn send(conn: &mut TestConnection, msg: &Msg<'_>) -> (EomActions, Status) {
+    assert_eq!(conn.mail([msg.from]).await.unwrap(), Status::Continue);
+    for rcpt in msg.rcpts {
+        assert_eq!(conn.rcpt([*rcpt]).await.unwrap(), Status::Continue);
+    }
+    conn.macros(MacroStage::Eoh, [("i", msg.queue_id)])
+        .await
+        .unwrap();
+    for (name, value) in msg.headers {
+        assert_eq!(conn.header(*name, *value).await.unwrap(), Status::Continue);
+    }
+    assert_eq!(conn.eoh().await.unwrap(), Status::Continue);
+    let status = conn.body(msg.body.as_bytes().to_vec()).await.unwrap();
+    assert!(
+        matches!(status, Status::Continue | Status::Skip),
+        "{status:?}"
+    );
+    conn.macros(MacroStage::Eom, [("i", msg.queue_id)])
+        .await
+        .unwrap();
+    conn.eom().await.unwrap()
+}
+
+/// The added X-Malspam-Findings, one finding per entry (unfolded).
+pub fn findings(actions: &EomActions) -> Vec<String> {
+    added(actions, "X-Malspam-Findings")
+        .map(|v| malspam_milter::headers::unfold_findings(&v))
+        .unwrap_or_default()
+}
+
+/// The value of the header added with this name, if any.
+pub fn added(actions: &EomActions, name: &str) -> Option<String> {
+    actions.actions.iter().find_map(|a| match a {
+        indymilter_test::EomAction::AddHeader { name: n, value }
+            if n.to_bytes() == name.as_bytes() =>
+        {
+            Some(value.to_string_lossy().into_owned())
+        }
+        _ => None,
+    })
+}
+
+/// The quarantine reason, if the milter quarantined.
+pub fn quarantine_reason(actions: &EomActions) -> Option<String> {
+    actions.actions.iter().find_map(|a| match a {
+        indymilter_test::EomAction::Quarantine { reason } => {
+            Some(reason.to_string_lossy().into_owned())
+        }
+        _ => None,
+    })
+}
