@@ -12,7 +12,6 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use unicode_normalization::UnicodeNormalization;
 
 use super::{hash, Store, StoreResult, WriteOp};
 
@@ -46,27 +45,13 @@ pub struct KnownAddress {
     pub domain: String,
 }
 
-/// A display name as people read it: NFKC (full-width letters and spaces
-/// become ASCII), lower case, no quotes, honorifics (様, さん, 殿, 御中) and
-/// surrounding whitespace dropped, inner whitespace (also U+3000) removed so
-/// that "山田 太郎" and "山田　太郎" compare equal. Empty means no name.
+/// A display name as people read it, the same key `display_name` matches
+/// names by (see `detectors::display_name::names`): NFKC, case folded, quotes,
+/// honorifics (様, さん, Mr ...) and company forms dropped, confusable letters
+/// reduced to their skeleton, words joined in written order, so "山田 太郎 様"
+/// and "山田　太郎" compare equal. Empty means no name.
 pub fn normalize_name(name: &str) -> String {
-    let mut s: String = name.nfkc().collect::<String>().to_lowercase();
-    s.retain(|c| !matches!(c, '"' | '\'' | '`' | '“' | '”'));
-    let mut s = s.trim().to_string();
-    loop {
-        let before = s.len();
-        for honorific in ["様", "さん", "殿", "御中", "さま"] {
-            if let Some(rest) = s.strip_suffix(honorific) {
-                s = rest.trim_end().to_string();
-            }
-        }
-        if s.len() == before {
-            break;
-        }
-    }
-    s.retain(|c| !c.is_whitespace());
-    s
+    crate::detectors::display_name::names::normalize(name)
 }
 
 /// The hash of a normalised display name; None when nothing is left.
@@ -174,7 +159,12 @@ mod tests {
     fn names_normalise_across_width_space_and_honorifics() {
         assert_eq!(normalize_name("山田 太郎 様"), "山田太郎");
         assert_eq!(normalize_name("山田　太郎さん"), "山田太郎");
-        assert_eq!(normalize_name("\"Ｔａｒｏ　Ｙａｍａｄａ\""), "taroyamada");
+        assert_eq!(
+            normalize_name("\"Ｔａｒｏ　Ｙａｍａｄａ\""),
+            normalize_name("Taro Yamada")
+        );
+        // Look-alike letters reduce to the same skeleton (Cyrillic а, о).
+        assert_eq!(normalize_name("Tаrо Yamada"), normalize_name("Taro Yamada"));
         assert_eq!(normalize_name("  "), "");
         assert_eq!(name_hash("様"), None);
         assert_eq!(name_hash("Taro Yamada"), name_hash("TARO  YAMADA"));

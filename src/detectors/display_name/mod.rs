@@ -2,8 +2,9 @@
 //!
 //! Every Emotet incident report says it: the From display name is a real
 //! employee or partner, the address belongs to an unrelated domain. The rules:
-//! an address written inside the display name, a directory person, the
-//! organisation's own name, an organisation address repeated at the top of
+//! an address written inside the display name, a directory person, a
+//! correspondent learned from earlier mail (state store), the organisation's
+//! own name, an organisation address repeated at the top of
 //! the body (seed 000), and a Reply-To elsewhere.
 //!
 //! Guards against the legitimate look-alikes: the sender's own registrable
@@ -17,6 +18,7 @@
 
 pub mod directory;
 pub mod freemail;
+mod known;
 pub mod names;
 pub mod services;
 
@@ -46,6 +48,11 @@ pub const RULES: &[RuleInfo] = &[
         name: "directory_person",
         description: "The display name matches a directory person whose addresses are all elsewhere",
         default_score: 6.0,
+    },
+    RuleInfo {
+        name: "known_correspondent",
+        description: "The display name is known from earlier mail (state store: learn, or mail the milter passed) only at other organisations than the sender's",
+        default_score: 5.0,
     },
     RuleInfo {
         name: "organization_name",
@@ -273,7 +280,7 @@ impl Detector for DisplayNameDetector {
     fn inspect(
         &self,
         message: &MessageView,
-        _ctx: &ScanContext<'_>,
+        ctx: &ScanContext<'_>,
         hits: &mut Vec<Hit>,
     ) -> Result<(), DetectorError> {
         let directory = self.directory.as_ref().map_err(DetectorError::new)?;
@@ -298,9 +305,19 @@ impl Detector for DisplayNameDetector {
         }
 
         let mut matches = Vec::new();
+        // A store that cannot answer costs this rule only: the others still
+        // report, and the error becomes scan.error evidence at the end.
+        let mut store_error = None;
         if let Some(name) = &sender.name {
             self.embedded_addresses(&sender, name, directory, &mut matches);
             self.directory_people(&sender, name, directory, &mut matches);
+            // The directory is the stronger claim; the store covers the rest.
+            if matches.is_empty() && !self.org_domains.contains(&sender.reg) {
+                let free = |d: &str| self.is_freemail(d);
+                if let Err(e) = known::check(&sender, name, ctx.store, free, &mut matches) {
+                    store_error = Some(DetectorError::new(format!("known_correspondent: {e}")));
+                }
+            }
             // The organisation's name is the weaker claim: worth reporting
             // only when no person or address was recognised.
             if matches.is_empty() {
@@ -336,13 +353,13 @@ impl Detector for DisplayNameDetector {
                     ),
                 ));
             }
-            return Ok(());
+            return store_error.map_or(Ok(()), Err);
         }
 
         let reply = self.reply_to(&sender, &matches);
         hits.extend(matches.into_iter().map(|m| Hit::new(m.rule, m.evidence)));
         hits.extend(reply);
-        Ok(())
+        store_error.map_or(Ok(()), Err)
     }
 }
 
