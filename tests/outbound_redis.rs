@@ -107,7 +107,9 @@ impl Milter {
             .spawn()
             .expect("start malspam-milter run");
         let proc = Proc(child);
-        wait_for_port(port, name, || std::fs::read_to_string(&log).unwrap_or_default());
+        wait_for_port(port, name, || {
+            std::fs::read_to_string(&log).unwrap_or_default()
+        });
         Milter {
             _proc: proc,
             addr: ([127, 0, 0, 1], port).into(),
@@ -299,12 +301,18 @@ async fn two_milters_share_counters_and_holds_through_redis() {
     // `outbound status` reads the hold and counters from Redis.
     let status = cli(&config, &["outbound", "status", alice]);
     let text = String::from_utf8_lossy(&status.stdout);
-    assert!(text.starts_with("alice@customer.example\n  HELD since "), "{text}");
+    assert!(
+        text.starts_with("alice@customer.example\n  HELD since "),
+        "{text}"
+    );
     assert!(
         text.contains("2 message(s), first queue id AL6, last queue id AL7"),
         "{text}"
     );
-    assert!(text.contains("1m: 7 msg, 7 rcpt, 7 domains, 7 new"), "{text}");
+    assert!(
+        text.contains("1m: 7 msg, 7 rcpt, 7 domains, 7 new"),
+        "{text}"
+    );
     eprintln!("outbound status:\n{text}");
     let all = cli(&config, &["outbound", "status"]);
     let all = String::from_utf8_lossy(&all.stdout);
