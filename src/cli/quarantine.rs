@@ -83,7 +83,10 @@ fn now() -> u64 {
     crate::store::unix_now()
 }
 
-fn summary(postfix: &Postfix, entry: &crate::quarantine::postfix::QueueEntry) -> Result<HeldMessage, String> {
+fn summary(
+    postfix: &Postfix,
+    entry: &crate::quarantine::postfix::QueueEntry,
+) -> Result<HeldMessage, String> {
     Ok(HeldMessage::new(entry, &postfix.headers(&entry.queue_id)?))
 }
 
@@ -159,7 +162,10 @@ fn decide(config: &Config, id: &str, action: Action, yes: bool) -> Result<(), St
                 action.verb()
             ));
         }
-        eprint!("{}", message.list_text(now(), config.quarantine.list_findings));
+        eprint!(
+            "{}",
+            message.list_text(now(), config.quarantine.list_findings)
+        );
         let question = match action {
             Action::Release => format!(
                 "Release {id} to {} recipient(s)? [y/N] ",
@@ -207,16 +213,30 @@ fn confirm(question: &str) -> bool {
     matches!(answer.trim().to_lowercase().as_str(), "y" | "yes")
 }
 
-/// Who acted: the login behind sudo if any, and the uid we run as.
+/// Who acted: the login behind sudo if any, else the account we run as.
 fn invoking_user() -> String {
     use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").ok().map(|m| m.uid());
     let user = std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".into());
-    match std::fs::metadata("/proc/self") {
-        Ok(m) => format!("user {} (uid {})", clean(&user), m.uid()),
-        Err(_) => format!("user {}", clean(&user)),
+        .ok()
+        .or_else(|| uid.and_then(account_name))
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".into());
+    match uid {
+        Some(uid) => format!("user {} (uid {uid})", clean(&user)),
+        None => format!("user {}", clean(&user)),
     }
+}
+
+/// The account name of a uid, from /etc/passwd.
+fn account_name(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id: u32 = fields.nth(1)?.parse().ok()?;
+        (id == uid).then(|| name.to_string())
+    })
 }
 
 /// The audit line goes to stderr (the journal or the reviewer's terminal).

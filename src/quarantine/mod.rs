@@ -70,14 +70,13 @@ impl HeldMessage {
     /// Combine the queue entry with the message's header block (postcat -h).
     pub fn new(entry: &QueueEntry, header_block: &[u8]) -> HeldMessage {
         let fields = header_fields(header_block);
-        let verdict = headers::parse_verdict_headers(
-            fields.iter().map(|(n, v)| (n.as_str(), v.as_str())),
-        )
-        .map(|(verdict, score, findings)| Verdict {
-            verdict,
-            score,
-            findings,
-        });
+        let verdict =
+            headers::parse_verdict_headers(fields.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+                .map(|(verdict, score, findings)| Verdict {
+                    verdict,
+                    score,
+                    findings,
+                });
         // mail-parser decodes RFC 2047 words and address lists for us; the
         // block ends at the first empty line, so give it one.
         let mut block = header_block.to_vec();
@@ -324,7 +323,10 @@ mod tests {
             lines[0],
             "687579D8095   3h05m  info@kansai-unrelated.example -> yuki@customer.example"
         );
-        assert_eq!(lines[1], "    Subject: [SUSPICIOUS] RE: 請求書の送付について");
+        assert_eq!(
+            lines[1],
+            "    Subject: [SUSPICIOUS] RE: 請求書の送付について"
+        );
         assert_eq!(lines[2], "    quarantine, score 25");
         // Top three by score: the two +6 findings and the +6 mismatch, in order.
         assert!(lines[3].starts_with("      display_name.embedded_address (+6)"));
@@ -358,13 +360,19 @@ mod tests {
     fn show_lists_every_finding_and_the_structure_without_content() {
         let held = HeldMessage::new(&entries()[0], &fixture("postcat-h.txt"));
         let text = held.show_text(1795308472 + 30);
-        assert!(text.contains("Arrived:    30s ago (14671 bytes)\n"), "{text}");
+        assert!(
+            text.contains("Arrived:    30s ago (14671 bytes)\n"),
+            "{text}"
+        );
         assert_eq!(text.matches("\n  thread_hijack.").count(), 3, "{text}");
         assert!(text.contains("revived_thread (+4): the newest quoted message"));
 
         let tree = structure(&fixture("postcat-bh.txt"), &Limits::default());
         assert!(tree.contains("請求書_1121.zip [zip,"), "{tree}");
-        assert!(tree.contains("請求書_1121.zip/請求書_1121.doc [ole2,"), "{tree}");
+        assert!(
+            tree.contains("請求書_1121.zip/請求書_1121.doc [ole2,"),
+            "{tree}"
+        );
         assert!(tree.contains("decrypted"), "{tree}");
         // Not a line of the base64 attachment, nor the decrypted document.
         assert!(!tree.contains("AAQAAAAAUEsFBg"), "{tree}");
@@ -384,7 +392,10 @@ mod tests {
             b"Subject: =?utf-8?q?hi=1B]0;owned=07?=\nX-Malspam-Verdict: quarantine\n",
         );
         let text = held.list_text(1795308480, 3);
-        assert!(text.contains("Subject: hi\\u{1b}]0;owned\\u{7}\n"), "{text}");
+        assert!(
+            text.contains("Subject: hi\\u{1b}]0;owned\\u{7}\n"),
+            "{text}"
+        );
         assert!(!text.contains('\u{1b}'));
     }
 

@@ -124,7 +124,9 @@ impl<'a> Postfix<'a> {
         let out = self.run(&self.config.postsuper, &["-H", id])?;
         match postsuper_count(&String::from_utf8_lossy(&out), "Released from hold") {
             Some(1) => Ok(()),
-            _ => Err(format!("{id}: postsuper released nothing (no longer held?)")),
+            _ => Err(format!(
+                "{id}: postsuper released nothing (no longer held?)"
+            )),
         }
     }
 
@@ -229,7 +231,9 @@ mod tests {
     fn queue_ids() {
         assert!(valid_queue_id("687579D8095"));
         assert!(valid_queue_id("4dZ3Rq1x2Vz9Kq"));
-        for bad in ["", "ALL", "all", "-d", "../etc", "ID hold", "A;B", "6875\n79", "ＡＢ"] {
+        for bad in [
+            "", "ALL", "all", "-d", "../etc", "ID hold", "A;B", "6875\n79", "ＡＢ",
+        ] {
             assert!(!valid_queue_id(bad), "{bad:?}");
         }
     }
@@ -240,9 +244,15 @@ mod tests {
             postsuper_count(&fixture("postsuper-H.txt"), "Released from hold"),
             Some(1)
         );
-        assert_eq!(postsuper_count(&fixture("postsuper-d.txt"), "Deleted"), Some(1));
         assert_eq!(
-            postsuper_count("postsuper: Released from hold: 0 messages\n", "Released from hold"),
+            postsuper_count(&fixture("postsuper-d.txt"), "Deleted"),
+            Some(1)
+        );
+        assert_eq!(
+            postsuper_count(
+                "postsuper: Released from hold: 0 messages\n",
+                "Released from hold"
+            ),
             Some(0)
         );
         assert_eq!(postsuper_count("", "Deleted"), None);
