@@ -97,6 +97,7 @@ fn list(config: &Config, json: bool) -> Result<(), String> {
     let now = now();
     if held.is_empty() && !json {
         let _ = writeln!(out, "the hold queue is empty");
+        return Ok(());
     }
     for entry in &held {
         // A message released or deleted since the listing is skipped.
