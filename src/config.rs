@@ -242,6 +242,7 @@ sections! {
     display_name: crate::detectors::display_name::DisplayNameConfig,
     store: crate::store::StoreConfig,
     thread_hijack: crate::detectors::thread_hijack::ThreadHijackConfig,
+    quarantine: crate::quarantine::QuarantineConfig,
 }
 
 /// One problem in a config file.

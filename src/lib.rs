@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod milter;
 pub mod password;
 pub mod policy;
+pub mod quarantine;
 pub mod report;
 pub mod scan;
 pub mod store;

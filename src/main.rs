@@ -59,6 +59,7 @@ fn main() {
         } => cli::config_check(config.as_deref()),
         Command::Rules => cli::list_rules(),
         Command::Outbound { command } => cli::outbound::run(command),
+        Command::Quarantine { command } => cli::quarantine::run(command),
         Command::Structure { config, paths } => match Config::load(config.as_deref()) {
             Ok(config) => cli::structure(&config, &paths),
             Err(e) => {

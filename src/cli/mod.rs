@@ -3,6 +3,7 @@
 pub mod check;
 pub mod learn;
 pub mod outbound;
+pub mod quarantine;
 pub mod run;
 
 use std::path::PathBuf;
@@ -67,6 +68,12 @@ pub enum Command {
     Outbound {
         #[command(subcommand)]
         command: outbound::OutboundCommand,
+    },
+    /// Review mail held in Postfix's hold queue: `list`, `show ID`,
+    /// `release ID`, `delete ID`.
+    Quarantine {
+        #[command(subcommand)]
+        command: quarantine::QuarantineCommand,
     },
     /// Print the structure of messages: text parts, attachment tree with
     /// detected types (never attachment content).

@@ -12,7 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const TEMPLATES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/postfix");
-const MILTER: &str = env!("CARGO_BIN_EXE_malspam-milter");
+pub const MILTER: &str = env!("CARGO_BIN_EXE_malspam-milter");
+
 /// Upper bound for anything we wait for (Postfix delivers in well under a second).
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -22,6 +23,8 @@ pub fn can_run_postfix() -> Option<String> {
         "/usr/sbin/postfix",
         "/usr/sbin/smtp-sink",
         "/usr/sbin/postqueue",
+        "/usr/sbin/postcat",
+        "/usr/sbin/postsuper",
         "/usr/sbin/sendmail",
     ] {
         if !Path::new(tool).exists() {
@@ -181,6 +184,11 @@ impl TestPostfix {
 
     pub fn etc(&self) -> PathBuf {
         self.root().join("etc")
+    }
+
+    /// The milter's config file (written by [`Self::write_milter_config`]).
+    pub fn milter_config(&self) -> PathBuf {
+        self.root().join("milter.toml")
     }
 
     pub fn write_milter_config(&self, milter_keys: &str, rest: &str) {

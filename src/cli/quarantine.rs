@@ -1,0 +1,254 @@
+//! `malspam-milter quarantine list | show ID | release ID | delete ID`:
+//! review what the milter held in Postfix's hold queue, and decide.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use crate::config::Config;
+use crate::quarantine::postfix::Postfix;
+use crate::quarantine::{clean, structure, HeldMessage};
+
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    /// Held messages: queue id, age, sender, recipients, subject, verdict,
+    /// score and the top findings.
+    List {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// One JSON object per held message per line, every finding.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One held message: every finding with its evidence and the message's
+    /// structure (attachment tree with detected types; never content).
+    Show {
+        id: String,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Release a held message: Postfix delivers it.
+    Release {
+        id: String,
+        /// Do not ask (required when stdin is not a terminal).
+        #[arg(long, short)]
+        yes: bool,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Delete a held message for good.
+    Delete {
+        id: String,
+        /// Do not ask (required when stdin is not a terminal).
+        #[arg(long, short)]
+        yes: bool,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Run a `quarantine` subcommand; returns the exit code.
+pub fn run(command: QuarantineCommand) -> i32 {
+    init_logging();
+    let config_path = match &command {
+        QuarantineCommand::List { config, .. }
+        | QuarantineCommand::Show { config, .. }
+        | QuarantineCommand::Release { config, .. }
+        | QuarantineCommand::Delete { config, .. } => config.clone(),
+    };
+    let config = match Config::load(config_path.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{e}");
+            return 1;
+        }
+    };
+    let result = match command {
+        QuarantineCommand::List { json, .. } => list(&config, json),
+        QuarantineCommand::Show { id, .. } => show(&config, &id),
+        QuarantineCommand::Release { id, yes, .. } => decide(&config, &id, Action::Release, yes),
+        QuarantineCommand::Delete { id, yes, .. } => decide(&config, &id, Action::Delete, yes),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("malspam-milter: quarantine: {}", clean(&e));
+            1
+        }
+    }
+}
+
+fn now() -> u64 {
+    crate::store::unix_now()
+}
+
+fn summary(
+    postfix: &Postfix,
+    entry: &crate::quarantine::postfix::QueueEntry,
+) -> Result<HeldMessage, String> {
+    Ok(HeldMessage::new(entry, &postfix.headers(&entry.queue_id)?))
+}
+
+fn list(config: &Config, json: bool) -> Result<(), String> {
+    let postfix = Postfix::new(&config.quarantine);
+    let held = postfix.held()?;
+    let mut out = std::io::stdout().lock();
+    let now = now();
+    if held.is_empty() && !json {
+        let _ = writeln!(out, "the hold queue is empty");
+        return Ok(());
+    }
+    for entry in &held {
+        // A message released or deleted since the listing is skipped.
+        let message = match summary(&postfix, entry) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!("{}: skipped: {e}", entry.queue_id);
+                continue;
+            }
+        };
+        let text = if json {
+            let mut value = serde_json::to_value(&message).map_err(|e| e.to_string())?;
+            value["age_secs"] = now.saturating_sub(message.arrival_time).into();
+            format!("{value}\n")
+        } else {
+            message.list_text(now, config.quarantine.list_findings)
+        };
+        let _ = out.write_all(text.as_bytes());
+    }
+    if !json {
+        let _ = writeln!(out, "{} held message(s)", held.len());
+    }
+    Ok(())
+}
+
+fn show(config: &Config, id: &str) -> Result<(), String> {
+    let postfix = Postfix::new(&config.quarantine);
+    let entry = postfix.held_entry(id)?;
+    let message = summary(&postfix, &entry)?;
+    let body = postfix.message(id)?;
+    print!(
+        "{}Structure:\n{}",
+        message.show_text(now()),
+        structure(&body, &config.limits)
+    );
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Action {
+    Release,
+    Delete,
+}
+
+impl Action {
+    fn verb(self) -> &'static str {
+        match self {
+            Action::Release => "release",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+/// Release or delete after confirmation (or --yes), then log it.
+fn decide(config: &Config, id: &str, action: Action, yes: bool) -> Result<(), String> {
+    let postfix = Postfix::new(&config.quarantine);
+    let entry = postfix.held_entry(id)?;
+    let message = summary(&postfix, &entry)?;
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(format!(
+                "{id}: refusing to {} without --yes: stdin is not a terminal",
+                action.verb()
+            ));
+        }
+        eprint!(
+            "{}",
+            message.list_text(now(), config.quarantine.list_findings)
+        );
+        let question = match action {
+            Action::Release => format!(
+                "Release {id} to {} recipient(s)? [y/N] ",
+                message.recipients.len()
+            ),
+            Action::Delete => format!("Delete {id} for good? [y/N] "),
+        };
+        if !confirm(&question) {
+            eprintln!("{id}: nothing done");
+            return Ok(());
+        }
+    }
+    match action {
+        Action::Release => postfix.release(id)?,
+        Action::Delete => postfix.delete(id)?,
+    }
+    let who = invoking_user();
+    let verdict = message
+        .verdict
+        .as_ref()
+        .map(|v| format!("{} {}", v.verdict, v.score))
+        .unwrap_or_else(|| "none".into());
+    tracing::info!(
+        "{id}: quarantine {}d by {who}; sender {}, {} recipient(s), verdict {}, subject {:?}",
+        action.verb(),
+        clean(&message.sender),
+        message.recipients.len(),
+        clean(&verdict),
+        clean(&message.subject)
+    );
+    match action {
+        Action::Release => println!("{id}: released from hold; Postfix delivers it now"),
+        Action::Delete => println!("{id}: deleted"),
+    }
+    Ok(())
+}
+
+fn confirm(question: &str) -> bool {
+    eprint!("{question}");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    if std::io::stdin().lock().read_line(&mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim().to_lowercase().as_str(), "y" | "yes")
+}
+
+/// Who acted: the login behind sudo if any, else the account we run as.
+fn invoking_user() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").ok().map(|m| m.uid());
+    let user = std::env::var("SUDO_USER")
+        .ok()
+        .or_else(|| uid.and_then(account_name))
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".into());
+    match uid {
+        Some(uid) => format!("user {} (uid {uid})", clean(&user)),
+        None => format!("user {}", clean(&user)),
+    }
+}
+
+/// The account name of a uid, from /etc/passwd.
+fn account_name(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id: u32 = fields.nth(1)?.parse().ok()?;
+        (id == uid).then(|| name.to_string())
+    })
+}
+
+/// The audit line goes to stderr (the journal or the reviewer's terminal).
+fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(false)
+        .try_init();
+}
