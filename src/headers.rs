@@ -40,8 +40,12 @@ pub fn verdict_headers(
     }
     if config.spam_compat {
         out.push((SPAM_FLAG, if flagged { "YES" } else { "NO" }.to_string()));
-        let mut tests: Vec<String> = report.findings.iter().map(|f| f.full_rule()).collect();
-        tests.dedup();
+        let mut tests: Vec<String> = Vec::new();
+        for rule in report.findings.iter().map(|f| f.full_rule()) {
+            if !tests.contains(&rule) {
+                tests.push(rule);
+            }
+        }
         let status = format!(
             "{}, score={} required={} tests={}",
             if flagged { "Yes" } else { "No" },
@@ -95,19 +99,26 @@ fn fold_line(line: &str, first_width: usize) -> String {
     let mut width = 0;
     let mut limit = first_width;
     for (i, word) in line.split(' ').enumerate() {
-        let w = word.chars().count();
-        if i > 0 {
-            if width + 1 + w > limit && width > 0 {
+        // A long comma-separated list ("tests=a,b,c") may break after a comma.
+        let pieces: Vec<&str> = if word.chars().count() > FOLD_WIDTH - 8 {
+            word.split_inclusive(',').collect()
+        } else {
+            vec![word]
+        };
+        for (j, piece) in pieces.into_iter().enumerate() {
+            let w = piece.chars().count();
+            let space = i > 0 && j == 0;
+            if (i > 0 || j > 0) && width + usize::from(space) + w > limit && width > 0 {
                 out.push_str("\n\t  ");
                 width = 2;
                 limit = FOLD_WIDTH - 8;
-            } else {
+            } else if space {
                 out.push(' ');
                 width += 1;
             }
+            out.push_str(piece);
+            width += w;
         }
-        out.push_str(word);
-        width += w;
     }
     out
 }
@@ -228,6 +239,12 @@ mod tests {
         let flag = h.iter().find(|(n, _)| *n == SPAM_FLAG).unwrap();
         assert_eq!(flag.1, "YES");
         let status = h.iter().find(|(n, _)| *n == SPAM_STATUS).unwrap();
+        for line in status.1.split('\n') {
+            assert!(
+                line.chars().count() <= 78,
+                "X-Spam-Status line too long: {line:?}"
+            );
+        }
         assert_eq!(
             status.1.replace("\n\t  ", " "),
             "Yes, score=12.5 required=5 tests=office_macro.autoexec,display_name.directory_person"
@@ -256,6 +273,31 @@ mod tests {
         );
         assert!(is_own_header("x-spam-flag", &cfg));
         assert!(!is_own_header("x-spam-flag", &HeadersConfig::default()));
+    }
+
+    #[test]
+    fn long_test_lists_fold_after_commas() {
+        let mut r = report(Verdict::Quarantine);
+        for rule in ["suspicious", "autoexec", "present", "renamed", "xlm"] {
+            r.findings.push(Finding {
+                detector: "office_macro".into(),
+                rule: rule.into(),
+                score: 1.0,
+                evidence: "x".into(),
+            });
+        }
+        let cfg = HeadersConfig {
+            spam_compat: true,
+            ..HeadersConfig::default()
+        };
+        let h = verdict_headers(&r, &cfg, 5.0);
+        let status = &h.iter().find(|(n, _)| *n == SPAM_STATUS).unwrap().1;
+        assert!(status.contains(",\n\t  "), "folded after a comma: {status}");
+        for line in status.split('\n') {
+            assert!(line.chars().count() <= 78, "line too long: {line:?}");
+        }
+        let unfolded = status.replace("\n\t  ", "");
+        assert!(unfolded.ends_with("tests=office_macro.autoexec,display_name.directory_person,office_macro.suspicious,office_macro.present,office_macro.renamed,office_macro.xlm"), "{unfolded}");
     }
 
     #[test]

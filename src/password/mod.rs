@@ -33,23 +33,25 @@ pub fn candidates(view: &MessageView, config: &EncryptedArchiveConfig) -> Vec<Ca
 /// `first char + asterisks`: evidence shows that a password was found and
 /// where, without repeating it in headers and logs.
 pub fn mask(password: &str) -> String {
+    // A fixed-length mask hides the length too; a short password shows
+    // nothing at all (its first character would be most of it).
     let mut chars = password.chars();
-    match chars.next() {
-        Some(first) => {
-            let rest = chars.count();
-            format!("{first}{}", "*".repeat(rest))
-        }
-        None => String::new(),
+    match (chars.next(), password.chars().count()) {
+        (_, 0) => String::new(),
+        (Some(first), n) if n >= 4 => format!("{first}****"),
+        _ => "****".to_string(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn masks_all_but_the_first_character() {
+    fn masks_length_and_all_but_the_first_character() {
         assert_eq!(super::mask("ab123"), "a****");
-        assert_eq!(super::mask("s"), "s");
-        assert_eq!(super::mask("パス1"), "パ**");
+        assert_eq!(super::mask("ab12345678"), "a****");
+        assert_eq!(super::mask("s"), "****");
+        assert_eq!(super::mask("パス1"), "****");
+        assert_eq!(super::mask("パスワード1"), "パ****");
         assert_eq!(super::mask(""), "");
     }
 }
