@@ -210,6 +210,8 @@ sections! {
     allowlist: AllowlistConfig,
     limits: Limits,
     organization: OrganizationConfig,
+    office_macro: crate::detectors::office_macro::OfficeMacroConfig,
+    links: crate::detectors::links::LinksConfig,
 }
 
 /// One problem in a config file.

@@ -6,6 +6,9 @@
 use crate::config::Config;
 use crate::detector::{Detector, RuleInfo};
 
+pub mod links;
+pub mod office_macro;
+
 /// Rules the scan core itself emits.
 pub const SCAN_RULES: &[RuleInfo] = &[
     RuleInfo {
@@ -27,7 +30,11 @@ pub const SCAN_RULES: &[RuleInfo] = &[
 
 /// Every detector's name and rules, the scan core's first.
 pub fn catalog() -> Vec<(&'static str, &'static [RuleInfo])> {
-    vec![("scan", SCAN_RULES)]
+    vec![
+        ("scan", SCAN_RULES),
+        (office_macro::NAME, office_macro::RULES),
+        (links::NAME, links::RULES),
+    ]
 }
 
 /// `detector.rule` for every rule in the catalogue.
@@ -40,6 +47,8 @@ pub fn all_rule_names() -> Vec<String> {
 
 /// Build every detector from the config.
 pub fn build(config: &Config) -> Vec<Box<dyn Detector>> {
-    let _ = config;
-    Vec::new()
+    vec![
+        Box::new(office_macro::OfficeMacro::new(&config.office_macro)),
+        Box::new(links::Links::new(&config.links)),
+    ]
 }
