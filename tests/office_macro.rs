@@ -277,3 +277,12 @@ fn unparsable_document_is_a_scan_error_and_others_are_still_checked() {
     );
     assert_eq!(r.verdict, Verdict::Quarantine);
 }
+
+#[test]
+fn shipped_config_documents_the_defaults() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/malspam-milter.toml");
+    let config = Config::load(Some(std::path::Path::new(path))).unwrap();
+    let defaults = Config::default();
+    assert_eq!(config.office_macro, defaults.office_macro);
+    assert_eq!(config.links, defaults.links);
+}

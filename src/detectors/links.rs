@@ -372,6 +372,17 @@ impl Links {
         if domains::same_organization(&shown_domain, &target.host) {
             return None;
         }
+        // A redirector whose destination (a query value) is the shown site.
+        let redirects_home = target.query.split('&').any(|pair| {
+            pair.split_once('=')
+                .and_then(|(_, v)| parse_url(&percent_decode(v)))
+                .is_some_and(|u| {
+                    u.query.is_empty() && domains::same_organization(&shown_domain, &u.host)
+                })
+        });
+        if redirects_home {
+            return None;
+        }
         Some(format!(
             "text shows {}, link goes to {}",
             shown_domain.replace('.', "[.]"),

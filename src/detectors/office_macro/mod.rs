@@ -267,7 +267,17 @@ impl Budget {
     }
 
     /// Count one nested document; false (with a note) when over the limit.
-    fn enter_nested(&mut self, location: &str, report: &mut DocumentReport) -> bool {
+    fn enter_nested(&mut self, location: &str, depth: usize, report: &mut DocumentReport) -> bool {
+        if depth > self.settings.max_nesting_depth {
+            report.error(
+                location,
+                format!(
+                    "embedded deeper than {} documents (office_macro.max_nesting_depth); not checked",
+                    self.settings.max_nesting_depth
+                ),
+            );
+            return false;
+        }
         if self.nested_left == 0 {
             report.error(
                 location,

@@ -322,7 +322,7 @@ fn powerpoint_objects(
         pos += body.len();
         index += 1;
         let inner = join(location, &format!("PowerPoint Document/object{index}"));
-        if budget.enter_nested(&inner, report) {
+        if budget.enter_nested(&inner, depth + 1, report) {
             analyze(&object, &inner, depth + 1, report, budget);
         }
     }

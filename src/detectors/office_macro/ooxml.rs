@@ -124,13 +124,13 @@ pub fn analyze(
             if is_vba {
                 vba_found = true;
             }
-            if budget.enter_nested(&inner, report) {
+            if budget.enter_nested(&inner, depth + 1, report) {
                 ole::analyze(&part, &inner, depth + 1, report, budget);
             }
         } else if is_embedded
             && crate::view::filetype::detect(&part) == crate::view::FileType::Ooxml
         {
-            if budget.enter_nested(&inner, report) {
+            if budget.enter_nested(&inner, depth + 1, report) {
                 analyze(&part, &inner, depth + 1, report, budget);
             }
         } else if is_vba {
