@@ -168,12 +168,12 @@ fn malformed_dir_streams_and_containers() {
     // (the best expansion the format allows) stays within the output cap.
     let mut bomb = vec![1u8];
     for _ in 0..2000 {
+        // A flag byte saying "8 copy tokens", then 8 tokens of 0x0000.
+        let mut group = vec![0xFFu8];
+        group.extend(std::iter::repeat_n(0u8, 16));
         let mut chunk = vec![0x00, b'a'];
         for _ in 0..64 {
-            chunk.push(0xFF);
-            for _ in 0..8 {
-                chunk.extend_from_slice(&0x0000u16.to_le_bytes());
-            }
+            chunk.extend_from_slice(&group);
         }
         let header = 0xB000u16 | (chunk.len() as u16 + 2 - 3);
         bomb.extend_from_slice(&header.to_le_bytes());

@@ -368,7 +368,9 @@ impl Links {
             .as_str()
             .to_ascii_lowercase();
         // Only names under a real public suffix count (not "setup.exe").
-        psl::domain_str(&shown_domain)?;
+        if !psl::suffix(shown_domain.as_bytes()).is_some_and(|s| s.is_known()) {
+            return None;
+        }
         if domains::same_organization(&shown_domain, &target.host) {
             return None;
         }

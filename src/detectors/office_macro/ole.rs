@@ -141,7 +141,9 @@ pub fn analyze(
                     &format!("Excel workbook encrypted ({how}, FILEPASS)"),
                 );
             }
-            if !wb.macro_sheets.is_empty() || !wb.auto_names.is_empty() {
+            // An Auto_Open name alone may point at a VBA macro, which the
+            // VBA analysis grades; XLM needs a macro sheet.
+            if !wb.macro_sheets.is_empty() {
                 report.xlm.push(XlmReport {
                     location: location.to_string(),
                     sheets: wb.macro_sheets,
