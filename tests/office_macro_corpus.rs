@@ -172,3 +172,51 @@ fn labelled_office_files() {
     // or a broken label parser must not pass silently.
     assert_eq!(checked, 605, "{counts:?}");
 }
+
+/// SpamAssassin's olevbmacro test mails (t/olevbmacro.t), through the engine.
+#[test]
+fn spamassassin_olevbmacro_mails() {
+    use malspam_milter::{Config, Engine, Envelope, Verdict};
+    let dir = Path::new(CORPUS).join("spamassassin-olevbmacro");
+    if !dir.exists() {
+        eprintln!(
+            "SKIPPED SpamAssassin olevbmacro mails: {} not found",
+            dir.display()
+        );
+        return;
+    }
+    let engine = Engine::new(Config::default()).unwrap();
+    let cases: &[(&str, &[&str], Verdict)] = &[
+        ("macro.eml", &["office_macro.present"], Verdict::Tag),
+        (
+            "malicemacro.eml",
+            &["office_macro.present", "office_macro.autoexec"],
+            Verdict::Tag,
+        ),
+        (
+            "renamedmacro.eml",
+            &["office_macro.present", "office_macro.renamed"],
+            Verdict::Quarantine,
+        ),
+        (
+            "encrypted.eml",
+            &["office_macro.encrypted_document"],
+            Verdict::Accept,
+        ),
+        ("nomacro.eml", &[], Verdict::Accept),
+        ("goodcsv.eml", &[], Verdict::Accept),
+        ("target_uri.eml", &[], Verdict::Accept),
+    ];
+    for (file, rules, verdict) in cases {
+        let raw = std::fs::read(dir.join(file)).unwrap();
+        let report = engine.scan(Envelope::default(), &raw);
+        let found: Vec<String> = report
+            .findings
+            .iter()
+            .filter(|f| f.detector == "office_macro" || f.detector == "scan")
+            .map(|f| f.full_rule())
+            .collect();
+        assert_eq!(found, *rules, "{file}: {:?}", report.findings);
+        assert_eq!(report.verdict, *verdict, "{file}");
+    }
+}
