@@ -286,3 +286,41 @@ fn shipped_config_documents_the_defaults() {
     assert_eq!(config.office_macro, defaults.office_macro);
     assert_eq!(config.links, defaults.links);
 }
+
+#[test]
+fn macro_workbook_embedded_in_a_clean_xlsx() {
+    // A clean workbook with a macro .xls embedded as an OLE object, the way
+    // Office stores it (xl/embeddings/oleObject1.bin).
+    let base = fixture("bootstrap35.xlsx");
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&base[..])).unwrap();
+    let mut entries = Vec::new();
+    for i in 0..archive.len() {
+        let mut e = archive.by_index(i).unwrap();
+        let name = e.name().unwrap().into_owned();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        entries.push((name, data));
+    }
+    entries.push((
+        "xl/embeddings/oleObject1.bin".to_string(),
+        fixture("d2_workbook_open_wscript_shell.xls"),
+    ));
+    let refs: Vec<(&str, Vec<u8>)> = entries
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.clone()))
+        .collect();
+    let r = scan(&message(&[(
+        "table.xlsx",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        zip_of(&refs),
+    )]));
+    assert_eq!(
+        findings(&r),
+        [
+            "office_macro.present: table.xlsx: VBA in xl/embeddings/oleObject1.bin modules Module1, ThisWorkbook, Sheet1, Sheet2, Sheet3",
+            "office_macro.autoexec: table.xlsx: VBA Workbook_Open (A)",
+            "office_macro.suspicious: table.xlsx: VBA Workbook_Open (A), Shell (X), WScript.Shell (X), CreateObject (X), cmd /c (X)",
+        ]
+    );
+    assert_eq!(r.verdict, Verdict::Quarantine);
+}
