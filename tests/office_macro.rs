@@ -324,3 +324,30 @@ fn macro_workbook_embedded_in_a_clean_xlsx() {
     );
     assert_eq!(r.verdict, Verdict::Quarantine);
 }
+
+#[test]
+fn excel4_macro_calling_exec_is_quarantined() {
+    // The oletools sample's first formula is =ALERT("This is a sample Excel 4
+    // macro"): FuncVar tokens 42 01 76 80 (command 0x76). Turn it into
+    // =EXEC(...) (function 110 = 0x6E) in place, as a dropper would have it.
+    let mut book = fixture("excel4_sample_macro.xls");
+    let text = b"This is a sample Excel 4 macro";
+    let at = book
+        .windows(text.len())
+        .position(|w| w == text)
+        .expect("formula string")
+        + text.len();
+    assert_eq!(book[at..at + 4], [0x42, 0x01, 0x76, 0x80]);
+    book[at + 2..at + 4].copy_from_slice(&[0x6E, 0x00]);
+    let r = scan(&message(&[("book.xls", "application/vnd.ms-excel", book)]));
+    assert_eq!(
+        findings(&r),
+        [
+            "office_macro.present: book.xls: Excel 4.0 macro sheet \"Macro1\"",
+            "office_macro.xlm: book.xls: Excel 4.0 macro sheet \"Macro1\"",
+            "office_macro.autoexec: book.xls: XLM Auto_Open (A)",
+            "office_macro.suspicious: book.xls: XLM Auto_Open (A), EXEC (X)",
+        ]
+    );
+    assert_eq!(r.verdict, Verdict::Quarantine);
+}
