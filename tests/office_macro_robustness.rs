@@ -3,7 +3,7 @@
 //! malformed VBA dir streams and compressed containers. Deterministic (a
 //! fixed pseudo-random sequence), so a failure reproduces. The cargo-fuzz
 //! target in fuzz/ explores the same path at random; crashers it finds are
-//! added to `REGRESSIONS` below.
+//! kept in tests/fixtures/office/fuzz-regressions/.
 
 use std::io::{Cursor, Read};
 
@@ -196,18 +196,22 @@ fn malformed_dir_streams_and_containers() {
     }
 }
 
-/// Inputs the fuzzer found crashing, kept so they never come back. Each is
-/// (what it broke, the input as hex).
-const REGRESSIONS: &[(&str, &str)] = &[];
-
+/// Inputs the fuzzer found crashing, kept so they never come back: every
+/// file in tests/fixtures/office/fuzz-regressions/ (see its README.md).
 #[test]
 fn fuzz_regressions() {
-    for (what, hex) in REGRESSIONS {
-        let bytes: Vec<u8> = (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-            .collect();
-        eprintln!("regression: {what}");
-        analyze(&bytes);
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/office/fuzz-regressions"
+    );
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            continue;
+        }
+        analyze(&std::fs::read(&path).unwrap());
+        checked += 1;
     }
+    assert!(checked >= 1, "no regression inputs in {dir}");
 }

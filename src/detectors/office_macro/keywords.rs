@@ -244,7 +244,12 @@ pub fn classify(source: &str) -> Vec<Match> {
         .lines()
         .filter(|line| {
             let t = line.trim_start();
-            !(t.starts_with('\'') || t.len() >= 4 && t[..4].eq_ignore_ascii_case("rem "))
+            // Bytes, not a str slice: byte 4 may fall inside a character.
+            let rem = t
+                .as_bytes()
+                .get(..4)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"rem "));
+            !(t.starts_with('\'') || rem)
         })
         .collect::<Vec<_>>()
         .join("\n");
@@ -304,6 +309,12 @@ mod tests {
     fn formatting_macro_has_no_w_or_x_and_comments_do_not_count() {
         let src = "' Shell would be bad\nRem CreateObject too\nSub Format()\n  Selection.Font.Bold = True\n  Call Helper\n  Application.Run \"Other\"\nEnd Sub\n";
         assert!(classify(src).is_empty(), "{:?}", shown(src));
+    }
+
+    #[test]
+    fn non_ascii_at_the_comment_check_does_not_panic() {
+        // Found by cargo-fuzz: byte 4 inside a two-byte character.
+        assert!(classify("abc\u{bf}\nRe\u{e9}m x\n").is_empty());
     }
 
     #[test]
