@@ -435,57 +435,12 @@ fn describe(path: &str, report: &DocumentReport, evidence: &mut Evidence) {
     if !report.has_macros() {
         return;
     }
-    let mut what = Vec::new();
-    for v in &report.vba {
-        let mut text = String::from("VBA");
-        // Name the place only when it is not the usual one.
-        if !v.location.is_empty() && !v.location.to_ascii_lowercase().ends_with("vbaproject.bin") {
-            text.push_str(&format!(" in {}", v.location));
-        }
-        if !v.modules.is_empty() {
-            text.push_str(&format!(" modules {}", v.modules.join(", ")));
-        }
-        if let Some(e) = &v.error {
-            text.push_str(&format!(" (unreadable: {e})"));
-        }
-        what.push(text);
-    }
-    for x in &report.xlm {
-        let sheets: Vec<String> = x
-            .sheets
-            .iter()
-            .map(|(name, state)| {
-                if *state == "in package" || *state == "visible" {
-                    format!("\"{name}\"")
-                } else {
-                    format!("\"{name}\" ({state})")
-                }
-            })
-            .collect();
-        let mut text = if sheets.is_empty() {
-            "Excel 4.0 macro names".to_string()
-        } else {
-            format!("Excel 4.0 macro sheet {}", sheets.join(", "))
-        };
-        if !x.location.is_empty() {
-            text.push_str(&format!(" in {}", x.location));
-        }
-        what.push(text);
-    }
-    evidence.add("present", format!("{path}: {}", what.join("; ")));
-    if !report.xlm.is_empty() {
-        let xlm_what: Vec<&String> = what.iter().filter(|w| w.starts_with("Excel")).collect();
-        evidence.add(
-            "xlm",
-            format!(
-                "{path}: {}",
-                xlm_what
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-        );
+    let vba: Vec<String> = report.vba.iter().map(describe_vba).collect();
+    let xlm: Vec<String> = report.xlm.iter().map(describe_xlm).collect();
+    let all: Vec<&str> = vba.iter().chain(&xlm).map(String::as_str).collect();
+    evidence.add("present", format!("{path}: {}", all.join("; ")));
+    if !xlm.is_empty() {
+        evidence.add("xlm", format!("{path}: {}", xlm.join("; ")));
     }
     let keywords = report.keywords();
     let autoexec: Vec<_> = keywords
@@ -501,6 +456,39 @@ fn describe(path: &str, report: &DocumentReport, evidence: &mut Evidence) {
         all.extend(keywords.iter().filter(|(_, c, _)| *c != Class::AutoExec));
         evidence.add("suspicious", format!("{path}: {}", render(&all)));
     }
+}
+
+/// `VBA in word/embeddings/x.bin modules ThisDocument, Module1`
+fn describe_vba(v: &VbaReport) -> String {
+    let mut text = String::from("VBA");
+    // Name the place only when it is not the usual one.
+    if !v.location.is_empty() && !v.location.to_ascii_lowercase().ends_with("vbaproject.bin") {
+        text.push_str(&format!(" in {}", v.location));
+    }
+    if !v.modules.is_empty() {
+        text.push_str(&format!(" modules {}", v.modules.join(", ")));
+    }
+    if let Some(e) = &v.error {
+        text.push_str(&format!(" (unreadable: {e})"));
+    }
+    text
+}
+
+/// `Excel 4.0 macro sheet "Macro1" (very hidden)`
+fn describe_xlm(x: &XlmReport) -> String {
+    let sheets: Vec<String> = x
+        .sheets
+        .iter()
+        .map(|(name, state)| match *state {
+            "in package" | "visible" => format!("\"{name}\""),
+            _ => format!("\"{name}\" ({state})"),
+        })
+        .collect();
+    let mut text = format!("Excel 4.0 macro sheet {}", sheets.join(", "));
+    if !x.location.is_empty() {
+        text.push_str(&format!(" in {}", x.location));
+    }
+    text
 }
 
 /// `VBA Document_Open (A), Shell (X), XLM EXEC (X)`: the language is named
