@@ -243,6 +243,8 @@ sections! {
     store: crate::store::StoreConfig,
     thread_hijack: crate::detectors::thread_hijack::ThreadHijackConfig,
     quarantine: crate::quarantine::QuarantineConfig,
+    office_macro: crate::detectors::office_macro::OfficeMacroConfig,
+    links: crate::detectors::links::LinksConfig,
 }
 
 /// One problem in a config file.

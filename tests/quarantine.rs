@@ -41,6 +41,22 @@ fn sample(name: &str) -> String {
 
 /// `malspam-milter quarantine SUBCOMMAND --config CONFIG ARGS`, stdin not a
 /// terminal.
+/// The score and number of findings the scan core gives the held sample,
+/// as `check` reports them: what the headers of the held copies must say.
+fn sample_verdict() -> (String, usize) {
+    let out = Command::new(MILTER)
+        .args(["check", "--json"])
+        .arg(format!("{SAMPLES}/emotet-hijacked-reply.eml"))
+        .output()
+        .unwrap();
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["verdict"], "quarantine");
+    (
+        format!("{}", line["score"].as_f64().unwrap()),
+        line["findings"].as_array().unwrap().len(),
+    )
+}
+
 fn quarantine(pf: &TestPostfix, args: &[&str]) -> Output {
     Command::new(MILTER)
         .arg("quarantine")
@@ -62,6 +78,7 @@ fn stderr(out: &Output) -> String {
 }
 
 fn run_quarantine_scenario() {
+    let (score, n_findings) = sample_verdict();
     let mut pf = TestPostfix::start_prepared(
         "header_checks = regexp:@DIR@/etc/hold.regexp\n",
         "",
@@ -133,8 +150,11 @@ fn run_quarantine_scenario() {
         assert_eq!(m["sender"], "alice@sender.example");
         assert_eq!(m["recipients"], serde_json::json!(["bob@rcpt.example"]));
         assert_eq!(m["verdict"]["verdict"], "quarantine");
-        assert_eq!(m["verdict"]["score"], "25");
-        assert_eq!(m["verdict"]["findings"].as_array().unwrap().len(), 5);
+        assert_eq!(m["verdict"]["score"], score.as_str());
+        assert_eq!(
+            m["verdict"]["findings"].as_array().unwrap().len(),
+            n_findings
+        );
     }
     let other = listed
         .iter()
@@ -156,7 +176,8 @@ fn run_quarantine_scenario() {
         assert!(text.contains(&format!("{id} ")), "{id} in {text}");
     }
     assert_eq!(
-        text.matches("    quarantine, score 25\n").count(),
+        text.matches(&format!("    quarantine, score {score}\n"))
+            .count(),
         2,
         "{text}"
     );
@@ -166,7 +187,12 @@ fn run_quarantine_scenario() {
         2,
         "{text}"
     );
-    assert_eq!(text.matches("      (+2 more)\n").count(), 2, "{text}");
+    assert_eq!(
+        text.matches(&format!("      (+{} more)\n", n_findings - 3))
+            .count(),
+        2,
+        "{text}"
+    );
     assert!(
         text.contains("alice@sender.example -> bob@rcpt.example"),
         "{text}"
@@ -186,7 +212,7 @@ fn run_quarantine_scenario() {
     let text = stdout(&out);
     assert!(text.contains(&format!("Queue id:   {first}\n")), "{text}");
     assert!(
-        text.contains("Verdict:    quarantine, score 25\n"),
+        text.contains(&format!("Verdict:    quarantine, score {score}\n")),
         "{text}"
     );
     assert_eq!(text.matches("\n  thread_hijack.").count(), 3, "{text}");
@@ -246,7 +272,10 @@ fn run_quarantine_scenario() {
             && log.contains(" (uid 0); sender alice@sender.example"),
         "{log}"
     );
-    assert!(log.contains("verdict quarantine 25"), "{log}");
+    assert!(
+        log.contains(&format!("verdict quarantine {score}")),
+        "{log}"
+    );
     let delivered = pf.wait_for_sink(2);
     let released = delivered
         .iter()

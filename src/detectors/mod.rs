@@ -11,6 +11,8 @@ pub mod thread_hijack;
 use crate::config::Config;
 use crate::detector::{Detector, RuleInfo};
 
+pub mod links;
+pub mod office_macro;
 pub mod outbound;
 
 /// Rules the scan core itself emits.
@@ -41,6 +43,8 @@ pub fn catalog() -> Vec<(&'static str, &'static [RuleInfo])> {
         (attachment::NAME, attachment::RULES),
         (outbound::NAME, outbound::RULES),
         (thread_hijack::NAME, thread_hijack::RULES),
+        (office_macro::NAME, office_macro::RULES),
+        (links::NAME, links::RULES),
     ]
 }
 
@@ -62,5 +66,7 @@ pub fn build(config: &Config) -> Vec<Box<dyn Detector>> {
         Box::new(attachment::Attachment),
         Box::new(thread_hijack::ThreadHijack::new(config)),
         Box::new(outbound::Outbound::new()),
+        Box::new(office_macro::OfficeMacro::new(&config.office_macro)),
+        Box::new(links::Links::new(&config.links)),
     ]
 }
