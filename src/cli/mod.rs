@@ -156,10 +156,8 @@ pub fn structure(config: &crate::Config, paths: &[PathBuf]) -> i32 {
 pub fn list_rules() -> i32 {
     for (detector, rules) in crate::detectors::catalog() {
         for rule in rules {
-            println!(
-                "{detector}.{:<28} {:>5}  {}",
-                rule.name, rule.default_score, rule.description
-            );
+            let name = format!("{detector}.{}", rule.name);
+            println!("{name:<42} {:>5}  {}", rule.default_score, rule.description);
         }
     }
     0
