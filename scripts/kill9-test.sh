@@ -46,6 +46,9 @@ cat > "$dir/milter.toml" <<TOML
 listen = "unix:$dir/spool/malspam-milter/milter.sock"
 socket_mode = "0666"
 log_level = "warn"
+[store]
+backend = "embedded"
+path = "$dir/state.sqlite3"
 TOML
 
 milter_pid=""
@@ -77,7 +80,7 @@ wait_port "$smtp_port"
 
 # Send in the background; it prints how many 4xx answers it retried.
 python3 - "$smtp_port" "$N" "$dir/accepted" > "$dir/sender.out" <<'PY' &
-import smtplib, sys, threading, time
+import os, smtplib, sys, threading, time
 port, n, accepted_file = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 lock = threading.Lock()
 next_id, accepted, retries = [0], [0], [0]
@@ -108,7 +111,9 @@ def worker():
                 time.sleep(0.2)
         with lock:
             accepted[0] += 1
-            open(accepted_file, "w").write(str(accepted[0]))
+            with open(accepted_file + ".tmp", "w") as f:
+                f.write(str(accepted[0]))
+            os.replace(accepted_file + ".tmp", accepted_file)
     if s is not None:
         try: s.quit()
         except Exception: pass
@@ -120,10 +125,11 @@ PY
 sender_pid=$!
 
 # Kill -9 at the midpoint, stay down 2 s, restart.
-while [ "$(cat "$dir/accepted" 2>/dev/null || echo 0)" -lt $((N / 2)) ]; do sleep 0.02; done
+accepted() { local a; a=$(cat "$dir/accepted" 2>/dev/null || true); echo "${a:-0}"; }
+while [ "$(accepted)" -lt $((N / 2)) ]; do sleep 0.02; done
 kill -9 "$milter_pid"
 wait "$milter_pid" 2>/dev/null || true
-echo "killed the milter (pid $milter_pid) with SIGKILL after $(cat "$dir/accepted") accepted"
+echo "killed the milter (pid $milter_pid) with SIGKILL after $(accepted) accepted"
 sleep 2
 start_milter
 echo "restarted the milter (pid $milter_pid)"

@@ -63,6 +63,9 @@ CF
 listen = "unix:$dir/spool/malspam-milter/milter.sock"
 socket_mode = "0666"
 log_level = "warn"
+[store]
+backend = "embedded"
+path = "$dir/state.sqlite3"
 TOML
         "$MILTER" run --config "$dir/milter.toml" 2>"$dir/milter.log" &
         milter_pid=$!
@@ -93,15 +96,16 @@ TOML
     done
     end=$(date +%s.%N)
 
+    if [ -n "$milter_pid" ]; then
+        # CPU seconds the milter spent (utime + stime, clock ticks).
+        awk -v hz="$(getconf CLK_TCK)" -v n="$total" \
+            '{ printf "milter CPU: %.2f s for %d messages = %.2f ms/message\n", ($14+$15)/hz, n, ($14+$15)/hz*1000/n }' \
+            "/proc/$milter_pid/stat" >&2
+    fi
     postfix -c "$dir/etc" stop >/dev/null 2>&1 || true
     kill "$sink_pid" 2>/dev/null || true
     [ -n "$milter_pid" ] && kill "$milter_pid" 2>/dev/null || true
     wait 2>/dev/null || true
-    if [ "$mode" = with ]; then
-        local scanned
-        scanned=$(grep -c 'X-Malspam' "$dir/maillog" 2>/dev/null || true)
-        : "$scanned"
-    fi
     rm -rf "$dir"
     python3 -c "print(f'{$total / ($end - $start):.1f}')"
 }
