@@ -18,6 +18,7 @@ pub mod password;
 pub mod policy;
 pub mod report;
 pub mod scan;
+pub mod security;
 pub mod store;
 pub mod view;
 
