@@ -147,6 +147,9 @@ pub struct Limits {
     /// Wall-clock budget for one message's scan, in seconds. Keep it well
     /// under Postfix's milter_content_timeout (300 s).
     pub scan_timeout_secs: u64,
+    /// Bytes of one header value (unfolded) the detectors see; longer
+    /// values are cut. Postfix's own header_size_limit is 102400.
+    pub max_header_bytes: usize,
 }
 
 impl Default for Limits {
@@ -159,6 +162,7 @@ impl Default for Limits {
             max_inflated_bytes: 128 * 1024 * 1024,
             max_inflation_ratio: 100,
             scan_timeout_secs: 20,
+            max_header_bytes: 100 * 1024,
         }
     }
 }

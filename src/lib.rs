@@ -19,6 +19,7 @@ pub mod policy;
 pub mod quarantine;
 pub mod report;
 pub mod scan;
+pub mod security;
 pub mod store;
 pub mod view;
 

@@ -24,6 +24,15 @@ pub fn run(config_path: Option<PathBuf>) -> i32 {
     };
     let milter_config = daemon.engine().config().milter.clone();
     init_logging(&milter_config.log_level);
+    if crate::security::running_as_root() {
+        tracing::warn!(
+            "running as root: mail content is parsed with full privileges; \
+             run as an unprivileged user (the systemd unit's User=)"
+        );
+    }
+    if let Some(warning) = crate::security::config_secret_warning(daemon.engine().config()) {
+        tracing::warn!("{warning}");
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

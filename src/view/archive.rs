@@ -92,6 +92,17 @@ pub(crate) fn open_zip(builder: &mut Builder<'_>, id: usize) {
         entry_count: archive.len(),
         ..ArchiveInfo::default()
     };
+    // Entries sharing compressed bytes (Fifield's "better zip bomb") inflate
+    // the same data once per entry. No archiver writes them: do not open.
+    if archive.has_overlapping_entries().unwrap_or(true) {
+        builder.note_limit(
+            "limits.max_inflated_bytes",
+            format!("{path}: entries overlap (a zip-bomb construction); not opened"),
+        );
+        info.error = Some("entries overlap".to_string());
+        builder.attachments[id].archive = Some(info);
+        return;
+    }
     let mut locked = Vec::new();
     for index in 0..archive.len() {
         if builder.out_of_time() {
@@ -156,6 +167,9 @@ pub(crate) fn open_zip(builder: &mut Builder<'_>, id: usize) {
                 add_entry(builder, id, &path, name, content, depth, false);
             }
             Err(ReadError::TooBig) => note_too_big(builder, &path, &name, cap),
+            Err(ReadError::LargerThanDeclared) => {
+                note_larger_than_declared(builder, &path, &name, declared_size)
+            }
             Err(ReadError::WrongPassword) => {}
             Err(ReadError::Broken(e)) => {
                 info.error.get_or_insert_with(|| format!("{name}: {e}"));
@@ -172,6 +186,9 @@ pub(crate) fn open_zip(builder: &mut Builder<'_>, id: usize) {
 pub(crate) enum ReadError {
     /// It inflates past its cap: the header lied about the size.
     TooBig,
+    /// It inflates past the size its headers declare (the zip crate stops
+    /// reading there): a bomb in disguise.
+    LargerThanDeclared,
     /// The password check failed (ZipCrypto check byte, AES verifier).
     WrongPassword,
     /// Damaged data, or a wrong password that passed the quick check and
@@ -196,6 +213,11 @@ pub(crate) fn read_entry(
     match file.take(cap + 1).read_to_end(&mut content) {
         Ok(_) if content.len() as u64 > cap => Err(ReadError::TooBig),
         Ok(_) => Ok(content),
+        // The zip crate's own size check (crc32.rs); no error kind of its
+        // own, so the message tells it from a bad checksum.
+        Err(e) if e.to_string().contains("larger than its declared") => {
+            Err(ReadError::LargerThanDeclared)
+        }
         Err(e) => Err(ReadError::Broken(e.to_string())),
     }
 }
@@ -230,6 +252,20 @@ pub(crate) fn note_too_big(builder: &mut Builder<'_>, path: &str, name: &str, ca
         format!("{path}/{name}: inflates past {cap} bytes; not scanned"),
     );
     builder.bytes_inflated += cap;
+}
+
+/// The headers understated the size; what was read counts as spent.
+pub(crate) fn note_larger_than_declared(
+    builder: &mut Builder<'_>,
+    path: &str,
+    name: &str,
+    declared: u64,
+) {
+    builder.note_limit(
+        "limits.max_entry_bytes",
+        format!("{path}/{name}: inflates past its declared {declared} bytes; not scanned"),
+    );
+    builder.bytes_inflated += declared;
 }
 
 /// How many bytes this entry may inflate to, or None (with a limit noted)

@@ -173,7 +173,9 @@ fn try_candidates(
                 // right one; neither is scanned.
                 note_too_big(builder, path, &entry.name, cap);
             }
-            Err(ReadError::WrongPassword | ReadError::Broken(_)) => {}
+            Err(
+                ReadError::WrongPassword | ReadError::Broken(_) | ReadError::LargerThanDeclared,
+            ) => {}
         }
     }
     Ok(None)

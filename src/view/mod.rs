@@ -185,6 +185,7 @@ impl MessageView {
             return MessageView::unparsed(envelope, raw);
         };
         let mut view = MessageView::headers_of(envelope, &message, raw.len());
+        view.cut_long_headers(&mut builder);
         builder.subject = view.subject.clone();
         builder.walk_message(message, None, "", 0);
         builder.open_pending();
@@ -256,6 +257,43 @@ impl MessageView {
             parsed: true,
         }
     }
+}
+
+impl MessageView {
+    /// Cut header values (and the decoded subject) longer than
+    /// `limits.max_header_bytes`, so detectors never run their patterns
+    /// over a megabyte-long line.
+    fn cut_long_headers(&mut self, builder: &mut Builder<'_>) {
+        let max = builder.limits.max_header_bytes;
+        let mut cut = Vec::new();
+        for (name, value) in &mut self.headers {
+            if truncate_at_char(value, max) {
+                cut.push(name.clone());
+            }
+        }
+        if truncate_at_char(&mut self.subject, max) && cut.is_empty() {
+            cut.push("Subject".to_string());
+        }
+        if let Some(first) = cut.first() {
+            builder.note_limit(
+                "limits.max_header_bytes",
+                format!("{first}: header longer than {max} bytes; the rest not scanned"),
+            );
+        }
+    }
+}
+
+/// Truncate `s` to at most `max` bytes on a char boundary; true if cut.
+fn truncate_at_char(s: &mut String, max: usize) -> bool {
+    if s.len() <= max {
+        return false;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    true
 }
 
 fn text_list(value: &HeaderValue<'_>) -> Vec<String> {

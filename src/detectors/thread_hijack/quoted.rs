@@ -98,7 +98,12 @@ pub fn parse(text: &str, max_bytes: usize) -> Quoted {
     while !text.is_char_boundary(cut) {
         cut -= 1;
     }
-    let text: String = text[..cut].nfkc().collect();
+    // NFKC over a whole body is most of a text mail's scan time; skip it
+    // when the quick check already says the text is normalized (ASCII is).
+    let text: String = match unicode_normalization::is_nfkc_quick(text[..cut].chars()) {
+        unicode_normalization::IsNormalized::Yes => text[..cut].to_string(),
+        _ => text[..cut].nfkc().collect(),
+    };
     let lines: Vec<(usize, &str)> = line_offsets(&text);
     let mut out = Quoted::default();
     let mut history_start: Option<usize> = None;
