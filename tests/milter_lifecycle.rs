@@ -85,10 +85,7 @@ async fn shutdown_finishes_the_message_in_flight() {
     let mut milter = TestMilter::start(TAG).await;
     let mut conn = milter.open().await;
     handshake(&mut conn).await;
-    assert_eq!(
-        conn.mail(["<alice@sender.example>"]).await.unwrap(),
-        Status::Continue
-    );
+    listens(conn.mail(["<alice@sender.example>"]).await.unwrap());
     conn.rcpt(["<bob@rcpt.example>"]).await.unwrap();
     conn.header("Subject", "in flight").await.unwrap();
     conn.eoh().await.unwrap();

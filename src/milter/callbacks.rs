@@ -96,10 +96,33 @@ fn negotiate(
         cx.requested_macros
             .insert(stage, CString::new(names).expect("no NUL in macro names"));
     }
+    // Stages where we only listen: the MTA need not wait for a reply, which
+    // saves a round trip per header and per envelope step. The body is not
+    // among them (we answer SKIP past the size limit), nor end of message.
+    let no_reply = mta_opts & NO_REPLY_STAGES;
+    cx.requested_opts |= no_reply;
     let mut session = Session::default();
     session.skip_allowed = skip_allowed;
+    session.no_reply = no_reply;
     cx.data = Some(session);
     Status::Continue
+}
+
+/// Stages whose callbacks never change the outcome, so need no reply.
+const NO_REPLY_STAGES: ProtoOpts = ProtoOpts::NOREPLY_CONNECT
+    .union(ProtoOpts::NOREPLY_HELO)
+    .union(ProtoOpts::NOREPLY_MAIL)
+    .union(ProtoOpts::NOREPLY_RCPT)
+    .union(ProtoOpts::NOREPLY_HEADER)
+    .union(ProtoOpts::NOREPLY_EOH);
+
+/// `Continue`, or `Noreply` where that was negotiated for this stage.
+fn carry_on(data: &mut Option<Session>, stage: ProtoOpts) -> Status {
+    if session(data).no_reply.contains(stage) {
+        Status::Noreply
+    } else {
+        Status::Continue
+    }
 }
 
 /// The connection's session (created at negotiation; defensively here too).
@@ -113,12 +136,12 @@ fn connect(cx: &mut Context<Session>, hostname: CString, socket: SocketInfo) -> 
         _ => None,
     };
     session(&mut cx.data).connect(&hostname.to_string_lossy(), addr);
-    Status::Continue
+    carry_on(&mut cx.data, ProtoOpts::NOREPLY_CONNECT)
 }
 
 fn helo(cx: &mut Context<Session>, name: CString) -> Status {
     session(&mut cx.data).helo(&name.to_string_lossy());
-    Status::Continue
+    carry_on(&mut cx.data, ProtoOpts::NOREPLY_HELO)
 }
 
 fn mail(daemon: &Daemon, cx: &mut Context<Session>, args: Vec<CString>) -> Status {
@@ -137,21 +160,21 @@ fn mail(daemon: &Daemon, cx: &mut Context<Session>, args: Vec<CString>) -> Statu
         &config.headers,
         in_flight,
     );
-    Status::Continue
+    carry_on(&mut cx.data, ProtoOpts::NOREPLY_MAIL)
 }
 
 fn rcpt(cx: &mut Context<Session>, args: Vec<CString>) -> Status {
     if let (Some(message), Some(rcpt)) = (session(&mut cx.data).message(), args.first()) {
         message.add_recipient(&rcpt.to_string_lossy());
     }
-    Status::Continue
+    carry_on(&mut cx.data, ProtoOpts::NOREPLY_RCPT)
 }
 
 fn header(cx: &mut Context<Session>, name: CString, value: CString) -> Status {
     if let Some(message) = session(&mut cx.data).message() {
         message.header(name.as_bytes(), value.as_bytes());
     }
-    Status::Continue
+    carry_on(&mut cx.data, ProtoOpts::NOREPLY_HEADER)
 }
 
 fn eoh(cx: &mut Context<Session>) -> Status {
@@ -162,7 +185,7 @@ fn eoh(cx: &mut Context<Session>) -> Status {
         }
         message.end_of_headers();
     }
-    Status::Continue
+    carry_on(&mut cx.data, ProtoOpts::NOREPLY_EOH)
 }
 
 fn body(cx: &mut Context<Session>, chunk: Bytes) -> Status {

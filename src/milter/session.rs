@@ -19,6 +19,8 @@ pub struct Session {
     helo: Option<String>,
     /// The MTA accepted `SKIP` at negotiation: we may stop the body early.
     pub skip_allowed: bool,
+    /// Stages the MTA agreed not to wait for our reply at (negotiated).
+    pub no_reply: indymilter::ProtoOpts,
     message: Option<Message>,
 }
 
