@@ -19,7 +19,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::config::WindowConfig;
-use crate::store::{Store, StoreResult};
+use crate::store::{Store, StoreResult, WriteOp};
 
 /// Buckets per window: the window slides in tenths of its length.
 pub const BUCKETS: u64 = 10;
@@ -111,28 +111,33 @@ pub fn record(
             domains.insert(crate::domains::registrable(&d));
         }
     }
+    // Every counter of every window in one write: one transaction on the
+    // embedded store, one pipeline round trip on Redis.
+    let mut ops = Vec::new();
     for w in windows {
         let len = bucket_len(w);
         let bucket = now / len;
         // Keep a bucket as long as some window read may still include it.
         let ttl = Some(Duration::from_secs(w.seconds + 2 * len));
-        store.incr(&counter_key(&account, "msg", w, bucket), 1, ttl)?;
-        store.incr(
-            &counter_key(&account, "rcpt", w, bucket),
-            recipients.len() as i64,
+        let incr = |metric: &str, by: i64| WriteOp::Incr {
+            key: counter_key(&account, metric, w, bucket),
+            by,
             ttl,
-        )?;
+        };
+        ops.push(incr("msg", 1));
+        ops.push(incr("rcpt", recipients.len() as i64));
         if new_recipients > 0 {
-            store.incr(
-                &counter_key(&account, "new", w, bucket),
-                new_recipients,
-                ttl,
-            )?;
+            ops.push(incr("new", new_recipients));
         }
         for d in &domains {
-            store.set_add(&domains_key(&account, w, bucket), d.as_bytes(), ttl)?;
+            ops.push(WriteOp::SetAdd {
+                key: domains_key(&account, w, bucket),
+                member: d.as_bytes().to_vec(),
+                ttl,
+            });
         }
     }
+    store.write_batch(&ops)?;
     windows
         .iter()
         .map(|w| usage_of_key(store, &account, w, now))
@@ -159,23 +164,32 @@ fn usage_of_key(
     let last = now / len;
     let first = last.saturating_sub(BUCKETS - 1);
     let mut usage = Usage::default();
+    // All the window's counters in one read.
+    let keys: Vec<String> = (first..=last)
+        .flat_map(|bucket| ["msg", "rcpt", "new"].map(|m| counter_key(account, m, window, bucket)))
+        .collect();
+    let values = store.get_many(&keys)?;
+    for (key, value) in keys.iter().zip(&values) {
+        let n = counter_value(value.as_deref());
+        match key.rsplit(':').nth(2) {
+            Some("msg") => usage.messages += n,
+            Some("rcpt") => usage.recipients += n,
+            _ => usage.new_recipients += n,
+        }
+    }
     let mut domains: BTreeSet<Vec<u8>> = BTreeSet::new();
     for bucket in first..=last {
-        usage.messages += read_counter(store, &counter_key(account, "msg", window, bucket))?;
-        usage.recipients += read_counter(store, &counter_key(account, "rcpt", window, bucket))?;
-        usage.new_recipients += read_counter(store, &counter_key(account, "new", window, bucket))?;
         domains.extend(store.set_members(&domains_key(account, window, bucket))?);
     }
     usage.domains = domains.len() as u64;
     Ok(usage)
 }
 
-fn read_counter(store: &dyn Store, key: &str) -> StoreResult<u64> {
-    Ok(store
-        .get(key)?
-        .and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse::<i64>().ok())
+fn counter_value(value: Option<&[u8]>) -> u64 {
+    value
+        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<i64>().ok())
         .map(|n| n.max(0) as u64)
-        .unwrap_or(0))
+        .unwrap_or(0)
 }
 
 /// Forget the account's window counters (after a release), keeping what it
