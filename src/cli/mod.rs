@@ -162,3 +162,47 @@ pub fn list_rules() -> i32 {
     }
     0
 }
+
+/// Log to stderr (the journal under systemd, the operator's terminal for the
+/// admin commands). `RUST_LOG` overrides `level`.
+pub(crate) fn init_logging(level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|e| {
+            eprintln!("malspam-milter: log level {level:?}: {e}; using \"info\"");
+            EnvFilter::new("info")
+        });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(false)
+        .try_init();
+}
+
+/// Who acted: the login behind sudo if any, else the account we run as.
+pub(crate) fn invoking_user() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").ok().map(|m| m.uid());
+    let user = std::env::var("SUDO_USER")
+        .ok()
+        .or_else(|| uid.and_then(account_name))
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".into());
+    match uid {
+        Some(uid) => format!("user {} (uid {uid})", crate::quarantine::clean(&user)),
+        None => format!("user {}", crate::quarantine::clean(&user)),
+    }
+}
+
+/// The account name of a uid, from /etc/passwd.
+fn account_name(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id: u32 = fields.nth(1)?.parse().ok()?;
+        (id == uid).then(|| name.to_string())
+    })
+}

@@ -58,9 +58,11 @@ pub fn run(command: OutboundCommand) -> i32 {
     let now = crate::store::unix_now();
     let result = match command {
         OutboundCommand::Status { .. } => status(store.as_ref(), &config, account.as_deref(), now),
-        OutboundCommand::Release { account, .. } => {
-            release(store.as_ref(), &account, &invoking_user())
-        }
+        OutboundCommand::Release { account, .. } => release(
+            store.as_ref(),
+            &account,
+            &format!("`outbound release` ({})", super::invoking_user()),
+        ),
     };
     match result {
         Ok(text) => {
@@ -72,13 +74,6 @@ pub fn run(command: OutboundCommand) -> i32 {
             1
         }
     }
-}
-
-fn invoking_user() -> String {
-    let user = std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".into());
-    format!("`outbound release` (user {user})")
 }
 
 /// Every account the store knows (counted, learned or held), sorted.

@@ -50,7 +50,7 @@ pub enum QuarantineCommand {
 
 /// Run a `quarantine` subcommand; returns the exit code.
 pub fn run(command: QuarantineCommand) -> i32 {
-    init_logging();
+    super::init_logging("info");
     let config_path = match &command {
         QuarantineCommand::List { config, .. }
         | QuarantineCommand::Show { config, .. }
@@ -183,7 +183,7 @@ fn decide(config: &Config, id: &str, action: Action, yes: bool) -> Result<(), St
         Action::Release => postfix.release(id)?,
         Action::Delete => postfix.delete(id)?,
     }
-    let who = invoking_user();
+    let who = super::invoking_user();
     let verdict = message
         .verdict
         .as_ref()
@@ -212,43 +212,4 @@ fn confirm(question: &str) -> bool {
         return false;
     }
     matches!(answer.trim().to_lowercase().as_str(), "y" | "yes")
-}
-
-/// Who acted: the login behind sudo if any, else the account we run as.
-fn invoking_user() -> String {
-    use std::os::unix::fs::MetadataExt;
-    let uid = std::fs::metadata("/proc/self").ok().map(|m| m.uid());
-    let user = std::env::var("SUDO_USER")
-        .ok()
-        .or_else(|| uid.and_then(account_name))
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "unknown".into());
-    match uid {
-        Some(uid) => format!("user {} (uid {uid})", clean(&user)),
-        None => format!("user {}", clean(&user)),
-    }
-}
-
-/// The account name of a uid, from /etc/passwd.
-fn account_name(uid: u32) -> Option<String> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        let name = fields.next()?;
-        let id: u32 = fields.nth(1)?.parse().ok()?;
-        (id == uid).then(|| name.to_string())
-    })
-}
-
-/// The audit line goes to stderr (the journal or the reviewer's terminal).
-fn init_logging() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(false)
-        .try_init();
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::error;
-use tracing_subscriber::EnvFilter;
 
 use crate::metrics;
 use crate::milter::{self, Daemon, MilterListener};
@@ -23,7 +22,7 @@ pub fn run(config_path: Option<PathBuf>) -> i32 {
         }
     };
     let milter_config = daemon.engine().config().milter.clone();
-    init_logging(&milter_config.log_level);
+    super::init_logging(&milter_config.log_level);
     if crate::security::running_as_root() {
         tracing::warn!(
             "running as root: mail content is parsed with full privileges; \
@@ -117,21 +116,4 @@ pub fn run(config_path: Option<PathBuf>) -> i32 {
             }
         }
     })
-}
-
-/// Log to stderr (the journal under systemd). `RUST_LOG` overrides
-/// `milter.log_level`.
-fn init_logging(level: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|e| {
-            eprintln!("malspam-milter: milter.log_level {level:?}: {e}; using \"info\"");
-            EnvFilter::new("info")
-        });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(false)
-        .try_init();
 }
