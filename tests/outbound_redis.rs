@@ -53,28 +53,12 @@ fn wait_for_port(port: u16, what: &str, log: impl Fn() -> String) {
     }
 }
 
-fn start_redis() -> Option<(Proc, u16)> {
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        if std::env::var_os("CI").is_some() {
-            panic!("CI must run tests/outbound_redis.rs, but redis-server is not installed (see .ci/run)");
-        }
-        eprintln!("\n*** SKIPPED tests/outbound_redis.rs: redis-server is not installed (apt-get install redis-server) ***\n");
-        return None;
-    }
-    let port = free_port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start redis-server");
-    let server = Proc(child);
-    wait_for_port(port, "redis-server", String::new);
+#[path = "common/redis.rs"]
+mod redis_harness;
+
+fn start_redis() -> Option<(redis_harness::RedisServer, u16)> {
+    let server = redis_harness::start("tests/outbound_redis.rs")?;
+    let port = server.port;
     Some((server, port))
 }
 

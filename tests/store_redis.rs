@@ -2,81 +2,17 @@
 //! free loopback port (no persistence). Skips loudly when redis-server is
 //! not installed (`apt-get install redis-server`; CI installs it).
 
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use malspam_milter::store::{contract, RedisStore, Store, StoreBackend, StoreConfig};
 use malspam_milter::{Config, Engine, Envelope, Verdict};
 
-struct Server {
-    child: Child,
-    port: u16,
-}
+#[path = "common/redis.rs"]
+mod redis_harness;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_redis() -> Option<Server> {
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
-        return None;
-    }
-    // A port picked free may be taken before redis-server binds it (the
-    // tests of this file run in parallel): then our server exits, and we try
-    // another port, rather than talk to someone else's server.
-    for _attempt in 0..5 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        let mut server = Server { child, port };
-        let start = Instant::now();
-        loop {
-            if server.child.try_wait().unwrap().is_some() {
-                break; // exited: port taken
-            }
-            if answers_ping(port) {
-                return Some(server);
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "redis-server did not come up on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    panic!("redis-server could not start on a free port in 5 attempts");
-}
-
-/// The server on `port` answers PING (it is up and it is Redis).
-fn answers_ping(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-    let mut reply = [0u8; 7];
-    stream.write_all(b"PING\r\n").is_ok()
-        && stream.read_exact(&mut reply).is_ok()
-        && &reply == b"+PONG\r\n"
+fn start_redis() -> Option<redis_harness::RedisServer> {
+    redis_harness::start("tests/store_redis.rs")
 }
 
 fn config(port: u16, prefix: &str) -> StoreConfig {
