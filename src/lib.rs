@@ -14,6 +14,7 @@ pub mod headers;
 pub mod input;
 pub mod metrics;
 pub mod milter;
+pub mod names;
 pub mod password;
 pub mod policy;
 pub mod quarantine;

@@ -46,12 +46,12 @@ pub struct KnownAddress {
 }
 
 /// A display name as people read it, the same key `display_name` matches
-/// names by (see `detectors::display_name::names`): NFKC, case folded, quotes,
+/// names by (see `crate::names`): NFKC, case folded, quotes,
 /// honorifics (様, さん, Mr ...) and company forms dropped, confusable letters
 /// reduced to their skeleton, words joined in written order, so "山田 太郎 様"
 /// and "山田　太郎" compare equal. Empty means no name.
 pub fn normalize_name(name: &str) -> String {
-    crate::detectors::display_name::names::normalize(name)
+    crate::names::normalize(name)
 }
 
 /// The hash of a normalised display name; None when nothing is left.

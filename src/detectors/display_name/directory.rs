@@ -7,8 +7,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::names::NameKey;
 use crate::domains::registrable;
+use crate::names::NameKey;
 
 /// One person (or company) of the directory with every address listed.
 /// Lines with the same name (in any word order), or with an address already

@@ -5,7 +5,8 @@
 
 use std::collections::BTreeSet;
 
-use super::{clip, names, Match, Sender};
+use super::{clip, Match, Sender};
+use crate::names;
 use crate::store::correspondents::{self, KnownAddress};
 use crate::store::{hash, Store, StoreResult};
 

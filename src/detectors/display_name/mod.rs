@@ -19,7 +19,6 @@
 pub mod directory;
 pub mod freemail;
 mod known;
-pub mod names;
 pub mod services;
 
 use std::collections::BTreeSet;
@@ -32,9 +31,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::detector::{Detector, DetectorError, Hit, RuleInfo, ScanContext};
 use crate::domains::registrable;
+use crate::names::{self, NameKey};
 use crate::view::MessageView;
 use directory::{Directory, Person};
-use names::NameKey;
 
 pub const NAME: &str = "display_name";
 

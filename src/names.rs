@@ -16,9 +16,11 @@
 //! but it rewrites Japanese into Latin look-alikes ("山田" became "wo",
 //! "ヤマダ" "pマダ"), which would make unrelated Japanese names collide.
 //!
-//! For other detectors (learned correspondents): store [`normalize`] of a
-//! name, or keep a [`NameKey`] and compare with [`NameKey::matches`]; look a
-//! display name up by every key of [`lookup_keys`].
+//! Shared by `display_name` (directory, learned correspondents) and the
+//! state store's correspondent memory, so a name learned and a name shown
+//! compare the same way: store [`normalize`] of a name, or keep a
+//! [`NameKey`] and compare with [`NameKey::matches`]; look a display name up
+//! by every key of [`lookup_keys`].
 
 use unicode_normalization::char::is_combining_mark;
 use unicode_normalization::UnicodeNormalization;
