@@ -153,3 +153,56 @@ fn config_check_lists_every_error_with_line_and_key() {
         "{stdout}"
     );
 }
+
+#[test]
+fn rules_lists_the_whole_catalogue_with_default_scores() {
+    let out = bin().arg("rules").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let listed: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        listed,
+        malspam_milter::detectors::all_rule_names(),
+        "every rule, in catalogue order"
+    );
+    let suspicious = stdout
+        .lines()
+        .find(|l| l.starts_with("office_macro.suspicious "))
+        .unwrap();
+    assert_eq!(
+        suspicious.split_whitespace().nth(1),
+        Some("6"),
+        "{suspicious}"
+    );
+}
+
+#[test]
+fn structure_shows_the_attachment_tree_without_content() {
+    let sample = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/samples/emotet-hijacked-reply.eml"
+    );
+    let out = bin().arg("structure").arg(sample).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("Subject: RE: 請求書の送付について"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("  請求書_1121.zip [zip, "), "{stdout}");
+    assert!(
+        stdout.contains("encrypted 請求書_1121.doc (ZipCrypto)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("    請求書_1121.zip/請求書_1121.doc [ole2, "),
+        "the decrypted entry: {stdout}"
+    );
+    assert!(
+        !stdout.contains("8Xk2pq"),
+        "no password, no body text: {stdout}"
+    );
+}
