@@ -194,7 +194,9 @@ fn structure_shows_the_attachment_tree_without_content() {
     );
     assert!(stdout.contains("  請求書_1121.zip [zip, "), "{stdout}");
     assert!(
-        stdout.contains("encrypted 請求書_1121.doc (ZipCrypto)"),
+        stdout.contains(
+            "encrypted 請求書_1121.doc (ZipCrypto, decrypted), password 8**** from body line 7"
+        ),
         "{stdout}"
     );
     assert!(
