@@ -97,14 +97,30 @@ const COMPANY_AFFIXES: &[&str] = &[
 /// NFKC and lower case: full-width letters, ＠ and the ideographic space
 /// become their plain forms.
 pub fn fold(s: &str) -> String {
+    if s.is_ascii() {
+        return s.to_ascii_lowercase();
+    }
     s.nfkc().flat_map(char::to_lowercase).collect()
+}
+
+/// `s` in NFKC, borrowed when it already is (ASCII always is): normalising
+/// a whole body costs far more than checking it.
+pub fn nfkc_cow(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.is_ascii()
+        || unicode_normalization::is_nfkc_quick(s.chars())
+            == unicode_normalization::IsNormalized::Yes
+    {
+        std::borrow::Cow::Borrowed(s)
+    } else {
+        std::borrow::Cow::Owned(s.nfkc().collect())
+    }
 }
 
 /// NFKC only. Names are cut into words in this form and lower-cased only
 /// after their skeleton is taken: Greek Η must be seen as Latin H before
 /// lower case turns it into η, which looks like n.
 pub fn nfkc(s: &str) -> String {
-    s.nfkc().collect()
+    nfkc_cow(s).into_owned()
 }
 
 /// The UTS #39 skeleton of a word, then folded: Cyrillic а and Greek ο

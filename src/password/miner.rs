@@ -273,6 +273,9 @@ fn accept(token: &str) -> Option<String> {
 /// parentheses right after the name: (password, line index, archive name).
 fn near_archive_names(lines: &[&str], names: &[String]) -> Vec<(String, usize, String)> {
     let mut out = Vec::new();
+    if names.is_empty() {
+        return out;
+    }
     for (i, line) in lines.iter().enumerate() {
         let lower = line.to_lowercase();
         let Some(name) = names.iter().find(|n| lower.contains(n.as_str())) else {

@@ -17,9 +17,11 @@ pub fn digest(kind: &str, value: &str) -> String {
     h.update([0u8]);
     h.update(value.as_bytes());
     let out = h.finalize();
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut hex = String::with_capacity(32);
     for b in &out[..16] {
-        hex.push_str(&format!("{b:02x}"));
+        hex.push(HEX[usize::from(b >> 4)] as char);
+        hex.push(HEX[usize::from(b & 0xf)] as char);
     }
     hex
 }

@@ -682,6 +682,9 @@ pub fn find_addresses(text: &str) -> Vec<String> {
         let at = r"\s*(?:@|\[\s*@\s*\]|\(\s*@\s*\)|\[at\]|\(at\)|\{at\})\s*";
         Regex::new(&format!(r"([a-z0-9._%+-]+){at}({label}(?:{dot}{label})+)")).unwrap()
     });
+    if !may_hold_address(text) {
+        return Vec::new();
+    }
     let folded = names::fold(text);
     let mut out = Vec::new();
     for c in re.captures_iter(&folded) {
@@ -703,6 +706,22 @@ pub fn find_addresses(text: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// False when `text` cannot hold an address in any form `find_addresses`
+/// reads: plain ASCII with neither "@" nor a bracketed "at". Body lines
+/// are mostly such text, and folding them (NFKC, skeletons) is not free.
+fn may_hold_address(text: &str) -> bool {
+    if !text.is_ascii() {
+        return true;
+    }
+    let bytes = text.as_bytes();
+    bytes.contains(&b'@')
+        || bytes.windows(3).any(|w| {
+            w[0].eq_ignore_ascii_case(&b'a')
+                && w[1].eq_ignore_ascii_case(&b't')
+                && matches!(w[2], b']' | b')' | b'}')
+        })
 }
 
 /// The longest prefix of `labels` that ends in a known public suffix and
@@ -743,6 +762,11 @@ mod tests {
             vec!["taro@example.co.jp"]
         );
         assert!(find_addresses("version 1.2 at noon").is_empty());
+        // The quick pre-check passes every written form through.
+        assert_eq!(find_addresses("taro{AT}example.com"), ["taro@example.com"]);
+        assert!(may_hold_address("taro (At) example.com"));
+        assert!(may_hold_address("ｔａｒｏ＠ｅｘａｍｐｌｅ．ｃｏｍ"));
+        assert!(!may_hold_address("La La La at noon, that is all."));
         assert!(find_addresses("user@localhost").is_empty());
     }
 

@@ -164,12 +164,21 @@ impl Detector for ThreadHijack {
         let mismatch = self.quoted_mismatch(&facts, is_reply);
 
         // One read for everything the store can tell.
+        // The sender's own record matters only to excuse a name-tied
+        // mismatch; mail that is no reply and shows no mismatch (most mail)
+        // costs no store call at all.
         let refs = self.referenced_ids(view);
         let mut keys: Vec<String> = refs.iter().map(|id| threads::thread_key(id)).collect();
-        if let Some(a) = &facts.sender_address {
+        let want_sender = mismatch.as_ref().is_some_and(|(_, name_tie)| *name_tie);
+        if let Some(a) = facts.sender_address.as_ref().filter(|_| want_sender) {
             keys.push(correspondents::address_key(a));
         }
-        let values = match ctx.store.get_many(&keys) {
+        let values = if keys.is_empty() {
+            Ok(Vec::new())
+        } else {
+            ctx.store.get_many(&keys)
+        };
+        let values = match values {
             Ok(v) => v,
             Err(e) => {
                 if let Some((evidence, _)) = mismatch {
@@ -185,6 +194,7 @@ impl Detector for ThreadHijack {
         let sender_record = facts
             .sender_address
             .as_ref()
+            .filter(|_| want_sender)
             .and_then(|_| correspondents::parse_record(values.last()?.as_deref()));
 
         if let Some((evidence, name_tie)) = mismatch {

@@ -18,7 +18,6 @@
 use std::sync::LazyLock;
 
 use regex::Regex;
-use unicode_normalization::UnicodeNormalization;
 
 /// Which mailer's layout a block follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,12 +97,9 @@ pub fn parse(text: &str, max_bytes: usize) -> Quoted {
     while !text.is_char_boundary(cut) {
         cut -= 1;
     }
-    // NFKC over a whole body is most of a text mail's scan time; skip it
-    // when the quick check already says the text is normalized (ASCII is).
-    let text: String = match unicode_normalization::is_nfkc_quick(text[..cut].chars()) {
-        unicode_normalization::IsNormalized::Yes => text[..cut].to_string(),
-        _ => text[..cut].nfkc().collect(),
-    };
+    // NFKC over a whole body is most of a text mail's scan time; skipped
+    // when the text already is (ASCII always is).
+    let text = crate::names::nfkc_cow(&text[..cut]);
     let lines: Vec<(usize, &str)> = line_offsets(&text);
     let mut out = Quoted::default();
     let mut history_start: Option<usize> = None;
@@ -115,12 +111,15 @@ pub fn parse(text: &str, max_bytes: usize) -> Quoted {
             out.quote_lines += 1;
             mark(offset, &mut history_start);
         }
-        if SEPARATOR.is_match(line) {
+        // Every separator starts with '-' or '_', every label and
+        // attribution line holds a colon: most body lines skip the regexes.
+        if line.starts_with(['-', '_']) && SEPARATOR.is_match(line) {
             mark(offset, &mut history_start);
             i += 1;
             continue;
         }
-        if LABEL.is_match(line) {
+        let has_colon = line.contains(':');
+        if has_colon && LABEL.is_match(line) {
             let (block, used) = header_block(&lines[i..]);
             if let Some(block) = block {
                 mark(offset, &mut history_start);
@@ -128,6 +127,10 @@ pub fn parse(text: &str, max_bytes: usize) -> Quoted {
                 i += used.max(1);
                 continue;
             }
+        }
+        if !has_colon {
+            i += 1;
+            continue;
         }
         if let Some((block, start)) = attribution(&lines, i) {
             mark(start, &mut history_start);
@@ -260,6 +263,9 @@ fn clean_name(s: &str) -> Option<String> {
 fn attribution(lines: &[(usize, &str)], i: usize) -> Option<(QuotedBlock, usize)> {
     let (offset, raw) = lines[i];
     let (_, line) = unquote(raw);
+    if !line.ends_with(':') {
+        return None;
+    }
     let lower = line.to_lowercase();
     let english = lower.ends_with("wrote:") || lower.ends_with("writes:");
     let japanese_tb = line.ends_with("書きました:");
@@ -454,7 +460,7 @@ mod tests {
             "On Mon, Mar 4, 2019 at 10:12 AM Taro <t@x.example> wrote:",
             "04 March 2019 10:12",
         ] {
-            let s: String = s.nfkc().collect();
+            let s = crate::names::nfkc(s);
             assert_eq!(parse_loose_date(&s), Some(MAR_4_2019), "{s}");
         }
         assert_eq!(parse_loose_date("no date here"), None);
