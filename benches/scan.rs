@@ -107,6 +107,47 @@ fn ten_mb_mail() -> Vec<u8> {
     mail_with("The backup you asked for.", "backup.zip", &zip.into_inner())
 }
 
+/// A plain text mail of about `size` bytes, like the ones
+/// `scripts/postfix-bench.sh` sends through Postfix (smtp-source).
+fn plain_mail(size: usize, n: usize) -> Vec<u8> {
+    let mut mail = format!(
+        "From: <sender@bench.example>\r\nTo: <rcpt@dest.example>\r\n\
+Date: Sun, 22 Nov 2026 02:00:00 +0000\r\nMessage-ID: <{n}.bench@bench.example>\r\n\
+Subject: bench {n}\r\n\r\n"
+    )
+    .into_bytes();
+    let line = b"La La La La La La La La La La La La La La La La La La La La La\r\n";
+    while mail.len() < size {
+        mail.extend_from_slice(line);
+    }
+    mail
+}
+
+/// The daemon's per-message work for the Postfix benchmark's traffic: scan
+/// and remember in the embedded (SQLite) state store.
+fn bench_plain(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.store.backend = malspam_milter::store::StoreBackend::Embedded;
+    config.store.path = Some(dir.path().join("state.sqlite3"));
+    let store = malspam_milter::store::open(&config.store).expect("embedded store");
+    let engine = Engine::with_store(config, store)
+        .expect("default config")
+        .remembering(true);
+    let mut group = c.benchmark_group("plain");
+    for size in [2_000, 10_000, 50_000, 200_000] {
+        let mut n = 0;
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(format!("{}kB", size / 1000), |b| {
+            b.iter(|| {
+                n += 1;
+                std::hint::black_box(engine.scan(Envelope::default(), &plain_mail(size, n)))
+            })
+        });
+    }
+    group.finish();
+}
+
 fn bench(c: &mut Criterion) {
     let engine = Engine::new(Config::default()).expect("default config");
     let root = Path::new(CORPUS);
@@ -149,5 +190,5 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, bench, bench_plain);
 criterion_main!(benches);
