@@ -21,6 +21,15 @@ pub struct MilterConfig {
     pub max_message_size: u64,
     /// Scans running at once; 0 means one per CPU core.
     pub max_concurrent_scans: usize,
+    /// Threads serving the milter protocol. 1: one event loop thread, the
+    /// least overhead per message; more only for very busy servers.
+    pub io_threads: usize,
+    /// Messages up to this size (bytes) with no base64 or uuencoded part
+    /// (plain text and HTML mail, no binary attachment) are scanned on the
+    /// protocol thread, sparing the hand-off to the scan pool; 0: every
+    /// scan goes to the pool. Never inline with the Redis store (its calls
+    /// wait on the network).
+    pub inline_scan_max_bytes: usize,
     /// Permissions of the unix socket, octal as a string.
     pub socket_mode: String,
     /// `tracing` filter for the log, e.g. `info` or `malspam_milter=debug`.
@@ -33,6 +42,8 @@ impl Default for MilterConfig {
             listen: "inet:127.0.0.1:7357".into(),
             max_message_size: 32 * 1024 * 1024,
             max_concurrent_scans: 0,
+            io_threads: 1,
+            inline_scan_max_bytes: 256 * 1024,
             socket_mode: "0660".into(),
             log_level: "info".into(),
         }

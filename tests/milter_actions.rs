@@ -400,7 +400,11 @@ async fn subject_prefix_and_spam_compat_headers() {
 #[tokio::test]
 async fn a_scan_over_its_time_budget_is_tagged_not_fully_scanned() {
     // Budget: scan_timeout_secs (1 s) plus the milter's grace period (5 s).
-    let milter = TestMilter::start("[limits]\nscan_timeout_secs = 1\n").await;
+    // Scans in the pool are the ones with a budget the milter enforces; a
+    // small text message would otherwise be scanned inline.
+    let milter =
+        TestMilter::start("[milter]\ninline_scan_max_bytes = 0\n[limits]\nscan_timeout_secs = 1\n")
+            .await;
     let mut conn = milter.open().await;
     handshake(&mut conn).await;
     let body = format!("{SLOW}\r\n");

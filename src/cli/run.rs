@@ -33,10 +33,18 @@ pub fn run(config_path: Option<PathBuf>) -> i32 {
         tracing::warn!("{warning}");
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One event-loop thread by default: with several, every message wakes
+    // and hands work between threads, which costs more CPU than the
+    // protocol itself. Heavy scans run on the blocking pool either way.
+    let mut builder = match milter_config.io_threads {
+        0 | 1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("malspam-milter: cannot start the async runtime: {e}");

@@ -168,7 +168,14 @@ impl Daemon {
     /// scan time budget plus a grace period. A scan that overruns is
     /// reported as not fully scanned (its thread finishes in the background,
     /// still holding its slot, so CPU use stays bounded).
+    ///
+    /// Light messages (see [`scans_inline`]) are scanned right here instead:
+    /// for plain text mail the hand-off to a pool thread and back costs more
+    /// CPU than the scan itself.
     pub async fn scan(&self, engine: Arc<Engine>, envelope: Envelope, raw: Vec<u8>) -> Report {
+        if scans_inline(engine.config(), &raw) {
+            return engine.scan(envelope, &raw);
+        }
         let budget = Duration::from_secs(engine.config().limits.scan_timeout_secs) + SCAN_GRACE;
         let permit = match self.scan_permits.clone().acquire_owned().await {
             Ok(permit) => permit,
@@ -215,6 +222,29 @@ impl Daemon {
     }
 }
 
+/// Whether a message is scanned on the protocol thread: at most
+/// `milter.inline_scan_max_bytes`, no base64 or uuencoded part (so no
+/// archive or Office file to open, which is where a scan's time goes), and
+/// a store that answers without the network.
+pub fn scans_inline(config: &Config, raw: &[u8]) -> bool {
+    raw.len() <= config.milter.inline_scan_max_bytes
+        && config.store.backend != crate::store::StoreBackend::Redis
+        && !has_encoded_part(raw)
+}
+
+/// True when `raw` may carry a base64 or uuencoded part. Errs on the side
+/// of yes: the word "base64" anywhere, or a line starting "begin " followed
+/// by a digit (uuencode's "begin 644 name").
+fn has_encoded_part(raw: &[u8]) -> bool {
+    let base64 = memchr::memmem::find_iter(raw, b"64")
+        .any(|i| i >= 4 && raw[i - 4..i].eq_ignore_ascii_case(b"base"));
+    if base64 {
+        return true;
+    }
+    memchr::memmem::find_iter(raw, b"\nbegin ")
+        .any(|i| raw.get(i + 7).is_some_and(u8::is_ascii_digit))
+}
+
 /// Scan slots from `milter.max_concurrent_scans` (0 = one per core).
 fn scan_slots(config: &Config) -> usize {
     match config.milter.max_concurrent_scans {
@@ -235,6 +265,9 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if a.max_concurrent_scans != b.max_concurrent_scans {
         keys.push("milter.max_concurrent_scans");
+    }
+    if a.io_threads != b.io_threads {
+        keys.push("milter.io_threads");
     }
     if a.log_level != b.log_level {
         keys.push("milter.log_level");
@@ -466,4 +499,39 @@ pub async fn run(
     let result = milter.await;
     info!("stopped");
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PLAIN: &[u8] = b"From: a@example.com\r\nSubject: hi\r\n\r\nLunch at noon?\r\n";
+
+    #[test]
+    fn plain_small_mail_is_scanned_inline() {
+        assert!(scans_inline(&Config::default(), PLAIN));
+    }
+
+    #[test]
+    fn encoded_parts_size_and_redis_send_the_scan_to_the_pool() {
+        let config = Config::default();
+        let attachment = b"Content-Type: application/zip\r\n\
+Content-Transfer-Encoding: BASE64\r\n\r\nUEsDBA==\r\n";
+        assert!(!scans_inline(&config, attachment));
+        assert!(!scans_inline(
+            &config,
+            b"Hi\r\nbegin 644 invoice.doc\r\nM9&]C\r\n"
+        ));
+        // "begin" in prose is no uuencode.
+        assert!(scans_inline(&config, b"Hi\r\nbegin here\r\n"));
+        let big = [PLAIN, &vec![b'a'; 300 * 1024]].concat();
+        assert!(!scans_inline(&config, &big));
+
+        let mut none = Config::default();
+        none.milter.inline_scan_max_bytes = 0;
+        assert!(!scans_inline(&none, PLAIN));
+        let mut redis = Config::default();
+        redis.store.backend = crate::store::StoreBackend::Redis;
+        assert!(!scans_inline(&redis, PLAIN));
+    }
 }
