@@ -30,6 +30,10 @@ pub struct MilterConfig {
     /// scan goes to the pool. Never inline with the Redis store (its calls
     /// wait on the network).
     pub inline_scan_max_bytes: usize,
+    /// Close an MTA connection that sends no complete command for this long.
+    pub connection_timeout_secs: u64,
+    /// MTA connections served at once; more wait to be accepted.
+    pub max_connections: usize,
     /// Permissions of the unix socket, octal as a string.
     pub socket_mode: String,
     /// `tracing` filter for the log, e.g. `info` or `malspam_milter=debug`.
@@ -44,6 +48,8 @@ impl Default for MilterConfig {
             max_concurrent_scans: 0,
             io_threads: 1,
             inline_scan_max_bytes: 256 * 1024,
+            connection_timeout_secs: 7210,
+            max_connections: 1000,
             socket_mode: "0660".into(),
             log_level: "info".into(),
         }

@@ -88,6 +88,16 @@ async fn truncated_packets_do_not_block_others() {
 }
 
 #[tokio::test]
+async fn a_silent_peer_is_closed_after_the_connection_timeout() {
+    let milter = TestMilter::start("[milter]\nconnection_timeout_secs = 1\n").await;
+    // Half a packet, then silence: without the timeout this peer would
+    // hold its slot for libmilter's two hours (the read below would hang).
+    send_and_expect_hangup(&milter, &[0, 0, 0, 100, b'O', 0, 0, 0, 6]).await;
+    still_serves(&milter).await;
+    milter.stop().await;
+}
+
+#[tokio::test]
 async fn an_mta_that_disconnects_mid_message_leaves_nothing_behind() {
     let milter = TestMilter::start("").await;
     for cut_after in 0..3 {

@@ -269,6 +269,12 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if a.io_threads != b.io_threads {
         keys.push("milter.io_threads");
     }
+    if a.max_connections != b.max_connections {
+        keys.push("milter.max_connections");
+    }
+    if a.connection_timeout_secs != b.connection_timeout_secs {
+        keys.push("milter.connection_timeout_secs");
+    }
     if a.log_level != b.log_level {
         keys.push("milter.log_level");
     }
@@ -444,9 +450,10 @@ pub async fn run(
         inner: Some(listener),
         stop: stop.clone(),
     };
+    let milter_config = daemon.engine().config().milter.clone();
     let config = indymilter::Config {
-        // Bound by the MTA anyway; the default (100) is low for a busy MX.
-        max_connections: 1000,
+        max_connections: milter_config.max_connections.max(1),
+        connection_timeout: Duration::from_secs(milter_config.connection_timeout_secs.max(1)),
         ..Default::default()
     };
     let (close_sessions, sessions_closed) = oneshot::channel::<()>();
@@ -461,11 +468,17 @@ pub async fn run(
     let mut milter: Pin<Box<dyn Future<Output = io::Result<()>> + Send>> = Box::pin(milter);
     tokio::pin!(shutdown);
 
+    // What accepted mail teaches is written in batches (`store.write_delay_ms`).
+    let write_delay = daemon.engine().config().store.write_delay();
+    let mut flush_tick = tokio::time::interval(write_delay.unwrap_or(Duration::from_secs(3600)));
+    flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
     let mut reloads_open = true;
     loop {
         tokio::select! {
             result = &mut milter => return result,
             _ = &mut shutdown => break,
+            _ = flush_tick.tick(), if write_delay.is_some() => flush_store(&daemon).await,
             msg = reload.recv(), if reloads_open => match msg {
                 Some(()) => {
                     let d = daemon.clone();
@@ -497,8 +510,20 @@ pub async fn run(
     }
     let _ = close_sessions.send(());
     let result = milter.await;
+    flush_store(&daemon).await;
     info!("stopped");
     result
+}
+
+/// Apply the store's batched writes, off the reactor (a commit waits on
+/// the disk).
+async fn flush_store(daemon: &Daemon) {
+    let store = daemon.engine().store().clone();
+    match tokio::task::spawn_blocking(move || store.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!("writing the state store's batched writes: {e}"),
+        Err(e) => warn!("writing the state store's batched writes: {e}"),
+    }
 }
 
 #[cfg(test)]

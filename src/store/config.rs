@@ -40,6 +40,10 @@ pub struct StoreConfig {
     /// How long a remembered message (thread memory) and a correspondent
     /// are kept after they were last seen.
     pub thread_ttl_days: u64,
+    /// Embedded store: what accepted mail teaches (thread memory,
+    /// correspondents) is written in one transaction per this many
+    /// milliseconds instead of one per message; 0 writes each at once.
+    pub write_delay_ms: u64,
 }
 
 impl Default for StoreConfig {
@@ -52,11 +56,17 @@ impl Default for StoreConfig {
             timeout_ms: 500,
             reconnect_after_ms: 5000,
             thread_ttl_days: 365,
+            write_delay_ms: 200,
         }
     }
 }
 
 impl StoreConfig {
+    /// `write_delay_ms` as a duration; None when writes are not delayed.
+    pub fn write_delay(&self) -> Option<std::time::Duration> {
+        (self.write_delay_ms > 0).then(|| std::time::Duration::from_millis(self.write_delay_ms))
+    }
+
     pub fn timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.timeout_ms.max(1))
     }

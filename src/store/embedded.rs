@@ -12,7 +12,7 @@
 //! the store is opened and every few thousand writes.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,7 +41,52 @@ pub struct EmbeddedStore {
     conn: Mutex<Connection>,
     clock: Clock,
     writes: AtomicU64,
+    /// Whether `write_batch_later` keeps writes for the next `flush`.
+    defer: AtomicBool,
+    /// Writes kept by `write_batch_later`, applied by `flush` in one
+    /// transaction (and on drop). Reads see them: a correspondent's second
+    /// message within the delay counts on top of its first.
+    pending: Mutex<Pending>,
 }
+
+/// Writes not yet applied (Put, SetAdd and Delete; an Incr kept here is
+/// applied at flush but not seen by reads before).
+#[derive(Default)]
+struct Pending(Vec<WriteOp>);
+
+impl Pending {
+    /// The kept value of `key`: Some(Some) after a Put, Some(None) after a
+    /// Delete, None when nothing kept says.
+    fn value(&self, key: &str) -> Option<Option<Vec<u8>>> {
+        self.0.iter().rev().find_map(|op| match op {
+            WriteOp::Put { key: k, value, .. } if k == key => Some(Some(value.clone())),
+            WriteOp::Delete { key: k } if k == key => Some(None),
+            _ => None,
+        })
+    }
+
+    /// Members kept for the set `key`.
+    fn members<'p>(&'p self, key: &'p str) -> impl Iterator<Item = &'p Vec<u8>> {
+        self.0.iter().filter_map(move |op| match op {
+            WriteOp::SetAdd { key: k, member, .. } if k == key => Some(member),
+            _ => None,
+        })
+    }
+
+    /// Keys a kept Put or SetAdd creates under `prefix`.
+    fn keys_with_prefix<'p>(&'p self, prefix: &'p str) -> impl Iterator<Item = &'p String> {
+        self.0.iter().filter_map(move |op| match op {
+            WriteOp::Put { key, .. } | WriteOp::SetAdd { key, .. } if key.starts_with(prefix) => {
+                Some(key)
+            }
+            _ => None,
+        })
+    }
+}
+
+/// Kept writes beyond which `write_batch_later` flushes by itself, so that
+/// nobody calling `flush` cannot grow memory without bound.
+const MAX_PENDING_OPS: usize = 8192;
 
 impl std::fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -103,9 +148,23 @@ impl EmbeddedStore {
             conn: Mutex::new(conn),
             clock,
             writes: AtomicU64::new(0),
+            defer: AtomicBool::new(false),
+            pending: Mutex::new(Pending::default()),
         };
         store.purge_expired()?;
         Ok(store)
+    }
+
+    /// Keep `write_batch_later`'s writes for [`Store::flush`] (the daemon
+    /// flushes every `store.write_delay_ms`), or write them at once.
+    pub fn defer_writes(&self, on: bool) {
+        self.defer.store(on, Ordering::Relaxed);
+    }
+
+    fn pending(&self) -> StoreResult<std::sync::MutexGuard<'_, Pending>> {
+        self.pending
+            .lock()
+            .map_err(|_| StoreError::new("embedded store lock poisoned"))
     }
 
     fn now(&self) -> i64 {
@@ -287,6 +346,10 @@ impl Store for EmbeddedStore {
     }
 
     fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let pending = self.pending()?;
+        if let Some(kept) = pending.value(key) {
+            return Ok(kept);
+        }
         let now = self.now();
         self.with_conn(|conn| match live(conn, key, now)? {
             None => Ok(None),
@@ -314,6 +377,10 @@ impl Store for EmbeddedStore {
     }
 
     fn set_contains(&self, key: &str, member: &[u8]) -> StoreResult<bool> {
+        let pending = self.pending()?;
+        if pending.members(key).any(|m| m == member) {
+            return Ok(true);
+        }
         let now = self.now();
         self.with_conn(|conn| {
             if !is_live_set(conn, key, now)? {
@@ -326,8 +393,9 @@ impl Store for EmbeddedStore {
     }
 
     fn set_members(&self, key: &str) -> StoreResult<Vec<Vec<u8>>> {
+        let pending = self.pending()?;
         let now = self.now();
-        self.with_conn(|conn| {
+        let mut members = self.with_conn(|conn| {
             if !is_live_set(conn, key, now)? {
                 return Ok(Vec::new());
             }
@@ -339,14 +407,19 @@ impl Store for EmbeddedStore {
                 .map_err(|e| err("set_members", e))?;
             rows.collect::<Result<Vec<_>, _>>()
                 .map_err(|e| err("set_members", e))
-        })
+        })?;
+        members.extend(pending.members(key).cloned());
+        members.sort();
+        members.dedup();
+        Ok(members)
     }
 
     fn keys_with_prefix(&self, prefix: &str) -> StoreResult<Vec<String>> {
         let now = self.now();
         // Every key starting with `prefix` sorts between it and prefix+U+10FFFF.
         let upper = format!("{prefix}\u{10FFFF}");
-        self.with_conn(|conn| {
+        let pending = self.pending()?;
+        let mut keys = self.with_conn(|conn| {
             let mut st = conn
                 .prepare_cached(
                     "SELECT key FROM kv WHERE key >= ?1 AND key < ?2
@@ -358,12 +431,17 @@ impl Store for EmbeddedStore {
                 .map_err(|e| err("keys", e))?;
             rows.collect::<Result<Vec<_>, _>>()
                 .map_err(|e| err("keys", e))
-        })
+        })?;
+        keys.extend(pending.keys_with_prefix(prefix).cloned());
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
     }
 
     fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        let pending = self.pending()?;
         let now = self.now();
-        self.with_conn(|conn| {
+        let mut out = self.with_conn(|conn| {
             // One read transaction: a consistent snapshot, one lock.
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Deferred)
@@ -377,7 +455,36 @@ impl Store for EmbeddedStore {
             }
             tx.commit().map_err(|e| err("commit", e))?;
             Ok(out)
-        })
+        })?;
+        for (key, value) in keys.iter().zip(out.iter_mut()) {
+            if let Some(kept) = pending.value(key) {
+                *value = kept;
+            }
+        }
+        Ok(out)
+    }
+
+    fn write_batch_later(&self, ops: Vec<WriteOp>) -> StoreResult<()> {
+        if !self.defer.load(Ordering::Relaxed) {
+            return self.write_batch(&ops);
+        }
+        let full = {
+            let mut pending = self.pending()?;
+            pending.0.extend(ops);
+            pending.0.len() >= MAX_PENDING_OPS
+        };
+        if full {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> StoreResult<()> {
+        // Held while writing: a read meanwhile waits and then finds the
+        // writes in the file, never in neither place.
+        let mut pending = self.pending()?;
+        let ops = std::mem::take(&mut pending.0);
+        self.write_batch(&ops)
     }
 
     fn write_batch(&self, ops: &[WriteOp]) -> StoreResult<()> {
@@ -405,6 +512,14 @@ impl Store for EmbeddedStore {
     }
 }
 
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            tracing::warn!("state store: writes kept for batching were lost: {e}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,6 +537,60 @@ mod tests {
         let store =
             EmbeddedStore::open(&dir.path().join("s.sqlite3"), Duration::from_secs(1)).unwrap();
         super::super::contract::check_all(&store);
+    }
+
+    #[test]
+    fn deferred_writes_are_read_at_once_and_written_at_flush_or_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite3");
+        let second = || EmbeddedStore::open(&path, Duration::from_secs(1)).unwrap();
+        let s = EmbeddedStore::open(&path, Duration::from_secs(1)).unwrap();
+        s.defer_writes(true);
+        s.put("old", b"1", None).unwrap();
+        s.set_add("set", b"a", None).unwrap();
+        let later = |key: &str, value: &[u8]| WriteOp::Put {
+            key: key.into(),
+            value: value.to_vec(),
+            ttl: None,
+        };
+        s.write_batch_later(vec![
+            later("k:1", b"first"),
+            WriteOp::SetAdd {
+                key: "set".into(),
+                member: b"b".to_vec(),
+                ttl: None,
+            },
+        ])
+        .unwrap();
+        s.write_batch_later(vec![
+            later("k:1", b"second"),
+            WriteOp::Delete { key: "old".into() },
+        ])
+        .unwrap();
+        // This process reads its kept writes, the latest one winning ...
+        assert_eq!(s.get("k:1").unwrap().as_deref(), Some(&b"second"[..]));
+        assert_eq!(
+            s.get_many(&["k:1".into(), "old".into(), "none".into()])
+                .unwrap(),
+            vec![Some(b"second".to_vec()), None, None]
+        );
+        assert!(s.set_contains("set", b"b").unwrap());
+        assert_eq!(
+            s.set_members("set").unwrap(),
+            vec![b"a".to_vec(), b"b".to_vec()]
+        );
+        assert_eq!(s.keys_with_prefix("k:").unwrap(), vec!["k:1".to_string()]);
+        // ... another opener of the file does not see them yet.
+        assert_eq!(second().get("k:1").unwrap(), None);
+        s.flush().unwrap();
+        let other = second();
+        assert_eq!(other.get("k:1").unwrap().as_deref(), Some(&b"second"[..]));
+        assert_eq!(other.get("old").unwrap(), None);
+        assert!(other.set_contains("set", b"b").unwrap());
+        // Dropping the store writes what it kept.
+        s.write_batch_later(vec![later("k:2", b"x")]).unwrap();
+        drop(s);
+        assert_eq!(other.get("k:2").unwrap().as_deref(), Some(&b"x"[..]));
     }
 
     #[test]

@@ -79,6 +79,18 @@ pub trait Store: Send + Sync {
 
     /// Several writes at once, in order. Backends override this to apply
     /// them in one transaction (embedded) or one pipeline (Redis).
+    /// Apply `ops` soon, not necessarily before returning: for what mail
+    /// teaches (thread memory, correspondents), where a moment's lag is
+    /// harmless. Backends that batch keep them until [`Store::flush`].
+    fn write_batch_later(&self, ops: Vec<WriteOp>) -> StoreResult<()> {
+        self.write_batch(&ops)
+    }
+
+    /// Apply every write kept by [`Store::write_batch_later`].
+    fn flush(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
     fn write_batch(&self, ops: &[WriteOp]) -> StoreResult<()> {
         for op in ops {
             match op {

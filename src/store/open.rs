@@ -41,7 +41,9 @@ pub fn open(config: &StoreConfig) -> StoreResult<Arc<dyn Store>> {
                     StoreError::new(format!("cannot create {}: {e}", dir.display()))
                 })?;
             }
-            Ok(Arc::new(EmbeddedStore::open(&path, config.timeout())?))
+            let store = EmbeddedStore::open(&path, config.timeout())?;
+            store.defer_writes(config.write_delay().is_some());
+            Ok(Arc::new(store))
         }
     }
 }

@@ -182,7 +182,7 @@ pub fn remember(
         ttl: Some(ttl),
     }];
     ops.extend(correspondents::record_writes(&seen, &previous, date, ttl));
-    store.write_batch(&ops)?;
+    store.write_batch_later(ops)?;
     Ok(Remembered::New)
 }
 
@@ -206,6 +206,41 @@ Cc: <ops@mail.partner.example.com>\r\n\
 Subject: =?UTF-8?B?6KuL5rGC5pu444Gu5Lu2?=\r\n\
 Date: Mon, 4 Mar 2019 10:12:00 +0900\r\n\
 Message-ID: <m1@legal-holdings.co.jp>\r\n\r\nbody\r\n";
+
+    #[test]
+    fn batched_writes_count_every_message_of_a_burst() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::EmbeddedStore::open(
+            &dir.path().join("s.sqlite3"),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        store.defer_writes(true);
+        let ttl = Duration::from_secs(86_400);
+        let second = FIRST
+            .replace("m1@", "m2@")
+            .replace("=?UTF-8?B?5bGx55SwIOWkqumDjg==?=", "Taro Yamada");
+        assert_eq!(
+            remember(&store, &view(FIRST), ttl, 0).unwrap(),
+            Remembered::New
+        );
+        assert_eq!(
+            remember(&store, &view(&second), ttl, 0).unwrap(),
+            Remembered::New
+        );
+        assert_eq!(
+            remember(&store, &view(FIRST), ttl, 0).unwrap(),
+            Remembered::Known
+        );
+        store.flush().unwrap();
+        // Both messages counted, both names kept, though the second was
+        // read before the first was written to the file.
+        let taro = correspondents::lookup_address(&store, "taro@legal-holdings.co.jp")
+            .unwrap()
+            .unwrap();
+        assert_eq!(taro.messages, 2);
+        assert!(taro.has_name("山田太郎") && taro.has_name("Taro Yamada"));
+    }
 
     #[test]
     fn a_message_is_remembered_once_with_hashed_participants() {
