@@ -106,6 +106,10 @@ pub fn parse(text: &str, max_bytes: usize) -> Quoted {
     let mut i = 0;
     while i < lines.len() {
         let (offset, raw) = lines[i];
+        if is_plain_line(raw) {
+            i += 1;
+            continue;
+        }
         let (depth, line) = unquote(raw);
         if depth > 0 && !line.is_empty() {
             out.quote_lines += 1;
@@ -141,6 +145,19 @@ pub fn parse(text: &str, max_bytes: usize) -> Quoted {
     let end = history_start.unwrap_or(text.len());
     out.new_text = text[..end].to_string();
     out
+}
+
+/// A line that can be nothing of quoted history: its first character
+/// (after blanks) is not `>`, `-` or `_` and it has no colon. Checked on
+/// bytes where it can be, because nearly every line of a long body is such
+/// a line.
+fn is_plain_line(line: &str) -> bool {
+    let mut start = line.trim_start_matches([' ', '\t']);
+    if start.as_bytes().first().is_some_and(|b| !b.is_ascii()) {
+        // Other Unicode blanks (rare after NFKC) may stand before a '>'.
+        start = start.trim_start();
+    }
+    !start.starts_with(['>', '-', '_']) && memchr::memchr(b':', line.as_bytes()).is_none()
 }
 
 /// Note that quoted history starts at `offset` (keeping the earliest).
@@ -444,6 +461,19 @@ mod tests {
     use super::*;
 
     const MAR_4_2019: i64 = 1_551_657_600;
+
+    #[test]
+    fn only_lines_that_can_start_history_leave_the_fast_path() {
+        assert!(is_plain_line("La La La, as agreed yesterday."));
+        assert!(is_plain_line(""));
+        assert!(!is_plain_line("  > quoted"));
+        assert!(!is_plain_line("\u{1680}> quoted after an odd blank"));
+        assert!(!is_plain_line("-----Original Message-----"));
+        assert!(!is_plain_line("From: Taro <t@x.example>"));
+        assert!(!is_plain_line(
+            "2019年3月4日(月) 10:12 山田太郎 <t@x.example>:"
+        ));
+    }
 
     #[test]
     fn dates_in_the_forms_mailers_write() {
