@@ -11,6 +11,7 @@
 //! members of sets. Expired rows are invisible at once and are deleted when
 //! the store is opened and every few thousand writes.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -49,38 +50,67 @@ pub struct EmbeddedStore {
     pending: Mutex<Pending>,
 }
 
-/// Writes not yet applied (Put, SetAdd and Delete; an Incr kept here is
-/// applied at flush but not seen by reads before).
+/// Writes not yet applied, with what reads need of them indexed by key
+/// (Put, SetAdd and Delete; an Incr kept here is applied at flush but not
+/// seen by reads before).
 #[derive(Default)]
-struct Pending(Vec<WriteOp>);
+struct Pending {
+    ops: Vec<WriteOp>,
+    /// Latest kept value per key: Some after a Put, None after a Delete.
+    values: HashMap<String, Option<Vec<u8>>>,
+    /// Members kept per set key.
+    members: HashMap<String, Vec<Vec<u8>>>,
+}
 
 impl Pending {
+    fn push(&mut self, op: WriteOp) {
+        match &op {
+            WriteOp::Put { key, value, .. } => {
+                self.members.remove(key);
+                self.values.insert(key.clone(), Some(value.clone()));
+            }
+            WriteOp::Delete { key } => {
+                self.members.remove(key);
+                self.values.insert(key.clone(), None);
+            }
+            WriteOp::SetAdd { key, member, .. } => {
+                let members = self.members.entry(key.clone()).or_default();
+                if !members.contains(member) {
+                    members.push(member.clone());
+                }
+            }
+            WriteOp::Incr { .. } => {}
+        }
+        self.ops.push(op);
+    }
+
+    fn take(&mut self) -> Vec<WriteOp> {
+        self.values.clear();
+        self.members.clear();
+        std::mem::take(&mut self.ops)
+    }
+
     /// The kept value of `key`: Some(Some) after a Put, Some(None) after a
     /// Delete, None when nothing kept says.
     fn value(&self, key: &str) -> Option<Option<Vec<u8>>> {
-        self.0.iter().rev().find_map(|op| match op {
-            WriteOp::Put { key: k, value, .. } if k == key => Some(Some(value.clone())),
-            WriteOp::Delete { key: k } if k == key => Some(None),
-            _ => None,
-        })
+        self.values.get(key).cloned()
     }
 
     /// Members kept for the set `key`.
-    fn members<'p>(&'p self, key: &'p str) -> impl Iterator<Item = &'p Vec<u8>> {
-        self.0.iter().filter_map(move |op| match op {
-            WriteOp::SetAdd { key: k, member, .. } if k == key => Some(member),
-            _ => None,
-        })
+    fn members(&self, key: &str) -> &[Vec<u8>] {
+        self.members.get(key).map_or(&[], Vec::as_slice)
     }
 
     /// Keys a kept Put or SetAdd creates under `prefix`.
     fn keys_with_prefix<'p>(&'p self, prefix: &'p str) -> impl Iterator<Item = &'p String> {
-        self.0.iter().filter_map(move |op| match op {
-            WriteOp::Put { key, .. } | WriteOp::SetAdd { key, .. } if key.starts_with(prefix) => {
-                Some(key)
-            }
-            _ => None,
-        })
+        let values = self
+            .values
+            .iter()
+            .filter(|(_, v)| v.is_some())
+            .map(|(k, _)| k);
+        values
+            .chain(self.members.keys())
+            .filter(move |k| k.starts_with(prefix))
     }
 }
 
@@ -378,7 +408,7 @@ impl Store for EmbeddedStore {
 
     fn set_contains(&self, key: &str, member: &[u8]) -> StoreResult<bool> {
         let pending = self.pending()?;
-        if pending.members(key).any(|m| m == member) {
+        if pending.members(key).iter().any(|m| m == member) {
             return Ok(true);
         }
         let now = self.now();
@@ -408,7 +438,7 @@ impl Store for EmbeddedStore {
             rows.collect::<Result<Vec<_>, _>>()
                 .map_err(|e| err("set_members", e))
         })?;
-        members.extend(pending.members(key).cloned());
+        members.extend(pending.members(key).iter().cloned());
         members.sort();
         members.dedup();
         Ok(members)
@@ -470,8 +500,10 @@ impl Store for EmbeddedStore {
         }
         let full = {
             let mut pending = self.pending()?;
-            pending.0.extend(ops);
-            pending.0.len() >= MAX_PENDING_OPS
+            for op in ops {
+                pending.push(op);
+            }
+            pending.ops.len() >= MAX_PENDING_OPS
         };
         if full {
             self.flush()?;
@@ -483,7 +515,7 @@ impl Store for EmbeddedStore {
         // Held while writing: a read meanwhile waits and then finds the
         // writes in the file, never in neither place.
         let mut pending = self.pending()?;
-        let ops = std::mem::take(&mut pending.0);
+        let ops = pending.take();
         self.write_batch(&ops)
     }
 
