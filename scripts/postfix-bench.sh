@@ -7,20 +7,30 @@
 # Usage (as root, Debian's postfix package installed, no system Postfix
 # needed):
 #   cargo build --release
-#   scripts/postfix-bench.sh [MESSAGES] [SESSIONS]
+#   scripts/postfix-bench.sh [MESSAGES] [SESSIONS] [ROUNDS]
 # MESSAGES (default 2000) are sent in four equal batches of body sizes
 # 2 kB, 10 kB, 50 kB and 200 kB (smtp-source -l) over SESSIONS (default 10)
-# parallel SMTP sessions. The Postfix config comes from tests/postfix/*.in.
+# parallel SMTP sessions, ROUNDS (default 3) times each case, alternating;
+# the medians are compared. The Postfix config comes from tests/postfix/*.in.
 set -euo pipefail
 
 N=${1:-2000}
 SESSIONS=${2:-10}
+ROUNDS=${3:-3}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 MILTER=${MILTER:-$HERE/target/release/malspam-milter}
+# MILTER_KIND=null: run examples/null_milter instead (the protocol floor:
+# receives every message, scans nothing), built with
+# `cargo build --release --example null_milter`.
+MILTER_KIND=${MILTER_KIND:-malspam}
+NULL_MILTER=$HERE/target/release/examples/null_milter
 SIZES=(2000 10000 50000 200000)
 
 [ "$(id -u)" = 0 ] || { echo "run as root (Postfix needs it)" >&2; exit 1; }
 [ -x "$MILTER" ] || { echo "build first: cargo build --release ($MILTER)" >&2; exit 1; }
+if [ "$MILTER_KIND" = null ]; then
+    [ -x "$NULL_MILTER" ] || { echo "build first: cargo build --release --example null_milter" >&2; exit 1; }
+fi
 for tool in postfix smtp-source smtp-sink; do
     command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install postfix)" >&2; exit 1; }
 done
@@ -67,7 +77,11 @@ log_level = "warn"
 backend = "embedded"
 path = "$dir/state.sqlite3"
 TOML
-        "$MILTER" run --config "$dir/milter.toml" 2>"$dir/milter.log" &
+        if [ "$MILTER_KIND" = null ]; then
+            "$NULL_MILTER" "$dir/spool/malspam-milter/milter.sock" 2>"$dir/milter.log" &
+        else
+            "$MILTER" run --config "$dir/milter.toml" 2>"$dir/milter.log" &
+        fi
         milter_pid=$!
         for _ in $(seq 200); do
             [ -S "$dir/spool/malspam-milter/milter.sock" ] && break
@@ -110,11 +124,22 @@ TOML
     python3 -c "print(f'{$total / ($end - $start):.1f}')"
 }
 
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores"
-echo "$N messages (sizes ${SIZES[*]} bytes), $SESSIONS sessions"
-without=$(run_case without)
-echo "without milter: $without messages/s"
-with=$(run_case with)
-echo "with milter:    $with messages/s"
+echo "$N messages (sizes ${SIZES[*]} bytes), $SESSIONS sessions, $ROUNDS rounds, milter: $MILTER_KIND"
+# Rounds alternate the two cases, so that a neighbour's load on a shared
+# machine falls on both; the medians are compared.
+withouts=(); withs=()
+for round in $(seq "$ROUNDS"); do
+    without=$(run_case without)
+    with=$(run_case with)
+    echo "round $round: without milter $without messages/s, with milter $with messages/s"
+    withouts+=("$without"); withs+=("$with")
+done
+without=$(median "${withouts[@]}")
+with=$(median "${withs[@]}")
+echo "without milter: $without messages/s (median)"
+echo "with milter:    $with messages/s (median)"
 echo "ratio with/without: $(python3 -c "print(f'{$with / $without:.3f}')")"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
