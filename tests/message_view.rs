@@ -215,3 +215,18 @@ fn unparsable_bytes_still_give_a_view() {
     let view = build(b"\x00\x01\x02 garbage with no headers");
     assert!(view.texts.len() <= 1);
 }
+
+#[test]
+fn list_id_is_read_with_or_without_a_phrase() {
+    let with_phrase = build(
+        b"From: a@example.com\r\nList-Id: Sales team <sales.lists.example.com>\r\n\r\nhi\r\n",
+    );
+    assert_eq!(
+        with_phrase.list_id.as_deref(),
+        Some("sales.lists.example.com")
+    );
+    let bare = build(b"From: a@example.com\r\nList-Id: <sales.lists.example.com>\r\n\r\nhi\r\n");
+    assert_eq!(bare.list_id.as_deref(), Some("sales.lists.example.com"));
+    let none = build(b"From: a@example.com\r\n\r\nhi\r\n");
+    assert_eq!(none.list_id, None);
+}

@@ -249,7 +249,7 @@ impl MessageView {
             message_id: message.message_id().map(str::to_string),
             in_reply_to: text_list(message.in_reply_to()),
             references: text_list(message.references()),
-            list_id: message.list_id().as_text().map(str::to_string),
+            list_id: list_id_of(message),
             date: message.date().map(|d| d.to_timestamp()),
             texts: Vec::new(),
             attachments: Vec::new(),
@@ -319,6 +319,25 @@ fn unfold(value: &str) -> String {
 }
 
 /// Walks a parsed message into the flat attachment tree, counting against limits.
+/// The list's id from `List-Id`: "<list.example.org>" and
+/// "Our List <list.example.org>" alike (mail-parser reads the second as an
+/// address).
+fn list_id_of(message: &Message<'_>) -> Option<String> {
+    let value = message.list_id();
+    value
+        .as_text()
+        .map(str::to_string)
+        .or_else(|| {
+            value
+                .as_address()
+                .and_then(|a| a.first())
+                .and_then(|a| a.address())
+                .map(str::to_string)
+        })
+        .map(|id| id.trim().trim_matches(['<', '>']).to_string())
+        .filter(|id| !id.is_empty())
+}
+
 pub(crate) struct Builder<'l> {
     pub(crate) limits: &'l Limits,
     /// Bounds on password candidates, attempts and decrypted bytes.

@@ -325,8 +325,7 @@ impl Detector for DisplayNameDetector {
         }
         self.body_addresses(&sender, directory, &mut matches);
 
-        // `view.list_id` is empty when mail-parser reads the header as an
-        // address ("Name <list.example.org>"); the raw header still says it.
+        // The raw header when the view could not read an id from it.
         let list_id = message
             .list_id
             .as_deref()
