@@ -183,7 +183,7 @@ fn learned_names_on_strangers_addresses_are_found() {
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(
         got[0].starts_with(
-            "display_name.via_mailing_list: list <users.lists.example.org>: known_correspondent:"
+            "display_name.via_mailing_list: list users.lists.example.org: known_correspondent:"
         ),
         "{got:?}"
     );
