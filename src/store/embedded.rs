@@ -361,6 +361,21 @@ fn do_set_add(
     Ok(added == 1)
 }
 
+/// The members of the set `key` (empty when it is missing or expired).
+fn members_of(conn: &Connection, key: &str, now: i64) -> StoreResult<Vec<Vec<u8>>> {
+    if !is_live_set(conn, key, now)? {
+        return Ok(Vec::new());
+    }
+    let mut st = conn
+        .prepare_cached("SELECT member FROM members WHERE key = ?1 ORDER BY member")
+        .map_err(|e| err("set_members", e))?;
+    let rows = st
+        .query_map(params![key], |r| r.get::<_, Vec<u8>>(0))
+        .map_err(|e| err("set_members", e))?;
+    rows.collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err("set_members", e))
+}
+
 /// Is `key` a live set? Errors when it holds another type.
 fn is_live_set(conn: &Connection, key: &str, now: i64) -> StoreResult<bool> {
     match live(conn, key, now)? {
@@ -423,25 +438,33 @@ impl Store for EmbeddedStore {
     }
 
     fn set_members(&self, key: &str) -> StoreResult<Vec<Vec<u8>>> {
+        Ok(self
+            .set_members_many(std::slice::from_ref(&key.to_string()))?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    fn set_members_many(&self, keys: &[String]) -> StoreResult<Vec<Vec<Vec<u8>>>> {
         let pending = self.pending()?;
         let now = self.now();
-        let mut members = self.with_conn(|conn| {
-            if !is_live_set(conn, key, now)? {
-                return Ok(Vec::new());
-            }
-            let mut st = conn
-                .prepare_cached("SELECT member FROM members WHERE key = ?1 ORDER BY member")
-                .map_err(|e| err("set_members", e))?;
-            let rows = st
-                .query_map(params![key], |r| r.get::<_, Vec<u8>>(0))
-                .map_err(|e| err("set_members", e))?;
-            rows.collect::<Result<Vec<_>, _>>()
-                .map_err(|e| err("set_members", e))
+        let mut sets = self.with_conn(|conn| {
+            // One read transaction: a consistent snapshot, one lock.
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Deferred)
+                .map_err(|e| err("begin", e))?;
+            let sets = keys
+                .iter()
+                .map(|key| members_of(&tx, key, now))
+                .collect::<StoreResult<Vec<_>>>()?;
+            tx.commit().map_err(|e| err("commit", e))?;
+            Ok(sets)
         })?;
-        members.extend(pending.members(key).iter().cloned());
-        members.sort();
-        members.dedup();
-        Ok(members)
+        for (key, members) in keys.iter().zip(&mut sets) {
+            members.extend(pending.members(key).iter().cloned());
+            members.sort();
+            members.dedup();
+        }
+        Ok(sets)
     }
 
     fn keys_with_prefix(&self, prefix: &str) -> StoreResult<Vec<String>> {

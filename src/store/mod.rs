@@ -79,6 +79,12 @@ pub trait Store: Send + Sync {
 
     /// Several writes at once, in order. Backends override this to apply
     /// them in one transaction (embedded) or one pipeline (Redis).
+    /// The members of each set in `keys` (sorted), in one round trip where
+    /// the backend can.
+    fn set_members_many(&self, keys: &[String]) -> StoreResult<Vec<Vec<Vec<u8>>>> {
+        keys.iter().map(|k| self.set_members(k)).collect()
+    }
+
     /// Apply `ops` soon, not necessarily before returning: for what mail
     /// teaches (thread memory, correspondents), where a moment's lag is
     /// harmless. Backends that batch keep them until [`Store::flush`].
@@ -151,7 +157,25 @@ pub mod contract {
         sets(store);
         prefixes(store);
         batches(store);
+        sets_many(store);
         types(store);
+    }
+
+    fn sets_many(store: &dyn Store) {
+        store.set_add("sm:a", b"2", None).unwrap();
+        store.set_add("sm:a", b"1", None).unwrap();
+        store.set_add("sm:b", b"x", None).unwrap();
+        assert_eq!(
+            store
+                .set_members_many(&["sm:a".into(), "sm:none".into(), "sm:b".into()])
+                .unwrap(),
+            vec![
+                vec![b"1".to_vec(), b"2".to_vec()],
+                Vec::new(),
+                vec![b"x".to_vec()]
+            ]
+        );
+        assert!(store.set_members_many(&[]).unwrap().is_empty());
     }
 
     fn batches(store: &dyn Store) {

@@ -260,6 +260,21 @@ impl Store for RedisStore {
         Ok(members)
     }
 
+    fn set_members_many(&self, keys: &[String]) -> StoreResult<Vec<Vec<Vec<u8>>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = ::redis::pipe();
+        for key in keys {
+            pipe.cmd("SMEMBERS").arg(self.key(key));
+        }
+        let mut sets: Vec<Vec<Vec<u8>>> = self.with_conn(|c| pipe.query(c))?;
+        for members in &mut sets {
+            members.sort();
+        }
+        Ok(sets)
+    }
+
     fn keys_with_prefix(&self, prefix: &str) -> StoreResult<Vec<String>> {
         let pattern = format!("{}*", glob_escape(&self.key(prefix)));
         let strip = self.prefix.len();

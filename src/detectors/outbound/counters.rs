@@ -177,10 +177,14 @@ fn usage_of_key(
             _ => usage.new_recipients += n,
         }
     }
-    let mut domains: BTreeSet<Vec<u8>> = BTreeSet::new();
-    for bucket in first..=last {
-        domains.extend(store.set_members(&domains_key(account, window, bucket))?);
-    }
+    let domain_keys: Vec<String> = (first..=last)
+        .map(|bucket| domains_key(account, window, bucket))
+        .collect();
+    let domains: BTreeSet<Vec<u8>> = store
+        .set_members_many(&domain_keys)?
+        .into_iter()
+        .flatten()
+        .collect();
     usage.domains = domains.len() as u64;
     Ok(usage)
 }
