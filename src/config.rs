@@ -27,8 +27,9 @@ pub struct MilterConfig {
     /// Messages up to this size (bytes) with no base64 or uuencoded part
     /// (plain text and HTML mail, no binary attachment) are scanned on the
     /// protocol thread, sparing the hand-off to the scan pool; 0: every
-    /// scan goes to the pool. Never inline with the Redis store (its calls
-    /// wait on the network).
+    /// scan goes to the pool. Never inline for outbound mail (its counters
+    /// are written at once) nor with the Redis store (its calls wait on the
+    /// network).
     pub inline_scan_max_bytes: usize,
     /// Close an MTA connection that sends no complete command for this long.
     pub connection_timeout_secs: u64,

@@ -173,7 +173,7 @@ impl Daemon {
     /// for plain text mail the hand-off to a pool thread and back costs more
     /// CPU than the scan itself.
     pub async fn scan(&self, engine: Arc<Engine>, envelope: Envelope, raw: Vec<u8>) -> Report {
-        if scans_inline(engine.config(), &raw) {
+        if scans_inline(engine.config(), &envelope, &raw) {
             return engine.scan(envelope, &raw);
         }
         let budget = Duration::from_secs(engine.config().limits.scan_timeout_secs) + SCAN_GRACE;
@@ -224,11 +224,14 @@ impl Daemon {
 
 /// Whether a message is scanned on the protocol thread: at most
 /// `milter.inline_scan_max_bytes`, no base64 or uuencoded part (so no
-/// archive or Office file to open, which is where a scan's time goes), and
-/// a store that answers without the network.
-pub fn scans_inline(config: &Config, raw: &[u8]) -> bool {
+/// archive or Office file to open, which is where a scan's time goes), a
+/// store that answers without the network, and not outbound mail (whose
+/// counters are written at once, and may wait on a store lock or start a
+/// notify command).
+pub fn scans_inline(config: &Config, envelope: &Envelope, raw: &[u8]) -> bool {
     raw.len() <= config.milter.inline_scan_max_bytes
         && config.store.backend != crate::store::StoreBackend::Redis
+        && crate::detectors::outbound::account_of(&config.outbound, envelope).is_none()
         && !has_encoded_part(raw)
 }
 
@@ -532,31 +535,49 @@ mod tests {
 
     const PLAIN: &[u8] = b"From: a@example.com\r\nSubject: hi\r\n\r\nLunch at noon?\r\n";
 
+    fn inbound() -> Envelope {
+        Envelope {
+            client_addr: Some("192.0.2.1".parse().unwrap()),
+            ..Envelope::default()
+        }
+    }
+
     #[test]
     fn plain_small_mail_is_scanned_inline() {
-        assert!(scans_inline(&Config::default(), PLAIN));
+        assert!(scans_inline(&Config::default(), &inbound(), PLAIN));
+    }
+
+    #[test]
+    fn outbound_mail_goes_to_the_pool() {
+        let mut config = Config::default();
+        config.outbound.enabled = true;
+        let submitted = Envelope {
+            auth_user: Some("alice".into()),
+            ..inbound()
+        };
+        assert!(!scans_inline(&config, &submitted, PLAIN));
+        assert!(scans_inline(&config, &inbound(), PLAIN));
     }
 
     #[test]
     fn encoded_parts_size_and_redis_send_the_scan_to_the_pool() {
         let config = Config::default();
+        let env = inbound();
         let attachment = b"Content-Type: application/zip\r\n\
 Content-Transfer-Encoding: BASE64\r\n\r\nUEsDBA==\r\n";
-        assert!(!scans_inline(&config, attachment));
-        assert!(!scans_inline(
-            &config,
-            b"Hi\r\nbegin 644 invoice.doc\r\nM9&]C\r\n"
-        ));
+        assert!(!scans_inline(&config, &env, attachment));
+        let uuencoded = b"Hi\r\nbegin 644 invoice.doc\r\nM9&]C\r\n";
+        assert!(!scans_inline(&config, &env, uuencoded));
         // "begin" in prose is no uuencode.
-        assert!(scans_inline(&config, b"Hi\r\nbegin here\r\n"));
+        assert!(scans_inline(&config, &env, b"Hi\r\nbegin here\r\n"));
         let big = [PLAIN, &vec![b'a'; 300 * 1024]].concat();
-        assert!(!scans_inline(&config, &big));
+        assert!(!scans_inline(&config, &env, &big));
 
         let mut none = Config::default();
         none.milter.inline_scan_max_bytes = 0;
-        assert!(!scans_inline(&none, PLAIN));
+        assert!(!scans_inline(&none, &env, PLAIN));
         let mut redis = Config::default();
         redis.store.backend = crate::store::StoreBackend::Redis;
-        assert!(!scans_inline(&redis, PLAIN));
+        assert!(!scans_inline(&redis, &env, PLAIN));
     }
 }
