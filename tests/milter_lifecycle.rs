@@ -151,3 +151,70 @@ async fn unix_socket_mode_stale_socket_and_cleanup() {
     run.await.unwrap().unwrap();
     assert!(!path.exists(), "the socket file is removed at exit");
 }
+
+/// What accepted mail teaches reaches the database file within
+/// `store.write_delay_ms`, while the daemon runs: another process (`check`,
+/// `learn`, a second milter) sees it, not only this one.
+#[tokio::test]
+async fn batched_store_writes_reach_the_file_while_running() {
+    use malspam_milter::store::{threads, EmbeddedStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.sqlite3");
+    let config_path = dir.path().join("c.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[store]\nbackend = \"embedded\"\npath = \"{}\"\nwrite_delay_ms = 50\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    let daemon = std::sync::Arc::new(Daemon::load(Some(config_path)).unwrap());
+    let listener = MilterListener::bind(&ListenAddr::Inet("127.0.0.1:0".into()), "0660")
+        .await
+        .unwrap();
+    let MilterListener::Tcp(tcp) = &listener else {
+        unreachable!()
+    };
+    let addr = tcp.local_addr().unwrap();
+    let (_reload_tx, reload_rx) = mpsc::channel(1);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(milter::run(listener, daemon, reload_rx, async {
+        let _ = stop_rx.await;
+    }));
+
+    let mut conn = TestConnection::configure().open_tcp(addr).await.unwrap();
+    handshake(&mut conn).await;
+    let msg = Msg {
+        headers: &[
+            ("From", "Alice <alice@sender.example>"),
+            ("To", "bob@rcpt.example"),
+            ("Subject", "minutes"),
+            ("Message-ID", "<batched-1@sender.example>"),
+        ],
+        ..Msg::default()
+    };
+    let (actions, _) = send(&mut conn, &msg).await;
+    assert_eq!(
+        added(&actions, "X-Malspam-Verdict").as_deref(),
+        Some("accept")
+    );
+    conn.close().await.unwrap();
+
+    // Another opener of the file: it sees the message once a flush ran.
+    let other = EmbeddedStore::open(&db, Duration::from_secs(1)).unwrap();
+    let ids = ["batched-1@sender.example".to_string()];
+    let mut found = Vec::new();
+    for _ in 0..100 {
+        found = threads::lookup(&other, &ids).unwrap();
+        if !found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(found.len(), 1, "remembered in the file within the delay");
+
+    stop_tx.send(()).unwrap();
+    run.await.unwrap().unwrap();
+}
