@@ -259,35 +259,29 @@ fn scan_slots(config: &Config) -> usize {
 /// `[milter]` keys that are read only at start.
 fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let (a, b) = (&old.milter, &new.milter);
-    let mut keys = Vec::new();
-    if a.listen != b.listen {
-        keys.push("milter.listen");
-    }
-    if a.socket_mode != b.socket_mode {
-        keys.push("milter.socket_mode");
-    }
-    if a.max_concurrent_scans != b.max_concurrent_scans {
-        keys.push("milter.max_concurrent_scans");
-    }
-    if a.io_threads != b.io_threads {
-        keys.push("milter.io_threads");
-    }
-    if a.max_connections != b.max_connections {
-        keys.push("milter.max_connections");
-    }
-    if a.connection_timeout_secs != b.connection_timeout_secs {
-        keys.push("milter.connection_timeout_secs");
-    }
-    if a.log_level != b.log_level {
-        keys.push("milter.log_level");
-    }
-    if old.store != new.store {
-        keys.push("store");
-    }
-    if old.metrics != new.metrics {
-        keys.push("metrics");
-    }
-    keys
+    [
+        ("milter.listen", a.listen != b.listen),
+        ("milter.socket_mode", a.socket_mode != b.socket_mode),
+        (
+            "milter.max_concurrent_scans",
+            a.max_concurrent_scans != b.max_concurrent_scans,
+        ),
+        ("milter.io_threads", a.io_threads != b.io_threads),
+        (
+            "milter.max_connections",
+            a.max_connections != b.max_connections,
+        ),
+        (
+            "milter.connection_timeout_secs",
+            a.connection_timeout_secs != b.connection_timeout_secs,
+        ),
+        ("milter.log_level", a.log_level != b.log_level),
+        ("store", old.store != new.store),
+        ("metrics", old.metrics != new.metrics),
+    ]
+    .into_iter()
+    .filter_map(|(key, changed)| changed.then_some(key))
+    .collect()
 }
 
 #[derive(Default)]
@@ -540,6 +534,21 @@ mod tests {
             client_addr: Some("192.0.2.1".parse().unwrap()),
             ..Envelope::default()
         }
+    }
+
+    #[test]
+    fn a_reload_names_the_keys_that_wait_for_a_restart() {
+        let old = Config::default();
+        assert!(needs_restart(&old, &Config::default()).is_empty());
+        let mut new = Config::default();
+        new.milter.io_threads = 4;
+        new.milter.connection_timeout_secs = 600;
+        new.store.write_delay_ms = 0;
+        new.policy.tag = 3.0; // takes effect at once
+        assert_eq!(
+            needs_restart(&old, &new),
+            ["milter.io_threads", "milter.connection_timeout_secs", "store"]
+        );
     }
 
     #[test]
