@@ -547,7 +547,11 @@ mod tests {
         new.policy.tag = 3.0; // takes effect at once
         assert_eq!(
             needs_restart(&old, &new),
-            ["milter.io_threads", "milter.connection_timeout_secs", "store"]
+            [
+                "milter.io_threads",
+                "milter.connection_timeout_secs",
+                "store"
+            ]
         );
     }
 
