@@ -39,7 +39,11 @@ fn system_clock() -> u64 {
 }
 
 pub struct EmbeddedStore {
+    /// Writes, and the reads inside a write transaction.
     conn: Mutex<Connection>,
+    /// Reads. A second connection, so that a read never waits for a
+    /// commit (WAL readers do not wait on the writer).
+    reader: Mutex<Connection>,
     clock: Clock,
     writes: AtomicU64,
     /// Whether `write_batch_later` keeps writes for the next `flush`.
@@ -47,7 +51,38 @@ pub struct EmbeddedStore {
     /// Writes kept by `write_batch_later`, applied by `flush` in one
     /// transaction (and on drop). Reads see them: a correspondent's second
     /// message within the delay counts on top of its first.
-    pending: Mutex<Pending>,
+    pending: Mutex<Kept>,
+    /// One flush at a time.
+    flushing: Mutex<()>,
+}
+
+/// Kept writes: those since the last flush began, and those the running
+/// flush is committing (still visible until the commit is done, so a
+/// value is always in one of them or in the file).
+#[derive(Default)]
+struct Kept {
+    current: Pending,
+    flushing: Pending,
+}
+
+impl Kept {
+    fn value(&self, key: &str) -> Option<Option<Vec<u8>>> {
+        self.current.value(key).or_else(|| self.flushing.value(key))
+    }
+
+    fn members(&self, key: &str) -> Vec<Vec<u8>> {
+        let mut out = self.flushing.members(key).to_vec();
+        out.extend_from_slice(self.current.members(key));
+        out
+    }
+
+    fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
+        self.current
+            .keys_with_prefix(prefix)
+            .chain(self.flushing.keys_with_prefix(prefix))
+            .cloned()
+            .collect()
+    }
 }
 
 /// Writes not yet applied, with what reads need of them indexed by key
@@ -82,12 +117,6 @@ impl Pending {
             WriteOp::Incr { .. } => {}
         }
         self.ops.push(op);
-    }
-
-    fn take(&mut self) -> Vec<WriteOp> {
-        self.values.clear();
-        self.members.clear();
-        std::mem::take(&mut self.ops)
     }
 
     /// The kept value of `key`: Some(Some) after a Put, Some(None) after a
@@ -174,12 +203,21 @@ impl EmbeddedStore {
              ) WITHOUT ROWID;",
         )
         .map_err(|e| err(&what, e))?;
+        let reader = Connection::open(path).map_err(|e| err(&what, e))?;
+        reader
+            .busy_timeout(busy_timeout)
+            .map_err(|e| err(&what, e))?;
+        reader
+            .execute_batch("PRAGMA query_only=1; PRAGMA mmap_size=268435456;")
+            .map_err(|e| err(&what, e))?;
         let store = EmbeddedStore {
             conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
             clock,
             writes: AtomicU64::new(0),
             defer: AtomicBool::new(false),
-            pending: Mutex::new(Pending::default()),
+            pending: Mutex::new(Kept::default()),
+            flushing: Mutex::new(()),
         };
         store.purge_expired()?;
         Ok(store)
@@ -191,7 +229,7 @@ impl EmbeddedStore {
         self.defer.store(on, Ordering::Relaxed);
     }
 
-    fn pending(&self) -> StoreResult<std::sync::MutexGuard<'_, Pending>> {
+    fn pending(&self) -> StoreResult<std::sync::MutexGuard<'_, Kept>> {
         self.pending
             .lock()
             .map_err(|_| StoreError::new("embedded store lock poisoned"))
@@ -203,6 +241,14 @@ impl EmbeddedStore {
 
     fn deadline(&self, ttl: Option<Duration>) -> Option<i64> {
         ttl.map(|t| self.now().saturating_add(t.as_millis() as i64))
+    }
+
+    fn with_reader<T>(&self, f: impl FnOnce(&mut Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let mut conn = self
+            .reader
+            .lock()
+            .map_err(|_| StoreError::new("embedded store lock poisoned"))?;
+        f(&mut conn)
     }
 
     fn with_conn<T>(&self, f: impl FnOnce(&mut Connection) -> StoreResult<T>) -> StoreResult<T> {
@@ -391,12 +437,13 @@ impl Store for EmbeddedStore {
     }
 
     fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        let pending = self.pending()?;
-        if let Some(kept) = pending.value(key) {
+        // Kept writes first, then the file: a flush clears its writes only
+        // after they are committed, so nothing falls between the two.
+        if let Some(kept) = self.pending()?.value(key) {
             return Ok(kept);
         }
         let now = self.now();
-        self.with_conn(|conn| match live(conn, key, now)? {
+        self.with_reader(|conn| match live(conn, key, now)? {
             None => Ok(None),
             Some((kind, value, _)) => value_of(key, kind, value).map(Some),
         })
@@ -422,12 +469,11 @@ impl Store for EmbeddedStore {
     }
 
     fn set_contains(&self, key: &str, member: &[u8]) -> StoreResult<bool> {
-        let pending = self.pending()?;
-        if pending.members(key).iter().any(|m| m == member) {
+        if self.pending()?.members(key).iter().any(|m| m == member) {
             return Ok(true);
         }
         let now = self.now();
-        self.with_conn(|conn| {
+        self.with_reader(|conn| {
             if !is_live_set(conn, key, now)? {
                 return Ok(false);
             }
@@ -445,9 +491,12 @@ impl Store for EmbeddedStore {
     }
 
     fn set_members_many(&self, keys: &[String]) -> StoreResult<Vec<Vec<Vec<u8>>>> {
-        let pending = self.pending()?;
+        let kept: Vec<Vec<Vec<u8>>> = {
+            let pending = self.pending()?;
+            keys.iter().map(|k| pending.members(k)).collect()
+        };
         let now = self.now();
-        let mut sets = self.with_conn(|conn| {
+        let mut sets = self.with_reader(|conn| {
             // One read transaction: a consistent snapshot, one lock.
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Deferred)
@@ -459,8 +508,8 @@ impl Store for EmbeddedStore {
             tx.commit().map_err(|e| err("commit", e))?;
             Ok(sets)
         })?;
-        for (key, members) in keys.iter().zip(&mut sets) {
-            members.extend(pending.members(key).iter().cloned());
+        for (members, kept) in sets.iter_mut().zip(kept) {
+            members.extend(kept);
             members.sort();
             members.dedup();
         }
@@ -471,8 +520,8 @@ impl Store for EmbeddedStore {
         let now = self.now();
         // Every key starting with `prefix` sorts between it and prefix+U+10FFFF.
         let upper = format!("{prefix}\u{10FFFF}");
-        let pending = self.pending()?;
-        let mut keys = self.with_conn(|conn| {
+        let kept = self.pending()?.keys_with_prefix(prefix);
+        let mut keys = self.with_reader(|conn| {
             let mut st = conn
                 .prepare_cached(
                     "SELECT key FROM kv WHERE key >= ?1 AND key < ?2
@@ -485,16 +534,19 @@ impl Store for EmbeddedStore {
             rows.collect::<Result<Vec<_>, _>>()
                 .map_err(|e| err("keys", e))
         })?;
-        keys.extend(pending.keys_with_prefix(prefix).cloned());
+        keys.extend(kept);
         keys.sort();
         keys.dedup();
         Ok(keys)
     }
 
     fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
-        let pending = self.pending()?;
+        let kept: Vec<Option<Option<Vec<u8>>>> = {
+            let pending = self.pending()?;
+            keys.iter().map(|k| pending.value(k)).collect()
+        };
         let now = self.now();
-        let mut out = self.with_conn(|conn| {
+        let mut out = self.with_reader(|conn| {
             // One read transaction: a consistent snapshot, one lock.
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Deferred)
@@ -509,8 +561,8 @@ impl Store for EmbeddedStore {
             tx.commit().map_err(|e| err("commit", e))?;
             Ok(out)
         })?;
-        for (key, value) in keys.iter().zip(out.iter_mut()) {
-            if let Some(kept) = pending.value(key) {
+        for (value, kept) in out.iter_mut().zip(kept) {
+            if let Some(kept) = kept {
                 *value = kept;
             }
         }
@@ -524,9 +576,9 @@ impl Store for EmbeddedStore {
         let full = {
             let mut pending = self.pending()?;
             for op in ops {
-                pending.push(op);
+                pending.current.push(op);
             }
-            pending.ops.len() >= MAX_PENDING_OPS
+            pending.current.ops.len() >= MAX_PENDING_OPS
         };
         if full {
             self.flush()?;
@@ -535,11 +587,20 @@ impl Store for EmbeddedStore {
     }
 
     fn flush(&self) -> StoreResult<()> {
-        // Held while writing: a read meanwhile waits and then finds the
-        // writes in the file, never in neither place.
-        let mut pending = self.pending()?;
-        let ops = pending.take();
-        self.write_batch(&ops)
+        let _one_at_a_time = self
+            .flushing
+            .lock()
+            .map_err(|_| StoreError::new("embedded store lock poisoned"))?;
+        // The kept writes stay readable (as `flushing`) until committed;
+        // reads meanwhile neither wait nor miss them.
+        let ops = {
+            let mut pending = self.pending()?;
+            pending.flushing = std::mem::take(&mut pending.current);
+            std::mem::take(&mut pending.flushing.ops)
+        };
+        let written = self.write_batch(&ops);
+        self.pending()?.flushing = Pending::default();
+        written
     }
 
     fn write_batch(&self, ops: &[WriteOp]) -> StoreResult<()> {
@@ -646,6 +707,35 @@ mod tests {
         s.write_batch_later(vec![later("k:2", b"x")]).unwrap();
         drop(s);
         assert_eq!(other.get("k:2").unwrap().as_deref(), Some(&b"x"[..]));
+    }
+
+    #[test]
+    fn reads_do_not_wait_for_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(
+            EmbeddedStore::open(&dir.path().join("s.sqlite3"), Duration::from_secs(1)).unwrap(),
+        );
+        s.put("k", b"v", None).unwrap();
+        s.set_add("set", b"m", None).unwrap();
+        // The writer busy, as during a long commit.
+        let writer = s.conn.lock().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reading = s.clone();
+        std::thread::spawn(move || {
+            let got = (
+                reading.get_many(&["k".into()]).unwrap(),
+                reading.set_members("set").unwrap(),
+                reading.keys_with_prefix("").unwrap(),
+            );
+            tx.send(got).unwrap();
+        });
+        let (values, members, keys) = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("reads answer while the writer is busy");
+        drop(writer);
+        assert_eq!(values, vec![Some(b"v".to_vec())]);
+        assert_eq!(members, vec![b"m".to_vec()]);
+        assert_eq!(keys, vec!["k".to_string(), "set".to_string()]);
     }
 
     #[test]
