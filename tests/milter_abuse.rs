@@ -18,15 +18,12 @@ const HANG: Duration = Duration::from_secs(60);
 /// A normal session still works: the message is scanned and tagged headers
 /// come back.
 async fn still_serves(milter: &TestMilter) {
-    let mut conn = milter.open().await;
-    handshake(&mut conn).await;
-    let (actions, status) = send(&mut conn, &Msg::default()).await;
+    let (actions, status) = milter.send_one(&Msg::default()).await;
     assert_eq!(status, Status::Continue);
     assert_eq!(
         added(&actions, "X-Malspam-Verdict").as_deref(),
         Some("accept")
     );
-    conn.close().await.unwrap();
 }
 
 /// Write `bytes`, then read until the daemon closes the connection. The

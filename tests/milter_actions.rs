@@ -14,9 +14,7 @@ const QUARANTINE_ON_MARKER: &str = "[policy.scores]\n\"scan.error\" = 12.0\n";
 #[tokio::test]
 async fn clean_mail_gets_verdict_and_score_only() {
     let milter = TestMilter::start("").await;
-    let mut conn = milter.open().await;
-    handshake(&mut conn).await;
-    let (actions, status) = send(&mut conn, &Msg::default()).await;
+    let (actions, status) = milter.send_one(&Msg::default()).await;
     assert_eq!(status, Status::Continue);
     assert_eq!(
         added(&actions, "X-Malspam-Verdict").as_deref(),
@@ -24,21 +22,18 @@ async fn clean_mail_gets_verdict_and_score_only() {
     );
     assert_eq!(added(&actions, "X-Malspam-Score").as_deref(), Some("0"));
     assert_eq!(actions.actions.len(), 2, "nothing else: {actions:?}");
-    conn.close().await.unwrap();
     milter.stop().await;
 }
 
 #[tokio::test]
 async fn flagged_mail_is_tagged_with_findings() {
     let milter = TestMilter::start(TAG_ON_MARKER).await;
-    let mut conn = milter.open().await;
-    handshake(&mut conn).await;
     let body = format!("Please see the invoice.\r\n{MARKER}\r\n");
     let msg = Msg {
         body: &body,
         ..Msg::default()
     };
-    let (actions, status) = send(&mut conn, &msg).await;
+    let (actions, status) = milter.send_one(&msg).await;
     assert_eq!(status, Status::Continue);
     assert_eq!(added(&actions, "X-Malspam-Verdict").as_deref(), Some("tag"));
     assert_eq!(added(&actions, "X-Malspam-Score").as_deref(), Some("6"));
@@ -47,21 +42,18 @@ async fn flagged_mail_is_tagged_with_findings() {
         ["scan.error (+6): marker: test marker in the body of \"hello\""]
     );
     assert_eq!(quarantine_reason(&actions), None);
-    conn.close().await.unwrap();
     milter.stop().await;
 }
 
 #[tokio::test]
 async fn quarantine_is_sent_with_the_findings_as_reason() {
     let milter = TestMilter::start(QUARANTINE_ON_MARKER).await;
-    let mut conn = milter.open().await;
-    handshake(&mut conn).await;
     let body = format!("{MARKER}\r\n");
     let msg = Msg {
         body: &body,
         ..Msg::default()
     };
-    let (actions, status) = send(&mut conn, &msg).await;
+    let (actions, status) = milter.send_one(&msg).await;
     assert_eq!(status, Status::Continue);
     assert_eq!(
         added(&actions, "X-Malspam-Verdict").as_deref(),
@@ -72,7 +64,6 @@ async fn quarantine_is_sent_with_the_findings_as_reason() {
         reason,
         "malspam-milter: score 12; scan.error (+12): marker: test marker in the body of \"hello\""
     );
-    conn.close().await.unwrap();
     milter.stop().await;
 }
 
@@ -80,24 +71,19 @@ async fn quarantine_is_sent_with_the_findings_as_reason() {
 async fn observe_mode_tags_instead_of_quarantining() {
     let milter =
         TestMilter::start(&format!("[policy]\nobserve = true\n{QUARANTINE_ON_MARKER}")).await;
-    let mut conn = milter.open().await;
-    handshake(&mut conn).await;
     let body = format!("{MARKER}\r\n");
-    let (actions, status) = send(
-        &mut conn,
-        &Msg {
+    let (actions, status) = milter
+        .send_one(&Msg {
             body: &body,
             ..Msg::default()
-        },
-    )
-    .await;
+        })
+        .await;
     assert_eq!(status, Status::Continue);
     assert_eq!(
         added(&actions, "X-Malspam-Verdict").as_deref(),
         Some("tag (observe)")
     );
     assert_eq!(quarantine_reason(&actions), None);
-    conn.close().await.unwrap();
     milter.stop().await;
 }
 
@@ -107,17 +93,13 @@ async fn reject_answers_5xx_with_the_configured_text() {
         "[policy]\nreject = 12.0\nreject_message = \"Malspam refused, see your postmaster\"\n{QUARANTINE_ON_MARKER}"
     );
     let milter = TestMilter::start(&config).await;
-    let mut conn = milter.open().await;
-    handshake(&mut conn).await;
     let body = format!("{MARKER}\r\n");
-    let (actions, status) = send(
-        &mut conn,
-        &Msg {
+    let (actions, status) = milter
+        .send_one(&Msg {
             body: &body,
             ..Msg::default()
-        },
-    )
-    .await;
+        })
+        .await;
     assert_eq!(
         status,
         Status::Reject {
@@ -125,15 +107,12 @@ async fn reject_answers_5xx_with_the_configured_text() {
         }
     );
     assert!(actions.actions.is_empty(), "{actions:?}");
-    conn.close().await.unwrap();
     milter.stop().await;
 }
 
 #[tokio::test]
 async fn forged_verdict_headers_are_deleted() {
     let milter = TestMilter::start("").await;
-    let mut conn = milter.open().await;
-    handshake(&mut conn).await;
     let msg = Msg {
         headers: &[
             ("X-Malspam-Verdict", "accept"),
@@ -144,7 +123,7 @@ async fn forged_verdict_headers_are_deleted() {
         ],
         ..Msg::default()
     };
-    let (actions, status) = send(&mut conn, &msg).await;
+    let (actions, status) = milter.send_one(&msg).await;
     assert_eq!(status, Status::Continue);
     // Each occurrence deleted by its index, the later one first.
     let deleted: Vec<(String, i32)> = actions
@@ -177,7 +156,6 @@ async fn forged_verdict_headers_are_deleted() {
     let seen = milter.seen.lock().unwrap().clone();
     let names: Vec<&str> = seen.headers.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["From", "Subject"]);
-    conn.close().await.unwrap();
     milter.stop().await;
 }
 
@@ -378,22 +356,19 @@ async fn subject_prefix_and_spam_compat_headers() {
     let config =
         format!("[headers]\nspam_compat = true\nsubject_prefix = \"[MALSPAM?]\"\n{TAG_ON_MARKER}");
     let milter = TestMilter::start(&config).await;
-    let mut conn = milter.open().await;
-    handshake(&mut conn).await;
     let body = format!("{MARKER}\r\n");
     let msg = Msg {
         headers: &[("X-Spam-Flag", "NO"), ("Subject", "Invoice 42")],
         body: &body,
         ..Msg::default()
     };
-    let (actions, _) = send(&mut conn, &msg).await;
+    let (actions, _) = milter.send_one(&msg).await;
     assert!(actions.has_delete_header("X-Spam-Flag", 1), "{actions:?}");
     assert_eq!(added(&actions, "X-Spam-Flag").as_deref(), Some("YES"));
     assert!(
         actions.has_change_header("Subject", 1, "[MALSPAM?] Invoice 42"),
         "{actions:?}"
     );
-    conn.close().await.unwrap();
     milter.stop().await;
 }
 
@@ -405,24 +380,19 @@ async fn a_scan_over_its_time_budget_is_tagged_not_fully_scanned() {
     let milter =
         TestMilter::start("[milter]\ninline_scan_max_bytes = 0\n[limits]\nscan_timeout_secs = 1\n")
             .await;
-    let mut conn = milter.open().await;
-    handshake(&mut conn).await;
     let body = format!("{SLOW}\r\n");
-    let (actions, status) = send(
-        &mut conn,
-        &Msg {
+    let (actions, status) = milter
+        .send_one(&Msg {
             body: &body,
             ..Msg::default()
-        },
-    )
-    .await;
+        })
+        .await;
     assert_eq!(status, Status::Continue);
     assert_eq!(added(&actions, "X-Malspam-Verdict").as_deref(), Some("tag"));
     assert_eq!(
         findings(&actions),
         ["scan.limit (+0): not fully scanned: the scan did not finish within 6 s"]
     );
-    conn.close().await.unwrap();
     milter.stop().await;
 }
 
@@ -432,23 +402,18 @@ async fn allowlisted_mail_is_not_tagged_even_when_too_large() {
         "[milter]\nmax_message_size = 1000\n[allowlist]\nsenders = [\"sender.example\"]\n",
     )
     .await;
-    let mut conn = milter.open().await;
-    handshake(&mut conn).await;
     let body = format!("{MARKER}\r\n").repeat(100);
-    let (actions, status) = send(
-        &mut conn,
-        &Msg {
+    let (actions, status) = milter
+        .send_one(&Msg {
             body: &body,
             ..Msg::default()
-        },
-    )
-    .await;
+        })
+        .await;
     assert_eq!(status, Status::Continue);
     assert_eq!(
         added(&actions, "X-Malspam-Verdict").as_deref(),
         Some("accept")
     );
     assert!(findings(&actions).is_empty());
-    conn.close().await.unwrap();
     milter.stop().await;
 }

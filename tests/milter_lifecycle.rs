@@ -16,19 +16,14 @@ const TAG: &str = "[policy.scores]\n\"scan.error\" = 6.0\n";
 const QUARANTINE: &str = "[policy.scores]\n\"scan.error\" = 12.0\n";
 
 async fn verdict_for_marker(milter: &TestMilter) -> String {
-    let mut conn = milter.open().await;
-    handshake(&mut conn).await;
     let body = format!("{MARKER}\r\n");
-    let (actions, status) = send(
-        &mut conn,
-        &Msg {
+    let (actions, status) = milter
+        .send_one(&Msg {
             body: &body,
             ..Msg::default()
-        },
-    )
-    .await;
+        })
+        .await;
     assert_eq!(status, Status::Continue);
-    conn.close().await.unwrap();
     added(&actions, "X-Malspam-Verdict").unwrap()
 }
 

@@ -211,6 +211,16 @@ impl TestMilter {
             .expect("milter accepts the connection")
     }
 
+    /// One message over a fresh connection (negotiate, send, close), as an
+    /// MTA sends it: what came back at end of message.
+    pub async fn send_one(&self, msg: &Msg<'_>) -> (EomActions, Status) {
+        let mut conn = self.open().await;
+        handshake(&mut conn).await;
+        let out = send(&mut conn, msg).await;
+        conn.close().await.unwrap();
+        out
+    }
+
     /// Ask the milter to shut down (like SIGTERM), without waiting.
     pub fn begin_shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {
