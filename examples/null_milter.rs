@@ -10,14 +10,8 @@
 use indymilter::{
     Actions, Callbacks, ContextActions, EomContext, NegotiateContext, ProtoOpts, Status,
 };
+use malspam_milter::milter::NO_REPLY_STAGES;
 use tokio::net::UnixListener;
-
-const NO_REPLY: ProtoOpts = ProtoOpts::NOREPLY_CONNECT
-    .union(ProtoOpts::NOREPLY_HELO)
-    .union(ProtoOpts::NOREPLY_MAIL)
-    .union(ProtoOpts::NOREPLY_RCPT)
-    .union(ProtoOpts::NOREPLY_HEADER)
-    .union(ProtoOpts::NOREPLY_EOH);
 
 fn main() {
     let Some(path) = std::env::args().nth(1) else {
@@ -59,7 +53,8 @@ fn main() {
 
 async fn negotiate(cx: &mut NegotiateContext<()>, mta_opts: ProtoOpts) -> Status {
     cx.requested_actions = Actions::ADD_HEADER;
-    cx.requested_opts |= mta_opts & NO_REPLY;
+    // The same "no reply" stages as malspam-milter, so the two compare.
+    cx.requested_opts |= mta_opts & NO_REPLY_STAGES;
     Status::Continue
 }
 

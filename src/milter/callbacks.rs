@@ -109,7 +109,7 @@ fn negotiate(
 }
 
 /// Stages whose callbacks never change the outcome, so need no reply.
-const NO_REPLY_STAGES: ProtoOpts = ProtoOpts::NOREPLY_CONNECT
+pub const NO_REPLY_STAGES: ProtoOpts = ProtoOpts::NOREPLY_CONNECT
     .union(ProtoOpts::NOREPLY_HELO)
     .union(ProtoOpts::NOREPLY_MAIL)
     .union(ProtoOpts::NOREPLY_RCPT)

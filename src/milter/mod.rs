@@ -22,6 +22,7 @@
 //! flight, then closes the remaining connections.
 
 mod callbacks;
+pub use callbacks::NO_REPLY_STAGES;
 pub mod session;
 
 use std::future::Future;

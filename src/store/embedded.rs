@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
@@ -153,6 +153,12 @@ impl std::fmt::Debug for EmbeddedStore {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> StoreResult<MutexGuard<'_, T>> {
+    mutex
+        .lock()
+        .map_err(|_| StoreError::new("embedded store lock poisoned"))
+}
+
 fn err(context: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::new(format!("embedded store: {context}: {e}"))
 }
@@ -229,10 +235,8 @@ impl EmbeddedStore {
         self.defer.store(on, Ordering::Relaxed);
     }
 
-    fn pending(&self) -> StoreResult<std::sync::MutexGuard<'_, Kept>> {
-        self.pending
-            .lock()
-            .map_err(|_| StoreError::new("embedded store lock poisoned"))
+    fn pending(&self) -> StoreResult<MutexGuard<'_, Kept>> {
+        lock(&self.pending)
     }
 
     fn now(&self) -> i64 {
@@ -244,19 +248,11 @@ impl EmbeddedStore {
     }
 
     fn with_reader<T>(&self, f: impl FnOnce(&mut Connection) -> StoreResult<T>) -> StoreResult<T> {
-        let mut conn = self
-            .reader
-            .lock()
-            .map_err(|_| StoreError::new("embedded store lock poisoned"))?;
-        f(&mut conn)
+        f(&mut *lock(&self.reader)?)
     }
 
     fn with_conn<T>(&self, f: impl FnOnce(&mut Connection) -> StoreResult<T>) -> StoreResult<T> {
-        let mut conn = self
-            .conn
-            .lock()
-            .map_err(|_| StoreError::new("embedded store lock poisoned"))?;
-        f(&mut conn)
+        f(&mut *lock(&self.conn)?)
     }
 
     /// Run `f` in one write transaction, then sweep expired rows now and then.
@@ -587,10 +583,7 @@ impl Store for EmbeddedStore {
     }
 
     fn flush(&self) -> StoreResult<()> {
-        let _one_at_a_time = self
-            .flushing
-            .lock()
-            .map_err(|_| StoreError::new("embedded store lock poisoned"))?;
+        let _one_at_a_time = lock(&self.flushing)?;
         // The kept writes stay readable (as `flushing`) until committed;
         // reads meanwhile neither wait nor miss them.
         let ops = {
