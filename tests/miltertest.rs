@@ -13,6 +13,16 @@ const MILTER: &str = env!("CARGO_BIN_EXE_malspam-milter");
 
 #[test]
 fn miltertest_drives_a_clean_and_a_tagged_message() {
+    drive_clean_and_tagged(1);
+}
+
+/// The same through the multi-threaded runtime (`milter.io_threads` > 1).
+#[test]
+fn the_same_with_several_io_threads() {
+    drive_clean_and_tagged(2);
+}
+
+fn drive_clean_and_tagged(io_threads: usize) {
     let Some(miltertest) = find_miltertest() else {
         if std::env::var_os("CI").is_some() {
             panic!("CI must run miltertest, but it is not installed (see .ci/run)");
@@ -36,6 +46,7 @@ fn miltertest_drives_a_clean_and_a_tagged_message() {
         &config,
         format!(
             "[milter]\nlisten = \"inet:127.0.0.1:{port}\"\nmax_message_size = 2000\n\
+             io_threads = {io_threads}\n\
              [metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\
              [store]\nbackend = \"embedded\"\npath = \"{}\"\n",
             dir.path().join("state.sqlite3").display()
