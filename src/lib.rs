@@ -10,6 +10,7 @@ pub mod detector;
 pub mod detectors;
 pub mod domains;
 pub mod envelope;
+pub mod formats;
 pub mod headers;
 pub mod input;
 pub mod metrics;
