@@ -418,8 +418,8 @@ impl Builder<'_> {
         depth: usize,
     ) {
         let mut message = message;
-        let parts = std::mem::take(&mut message.parts);
-        for (index, part) in parts.into_iter().enumerate() {
+        let mut parts = std::mem::take(&mut message.parts).into_iter().enumerate();
+        while let Some((index, part)) = parts.next() {
             self.parts_seen += 1;
             if self.parts_seen > self.limits.max_mime_parts {
                 self.note_limit(
@@ -429,9 +429,11 @@ impl Builder<'_> {
                         self.limits.max_mime_parts
                     ),
                 );
+                drop_flat(std::iter::once(part).chain(parts.map(|(_, p)| p)));
                 return;
             }
             if self.out_of_time() {
+                drop_flat(std::iter::once(part).chain(parts.map(|(_, p)| p)));
                 return;
             }
             let name = part.attachment_name().map(str::to_string);
@@ -522,6 +524,7 @@ impl Builder<'_> {
                             "limits.max_depth",
                             format!("{label}: nested deeper than {}", self.limits.max_depth),
                         );
+                        drop_flat(inner.parts);
                         continue;
                     }
                     let path = self.attachments[id].path.clone();
@@ -618,6 +621,20 @@ impl Builder<'_> {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+/// Drop MIME parts without recursion. mail-parser builds un-encoded
+/// `message/rfc822` nesting of any depth (it parses with a stack of its
+/// own), but Rust's drop glue recurses once per level: 60,000 levels would
+/// overflow the thread's stack and abort the process. Every part tree we
+/// do not walk goes through here.
+pub(crate) fn drop_flat<'x>(parts: impl IntoIterator<Item = mail_parser::MessagePart<'x>>) {
+    let mut stack: Vec<mail_parser::MessagePart<'x>> = parts.into_iter().collect();
+    while let Some(part) = stack.pop() {
+        if let PartType::Message(mut inner) = part.body {
+            stack.append(&mut inner.parts);
         }
     }
 }
