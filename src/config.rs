@@ -185,6 +185,18 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// A fresh per-message budget: `scan_timeout_secs` from now,
+    /// `max_inflated_bytes` to produce, `max_inflation_ratio` per item.
+    pub fn budget(&self) -> crate::formats::Budget {
+        crate::formats::Budget::new(
+            std::time::Instant::now() + std::time::Duration::from_secs(self.scan_timeout_secs),
+            self.max_inflated_bytes,
+            self.max_inflation_ratio,
+        )
+    }
+}
+
 /// `[organization]`: who "we" are.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

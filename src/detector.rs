@@ -46,6 +46,10 @@ pub struct ScanContext<'a> {
     /// Memory of earlier mail. Its errors are the detector's to report
     /// (as a `DetectorError`, which becomes `scan.error`): never block mail.
     pub store: &'a dyn crate::store::Store,
+    /// The message's deadline and decompression budget, shared with the
+    /// view: every byte a detector inflates is drawn from it, and loops
+    /// over parts stop when it has expired.
+    pub budget: &'a crate::formats::Budget,
 }
 
 pub trait Detector: Send + Sync {

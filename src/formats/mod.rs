@@ -116,6 +116,16 @@ impl Budget {
         }
     }
 
+    /// Count bytes already produced under a cap from [`Budget::cap_for`]
+    /// (a reader stopped at the cap); never fails, saturates at zero.
+    pub fn charge(&self, n: u64) {
+        let _ = self
+            .bytes_left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                Some(left.saturating_sub(n))
+            });
+    }
+
     /// The most bytes one item of `compressed` input may produce: what is
     /// left of the budget, capped by the ratio (never below the floor).
     /// Use it as the `take(cap + 1)` limit of a decoder's reader.

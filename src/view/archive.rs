@@ -164,6 +164,7 @@ pub(crate) fn open_zip(builder: &mut Builder<'_>, id: usize) {
         };
         match read_entry(&mut archive, index, ZipReadOptions::new(), cap) {
             Ok(content) => {
+                builder.budget.charge(content.len() as u64);
                 add_entry(builder, id, &path, name, content, depth, false);
             }
             Err(ReadError::TooBig) => note_too_big(builder, &path, &name, cap),
@@ -222,7 +223,8 @@ pub(crate) fn read_entry(
     }
 }
 
-/// Add a read entry under its archive, counting its bytes.
+/// Add a read entry under its archive (its bytes are already charged to
+/// the message's budget by whoever read them).
 pub(crate) fn add_entry(
     builder: &mut Builder<'_>,
     archive_id: usize,
@@ -232,7 +234,6 @@ pub(crate) fn add_entry(
     depth: usize,
     decrypted: bool,
 ) {
-    builder.bytes_inflated += content.len() as u64;
     let child = builder.add_node(
         Some(archive_id),
         path,
@@ -251,7 +252,7 @@ pub(crate) fn note_too_big(builder: &mut Builder<'_>, path: &str, name: &str, ca
         "limits.max_inflated_bytes",
         format!("{path}/{name}: inflates past {cap} bytes; not scanned"),
     );
-    builder.bytes_inflated += cap;
+    builder.budget.charge(cap);
 }
 
 /// The headers understated the size; what was read counts as spent.
@@ -265,7 +266,7 @@ pub(crate) fn note_larger_than_declared(
         "limits.max_entry_bytes",
         format!("{path}/{name}: inflates past its declared {declared} bytes; not scanned"),
     );
-    builder.bytes_inflated += declared;
+    builder.budget.charge(declared);
 }
 
 /// How many bytes this entry may inflate to, or None (with a limit noted)
@@ -278,9 +279,7 @@ pub(crate) fn entry_cap(
     compressed: u64,
 ) -> Option<u64> {
     let limits = builder.limits;
-    let budget_left = limits
-        .max_inflated_bytes
-        .saturating_sub(builder.bytes_inflated);
+    let budget_left = builder.budget.bytes_left();
     if budget_left == 0 {
         builder.note_limit(
             "limits.max_inflated_bytes",

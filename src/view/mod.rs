@@ -17,6 +17,7 @@ pub use archive::{ArchiveInfo, EncryptedEntry, EncryptionMethod, EntryState};
 pub use filetype::FileType;
 
 use crate::config::Limits;
+use crate::formats::Budget;
 use crate::detectors::encrypted_archive::EncryptedArchiveConfig;
 use crate::envelope::Envelope;
 use crate::password::{self, Candidate, MinerInput};
@@ -156,18 +157,19 @@ impl MessageView {
         MessageView::build_with(envelope, raw, limits, &passwords, deadline)
     }
 
-    /// [`MessageView::build`] with explicit bounds on password guessing.
-    pub fn build_with(
+    /// [`MessageView::build_with`] drawing on a message's shared budget
+    /// (the scan core's: detectors then draw on what the view left).
+    pub fn build_within(
         envelope: Envelope,
         raw: &[u8],
         limits: &Limits,
         passwords: &EncryptedArchiveConfig,
-        deadline: Instant,
+        budget: &Budget,
     ) -> Self {
         let mut builder = Builder {
             limits,
             passwords,
-            deadline,
+            budget,
             subject: String::new(),
             candidates: None,
             password_attempts: 0,
@@ -176,7 +178,6 @@ impl MessageView {
             texts: Vec::new(),
             limits_hit: Vec::new(),
             entries_seen: 0,
-            bytes_inflated: 0,
             parts_seen: 0,
             pending: std::collections::VecDeque::new(),
         };
@@ -193,6 +194,18 @@ impl MessageView {
         view.attachments = builder.attachments;
         view.limits_hit = builder.limits_hit;
         view
+    }
+
+    /// [`MessageView::build`] with explicit bounds on password guessing.
+    pub fn build_with(
+        envelope: Envelope,
+        raw: &[u8],
+        limits: &Limits,
+        passwords: &EncryptedArchiveConfig,
+        deadline: Instant,
+    ) -> Self {
+        let budget = Budget::new(deadline, limits.max_inflated_bytes, limits.max_inflation_ratio);
+        MessageView::build_within(envelope, raw, limits, passwords, &budget)
     }
 
     fn unparsed(envelope: Envelope, raw: &[u8]) -> Self {
@@ -342,7 +355,8 @@ pub(crate) struct Builder<'l> {
     pub(crate) limits: &'l Limits,
     /// Bounds on password candidates, attempts and decrypted bytes.
     pub(crate) passwords: &'l EncryptedArchiveConfig,
-    pub(crate) deadline: Instant,
+    /// The message's deadline and decompression budget.
+    pub(crate) budget: &'l Budget,
     /// The decoded subject, a source of password candidates.
     pub(crate) subject: String,
     /// Password candidates, mined when the first encrypted entry is met.
@@ -353,7 +367,6 @@ pub(crate) struct Builder<'l> {
     pub(crate) texts: Vec<TextPart>,
     pub(crate) limits_hit: Vec<LimitHit>,
     pub(crate) entries_seen: usize,
-    pub(crate) bytes_inflated: u64,
     pub(crate) parts_seen: usize,
     /// Containers (archives, messages) found but not opened yet. The top
     /// message's text is all read before any archive is opened, so that the
@@ -398,7 +411,7 @@ impl Builder<'_> {
     }
 
     pub(crate) fn out_of_time(&mut self) -> bool {
-        if Instant::now() >= self.deadline {
+        if self.budget.expired() {
             self.note_limit(
                 "limits.scan_timeout_secs",
                 format!("scan stopped after {} s", self.limits.scan_timeout_secs),
