@@ -52,3 +52,126 @@ fn two_hundred_thousand_levels_of_nesting_get_a_verdict() {
         assert!(rules(&report).iter().any(|r| r == "scan.limit"), "{:?}", report.findings);
     }
 }
+
+// ---- an encrypted Emotet zip, and the tricks around it ------------------
+
+use std::io::Write;
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/office").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// An AES-encrypted zip (password `abc123`) holding a macro document and an
+/// executable, optionally after a decoy entry in the clear.
+fn emotet_zip(decoy: Option<(&str, &[u8])>) -> Vec<u8> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut w = zip::ZipWriter::new(&mut buf);
+        let plain = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        if let Some((name, data)) = decoy {
+            w.start_file(name, plain).unwrap();
+            w.write_all(data).unwrap();
+        }
+        let secret = zip::write::SimpleFileOptions::default()
+            .with_aes_encryption(zip::AesMode::Aes256, "abc123");
+        w.start_file("invoice.doc", secret).unwrap();
+        w.write_all(&fixture("d1_document_open_shell.doc")).unwrap();
+        w.start_file("invoice.exe", secret).unwrap();
+        w.write_all(b"MZ\x90\x00\x03\x00\x00\x00 this program cannot be run in DOS mode")
+            .unwrap();
+        w.finish().unwrap();
+    }
+    buf.into_inner()
+}
+
+fn base64_lines(data: &[u8]) -> String {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(data);
+    encoded
+        .as_bytes()
+        .chunks(76)
+        .map(|l| format!("{}\r\n", std::str::from_utf8(l).unwrap()))
+        .collect()
+}
+
+/// The Emotet mail: the zip attached, the password in the body, and
+/// `extra_line` (if any) in the body too.
+fn emotet_mail(zip: &[u8], extra_line: &str) -> Vec<u8> {
+    format!(
+        "From: Sender <a@sender.example>\r\nTo: b@rcpt.example\r\nSubject: invoice\r\n\
+Message-ID: <emotet@sender.example>\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\n\
+Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\
+請求書を送付します。\r\n{extra_line}\r\nパスワード: abc123\r\n--b1\r\n\
+Content-Type: application/zip; name=\"invoice.zip\"\r\n\
+Content-Disposition: attachment; filename=\"invoice.zip\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\n{}--b1--\r\n",
+        base64_lines(zip)
+    )
+    .into_bytes()
+}
+
+fn sorted_rules(report: &Report) -> Vec<String> {
+    let mut r = rules(report);
+    r.sort();
+    r
+}
+
+#[test]
+fn the_plain_emotet_zip_is_opened_and_quarantined() {
+    let report = scan(&emotet_mail(&emotet_zip(None), ""));
+    let r = rules(&report);
+    assert!(r.contains(&"encrypted_archive.password_in_body".to_string()), "{r:?}");
+    assert!(r.contains(&"office_macro.suspicious".to_string()), "{r:?}");
+    assert!(r.contains(&"attachment.dangerous_type".to_string()), "{r:?}");
+    assert_eq!(report.verdict, Verdict::Quarantine);
+}
+
+#[test]
+fn case_mapping_around_the_archive_name_neither_panics_nor_changes_the_verdict() {
+    let zip = emotet_zip(None);
+    let without = scan(&emotet_mail(&zip, ""));
+    // Each line mixes characters whose lowercase is longer or shorter in
+    // UTF-8 than they are, so offsets in a lowercased copy drift.
+    for line in [
+        "İinvoice.zipẞ",
+        "KKKinvoice.zip(İİ)",
+        "ȺȺinvoice.zip ẞẞ Ω",
+        "ǅİinvoice.ZIPK (abc123)",
+    ] {
+        let with = scan(&emotet_mail(&zip, line));
+        assert!(
+            !rules(&with).contains(&"scan.error".to_string()),
+            "{line}: {:?}",
+            with.findings
+        );
+        assert_eq!(with.verdict, without.verdict, "{line}");
+        assert_eq!(sorted_rules(&with), sorted_rules(&without), "{line}");
+    }
+}
+
+#[test]
+fn a_zip_that_claims_to_be_a_document_is_still_opened() {
+    let baseline = sorted_rules(&scan(&emotet_mail(&emotet_zip(None), "")));
+    for decoy in [
+        ("mimetype", &b""[..]),
+        ("mimetype", &b"application/vnd.oasis.opendocument.text"[..]),
+        ("[Content_Types].xml", &b"<?xml version=\"1.0\"?><Types/>"[..]),
+    ] {
+        let report = scan(&emotet_mail(&emotet_zip(Some(decoy)), ""));
+        assert_eq!(sorted_rules(&report), baseline, "decoy {:?}", decoy.0);
+        assert_eq!(report.verdict, Verdict::Quarantine, "decoy {:?}", decoy.0);
+    }
+}
+
+#[test]
+fn japanese_entity_in_link_text_keeps_the_links_detector() {
+    let raw = "From: a@sender.example\r\nTo: b@rcpt.example\r\nSubject: x\r\n\
+MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+<p><a href=\"https://evil.example/invoice.docm\">&amp;日本語の請求書 https://bank.example/</a></p>\r\n";
+    let report = scan(raw.as_bytes());
+    assert!(!rules(&report).contains(&"scan.error".to_string()), "{:?}", report.findings);
+    assert!(rules(&report).iter().any(|r| r.starts_with("links.")), "{:?}", report.findings);
+}

@@ -72,9 +72,34 @@ pub struct ArchiveInfo {
 /// Strong encryption: general purpose bit 6 (with bit 0).
 const FLAG_STRONG_ENCRYPTION: u16 = 1 << 6;
 
+/// Parts every Office package (OOXML) or OpenDocument file has, read by
+/// the document parsers rather than as attachments of their own: XML and
+/// relationship parts, the package's own metadata, the VBA project, media
+/// and embedded objects. Whatever else a "document" zip holds (an
+/// `invoice.doc`, an `.exe`, any encrypted entry) is an attachment: a zip
+/// does not stop being an archive because it also holds a `mimetype` or a
+/// `[Content_Types].xml` entry.
+fn is_package_part(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    let base = lower.rsplit('/').next().unwrap_or(&lower);
+    lower == "mimetype"
+        || base.ends_with(".xml")
+        || base.ends_with(".rels")
+        || base == "vbaproject.bin"
+        || ["_rels/", "docprops/", "meta-inf/", "thumbnails/", "customxml/"]
+            .iter()
+            .any(|p| lower.starts_with(p))
+        || ["/media/", "/embeddings/", "/activex/", "/printersettings/", "/fonts/", "/theme/"]
+            .iter()
+            .any(|p| lower.contains(p))
+        || lower.starts_with("pictures/")
+}
+
 /// List the entries of the zip at node `id` and add each readable entry as a
-/// child node, within the builder's limits.
-pub(crate) fn open_zip(builder: &mut Builder<'_>, id: usize) {
+/// child node, within the builder's limits. For an Office package or
+/// OpenDocument file (`package`), its own parts are left to the document
+/// parsers and only foreign entries are added.
+pub(crate) fn open_zip(builder: &mut Builder<'_>, id: usize, package: bool) {
     let data = builder.attachments[id].data.clone();
     let path = builder.attachments[id].path.clone();
     let depth = builder.attachments[id].depth + 1;
@@ -129,6 +154,10 @@ pub(crate) fn open_zip(builder: &mut Builder<'_>, id: usize) {
             .name()
             .map(|n| n.into_owned())
             .unwrap_or_else(|_| format!("entry{index}"));
+        // A document's own parts, unless encrypted: no package encrypts a part.
+        if package && !entry.encrypted() && is_package_part(&name) {
+            continue;
+        }
         let declared_size = entry.size();
         let compressed = entry.compressed_size();
         if entry.encrypted() {

@@ -400,7 +400,7 @@ impl Builder<'_> {
             archive_names: self
                 .attachments
                 .iter()
-                .filter(|a| a.file_type.is_archive())
+                .filter(|a| a.file_type.is_archive() || a.file_type.is_zip_based())
                 .filter_map(|a| a.name.as_deref())
                 .collect(),
             max_candidates: self.passwords.max_candidates,
@@ -613,7 +613,10 @@ impl Builder<'_> {
     fn open_container(&mut self, id: usize) {
         let node = &self.attachments[id];
         let (file_type, depth) = (node.file_type, node.depth);
-        if !matches!(file_type, FileType::Zip | FileType::Email) {
+        if !matches!(
+            file_type,
+            FileType::Zip | FileType::Ooxml | FileType::OpenDocument | FileType::Email
+        ) {
             return;
         }
         if depth + 1 > self.limits.max_depth {
@@ -625,7 +628,8 @@ impl Builder<'_> {
             return;
         }
         match file_type {
-            FileType::Zip => archive::open_zip(self, id),
+            FileType::Zip => archive::open_zip(self, id, false),
+            FileType::Ooxml | FileType::OpenDocument => archive::open_zip(self, id, true),
             FileType::Email => {
                 let data = self.attachments[id].data.clone();
                 let path = self.attachments[id].path.clone();
