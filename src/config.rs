@@ -205,6 +205,9 @@ pub struct OrganizationConfig {
     pub domains: Vec<String>,
     /// Names the organisation goes by, e.g. "Example Holdings", "株式会社例".
     pub names: Vec<String>,
+    /// List-Ids of mailing lists the organisation reads (known at once;
+    /// others become known after posts on several days from one server).
+    pub mailing_lists: Vec<String>,
 }
 
 /// `[headers]`: what the milter writes into scanned messages.

@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use crate::config::{Config, ConfigErrors};
 use crate::detector::{Detector, Hit, ScanContext};
+use crate::detectors::outbound::{holds, Clock};
 use crate::envelope::Envelope;
 use crate::policy::{Policy, RawFinding};
 use crate::report::{Report, Verdict};
-use crate::detectors::outbound::{holds, Clock};
 use crate::store::threads::{self, Remembered};
 use crate::store::{MemoryStore, Store, StoreError};
 use crate::view::MessageView;
@@ -57,12 +57,37 @@ impl Engine {
 
     /// Record `view` in the thread memory and known correspondents.
     /// Idempotent per Message-ID.
+    /// Outbound mail (the organisation's own) is believed whole; inbound
+    /// mail only as far as [`threads::Trust`] says.
     pub fn remember(&self, view: &MessageView) -> Result<Remembered, StoreError> {
+        let believed =
+            crate::detectors::outbound::account_of(&self.config.outbound, &view.envelope).is_some();
+        self.remember_as(view, believed)
+    }
+
+    /// Remember `view`, believed whole (`learn`: mail an admin vouches for)
+    /// or as inbound mail.
+    pub fn remember_as(
+        &self,
+        view: &MessageView,
+        believed: bool,
+    ) -> Result<Remembered, StoreError> {
+        let org_domains: Vec<String> = self
+            .config
+            .organization
+            .domains
+            .iter()
+            .map(|d| crate::domains::registrable(&d.trim().to_ascii_lowercase()))
+            .collect();
         threads::remember(
             self.store.as_ref(),
             view,
             self.config.store.thread_ttl(),
-            crate::store::unix_now() as i64,
+            (self.clock)() as i64,
+            &threads::Trust {
+                believed,
+                org_domains: &org_domains,
+            },
         )
     }
 
@@ -250,10 +275,29 @@ impl Engine {
                 format!("{}: {}", limit.limit, limit.detail),
             ));
         }
+        // Lookup: is this a post to a mailing list the organisation knows?
+        let known_list = match view.list_id.as_deref() {
+            Some(id) => match crate::store::lists::is_known(
+                self.store.as_ref(),
+                &self.config.organization.mailing_lists,
+                id,
+                &crate::store::lists::server_of(view),
+            ) {
+                Ok(true) => Some(id),
+                Ok(false) => None,
+                Err(e) => {
+                    raw.push(scan_finding("error", format!("mailing list lookup: {e}")));
+                    None
+                }
+            },
+            None => None,
+        };
         let ctx = ScanContext {
             config: &self.config,
             store: self.store.as_ref(),
             budget,
+            now: (self.clock)() as i64,
+            known_list,
         };
         for detector in &self.detectors {
             if budget.expired() {
@@ -281,7 +325,9 @@ impl Engine {
         let mut all = pre.0.clone();
         // The detector also sees a hold (one started since MAIL FROM):
         // one `outbound.held` is enough.
-        let held_before = all.iter().any(|f| f.detector == "outbound" && f.rule == "held");
+        let held_before = all
+            .iter()
+            .any(|f| f.detector == "outbound" && f.rule == "held");
         all.extend(
             content
                 .into_iter()

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use malspam_milter::detector::{Detector, DetectorError, Hit, RuleInfo, ScanContext};
-use malspam_milter::detectors::outbound::{holds, Outbound};
+use malspam_milter::detectors::outbound::holds;
 use malspam_milter::store::{MemoryStore, Store};
 use malspam_milter::view::MessageView;
 use malspam_milter::{Config, Engine, Envelope, Report, Verdict};

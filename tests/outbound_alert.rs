@@ -5,7 +5,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use malspam_milter::detectors::outbound::Outbound;
 use malspam_milter::store::MemoryStore;
 use malspam_milter::{Config, Engine, Envelope};
 

@@ -163,7 +163,9 @@ async fn mail(daemon: &Daemon, cx: &mut Context<Session>, args: Vec<CString>) ->
     // The envelope stage: an outbound account on hold is held whatever
     // becomes of the content scan.
     if let Some(message) = session(&mut cx.data).message() {
-        message.envelope_findings = daemon.envelope_stage(engine.clone(), &message.envelope).await;
+        message.envelope_findings = daemon
+            .envelope_stage(engine.clone(), &message.envelope)
+            .await;
     }
     carry_on(&mut cx.data, ProtoOpts::NOREPLY_MAIL)
 }

@@ -197,10 +197,7 @@ impl Daemon {
             Ok(Err(_)) => return engine.not_scanned("the scan pool is closed", &pre),
             Err(_) => {
                 return engine.not_scanned(
-                    &format!(
-                        "every scan slot stayed busy for {} s",
-                        budget.as_secs()
-                    ),
+                    &format!("every scan slot stayed busy for {} s", budget.as_secs()),
                     &pre,
                 )
             }
@@ -216,7 +213,11 @@ impl Daemon {
             Ok(Err(join_error)) => engine.not_scanned(
                 &format!(
                     "internal error in the scan ({})",
-                    if join_error.is_panic() { "a panic" } else { "cancelled" }
+                    if join_error.is_panic() {
+                        "a panic"
+                    } else {
+                        "cancelled"
+                    }
                 ),
                 &pre,
             ),
@@ -231,7 +232,11 @@ impl Daemon {
     /// needs the store (outbound mail only), within the store's own
     /// timeout plus a second: a store that hangs gives
     /// `outbound.hold_unknown`, held, never a message let out unheld.
-    pub async fn envelope_stage(&self, engine: Arc<Engine>, envelope: &Envelope) -> EnvelopeFindings {
+    pub async fn envelope_stage(
+        &self,
+        engine: Arc<Engine>,
+        envelope: &Envelope,
+    ) -> EnvelopeFindings {
         let config = engine.config();
         let Some(account) = crate::detectors::outbound::account_of(&config.outbound, envelope)
         else {

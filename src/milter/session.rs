@@ -7,8 +7,8 @@ use std::net::IpAddr;
 
 use crate::config::HeadersConfig;
 use crate::envelope::Envelope;
-use crate::scan::EnvelopeFindings;
 use crate::headers::is_own_header;
+use crate::scan::EnvelopeFindings;
 
 use super::InFlight;
 

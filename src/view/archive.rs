@@ -86,12 +86,25 @@ fn is_package_part(name: &str) -> bool {
         || base.ends_with(".xml")
         || base.ends_with(".rels")
         || base == "vbaproject.bin"
-        || ["_rels/", "docprops/", "meta-inf/", "thumbnails/", "customxml/"]
-            .iter()
-            .any(|p| lower.starts_with(p))
-        || ["/media/", "/embeddings/", "/activex/", "/printersettings/", "/fonts/", "/theme/"]
-            .iter()
-            .any(|p| lower.contains(p))
+        || [
+            "_rels/",
+            "docprops/",
+            "meta-inf/",
+            "thumbnails/",
+            "customxml/",
+        ]
+        .iter()
+        .any(|p| lower.starts_with(p))
+        || [
+            "/media/",
+            "/embeddings/",
+            "/activex/",
+            "/printersettings/",
+            "/fonts/",
+            "/theme/",
+        ]
+        .iter()
+        .any(|p| lower.contains(p))
         || lower.starts_with("pictures/")
 }
 

@@ -75,7 +75,10 @@ impl FileType {
 
     /// Zips, whatever they claim to be: plain, Office package, OpenDocument.
     pub fn is_zip_based(self) -> bool {
-        matches!(self, FileType::Zip | FileType::Ooxml | FileType::OpenDocument)
+        matches!(
+            self,
+            FileType::Zip | FileType::Ooxml | FileType::OpenDocument
+        )
     }
 
     /// Archive formats (not counting Office packages, which are zips too).

@@ -17,9 +17,9 @@ pub use archive::{ArchiveInfo, EncryptedEntry, EncryptionMethod, EntryState};
 pub use filetype::FileType;
 
 use crate::config::Limits;
-use crate::formats::Budget;
 use crate::detectors::encrypted_archive::EncryptedArchiveConfig;
 use crate::envelope::Envelope;
+use crate::formats::Budget;
 use crate::password::{self, Candidate, MinerInput};
 
 /// A decoded text part: plain text as sent, HTML both as text and as markup.
@@ -204,7 +204,11 @@ impl MessageView {
         passwords: &EncryptedArchiveConfig,
         deadline: Instant,
     ) -> Self {
-        let budget = Budget::new(deadline, limits.max_inflated_bytes, limits.max_inflation_ratio);
+        let budget = Budget::new(
+            deadline,
+            limits.max_inflated_bytes,
+            limits.max_inflation_ratio,
+        );
         MessageView::build_within(envelope, raw, limits, passwords, &budget)
     }
 

@@ -22,8 +22,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Limits;
-use crate::formats;
 use crate::detector::{Detector, DetectorError, Hit, RuleInfo, ScanContext};
+use crate::formats;
 use crate::view::{FileType, MessageView};
 
 use keywords::{Class, Match};

@@ -187,7 +187,10 @@ fn read_part(
     budget: &mut Budget<'_>,
 ) -> Result<Vec<u8>, String> {
     let entry = archive.by_index(index).map_err(|e| e.to_string())?;
-    if let Err(why) = budget.shared.check_ratio(entry.compressed_size(), entry.size()) {
+    if let Err(why) = budget
+        .shared
+        .check_ratio(entry.compressed_size(), entry.size())
+    {
         return Err(format!(
             "{} bytes from {} compressed: not inflated, {why} (limits.max_inflation_ratio)",
             entry.size(),
