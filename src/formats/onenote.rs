@@ -108,8 +108,10 @@ pub fn open(data: &[u8], budget: &Budget, _passwords: Passwords<'_>) -> Opened {
         };
         let ext = info.and_then(|r| r.extension.clone());
         let name = match &ext {
-            Some(ext) => take_name_with_extension(&mut names, ext)
-                .or_else(|| (how == "OneNote embedded file").then(|| format!("embedded{ext}"))),
+            Some(ext) => take_name_with_extension(&mut names, ext).or_else(|| {
+                // The section keeps the extension even when no name is found.
+                (info.map(|r| r.jcid) == Some(JCID_EMBEDDED_FILE)).then(|| format!("embedded{ext}"))
+            }),
             None => None,
         };
 
