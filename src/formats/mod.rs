@@ -14,6 +14,11 @@
 //! checks the deadline inside its loops. When it stops early it says so in
 //! [`Opened::limits`], which becomes `scan.limit`.
 
+pub mod office_crypto;
+pub mod padding;
+pub mod rar;
+pub mod sevenz;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
