@@ -1133,7 +1133,3 @@ fn decrypt_agile_package(
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-}
