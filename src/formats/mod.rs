@@ -18,6 +18,10 @@ pub mod disk_image;
 pub mod html;
 pub mod lnk;
 pub mod onenote;
+pub mod office_crypto;
+pub mod padding;
+pub mod rar;
+pub mod sevenz;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
