@@ -14,6 +14,10 @@
 //! checks the deadline inside its loops. When it stops early it says so in
 //! [`Opened::limits`], which becomes `scan.limit`.
 
+pub mod ole_objects;
+pub mod ooxml;
+pub mod rtf;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
