@@ -182,6 +182,20 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: &Limits) -> Opened {
                         if let Dest::ObjData(n) = top.dest {
                             if let Some(o) = objects.get_mut(n) {
                                 o.junk += 1;
+                                // The "nibble" obfuscation: Word drops a
+                                // hex digit still waiting for its pair at any
+                                // `\'` escape, and the last digit read at an
+                                // escape written with digits and lower-case
+                                // letters (`\'cc`, not `\'2F` or `\'1R`).
+                                let escaped = data.get(next.saturating_sub(2)..next);
+                                let lower_hex = escaped.is_some_and(|h| {
+                                    h.len() == 2
+                                        && h.iter()
+                                            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+                                });
+                                if o.half.is_some() || lower_hex {
+                                    drop_nibble(o);
+                                }
                             }
                         }
                     }
@@ -245,6 +259,15 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: &Limits) -> Opened {
                         } else if w == b"objlink" || w == b"objautlink" {
                             if let Some(o) = top.object.and_then(|n| objects.get_mut(n)) {
                                 o.link = true;
+                            }
+                        } else if let Dest::ObjData(n) = top.dest {
+                            if is_destination(w) {
+                                // Decoy data: the rest of this group goes
+                                // to another destination.
+                                if let Some(o) = objects.get_mut(n) {
+                                    o.junk += 1;
+                                }
+                                top.dest = Dest::Other;
                             }
                         }
                     }
@@ -326,6 +349,67 @@ fn push_byte(o: &mut Object, byte: u8, budget: &Budget, limits: &Limits) -> bool
     }
     o.data.push(byte);
     true
+}
+
+/// RTF destination control words (RTF 1.9.1), lower-case and sorted. Text
+/// after one of these inside `\objdata` belongs to that destination, not
+/// to the object: exploits hide decoy hex behind them (`{\hlsrc ...}`).
+const DESTINATIONS: &[&str] = &[
+    "aftncn", "aftnsep", "aftnsepc", "annotation", "atnauthor", "atndate", "atnicn", "atnid",
+    "atnparent", "atnref", "atntime", "atrfend", "atrfstart", "author", "background",
+    "bkmkend", "bkmkstart", "blipuid", "buptim", "category", "colorschememapping", "colortbl",
+    "comment", "company", "creatim", "datafield", "datastore", "defchp", "defpap", "do",
+    "doccomm", "docvar", "dptxbxtext", "ebcend", "ebcstart", "factoidname", "falt", "fchars",
+    "ffdeftext", "ffentrymcr", "ffexitmcr", "ffformat", "ffhelptext", "ffl", "ffname",
+    "ffstattext", "field", "file", "filetbl", "fldinst", "fldrslt", "fldtype", "fname",
+    "fontemb", "fontfile", "fonttbl", "footer", "footerf", "footerl", "footerr", "footnote",
+    "formfield", "ftncn", "ftnsep", "ftnsepc", "g", "generator", "gridtbl", "header",
+    "headerf", "headerl", "headerr", "hl", "hlfr", "hlinkbase", "hlloc", "hlsrc", "hsv",
+    "htmltag", "info", "keycode", "keywords", "latentstyles", "lchars", "levelnumbers",
+    "leveltext", "lfolevel", "linkval", "list", "listlevel", "listname", "listoverride",
+    "listoverridetable", "listpicture", "liststylename", "listtable", "listtext",
+    "lsdlockedexcept", "macc", "maccpr", "mailmerge", "maln", "malnscr", "manager", "margpr",
+    "mbar", "mbarpr", "mbasejc", "mbegchr", "mborderbox", "mborderboxpr", "mbox", "mboxpr",
+    "mchr", "mcount", "mctrlpr", "md", "mdeg", "mdeghide", "mden", "mdiff", "mdpr", "me",
+    "mendchr", "meqarr", "meqarrpr", "mf", "mfname", "mfpr", "mfunc", "mfuncpr", "mgroupchr",
+    "mgroupchrpr", "mgrow", "mhidebot", "mhideleft", "mhideright", "mhidetop", "mhtmltag",
+    "mlim", "mlimloc", "mlimlow", "mlimlowpr", "mlimupp", "mlimupppr", "mm", "mmaddfieldname",
+    "mmath", "mmathpict", "mmathpr", "mmaxdist", "mmc", "mmcjc", "mmconnectstr",
+    "mmconnectstrdata", "mmcpr", "mmcs", "mmdatasource", "mmheadersource", "mmmailsubject",
+    "mmodso", "mmodsofilter", "mmodsofldmpdata", "mmodsomappedname", "mmodsoname",
+    "mmodsorecipdata", "mmodsosort", "mmodsosrc", "mmodsotable", "mmodsoudl", "mmodsoudldata",
+    "mmodsouniquetag", "mmpr", "mmquery", "mmr", "mnary", "mnarypr", "mnobreak", "mnum",
+    "mobjdist", "momath", "momathpara", "momathparapr", "mopemu", "mphant", "mphantpr",
+    "mplchide", "mpos", "mr", "mrad", "mradpr", "mrpr", "msepchr", "mshow", "mshp", "mspre",
+    "msprepr", "mssub", "mssubpr", "mssubsup", "mssubsuppr", "mssup", "mssuppr", "mstrikebltr",
+    "mstrikeh", "mstriketlbr", "mstrikev", "msub", "msubhide", "msup", "msuphide", "mtransp",
+    "mtype", "mvertjc", "mvfmf", "mvfml", "mvtof", "mvtol", "mzeroasc", "mzerodesc",
+    "mzerowid", "nesttableprops", "nextfile", "nonesttables", "objalias", "objname", "objsect",
+    "objtime", "oldcprops", "oldpprops", "oldsprops", "oldtprops", "oleclsid", "operator",
+    "panose", "password", "passwordhash", "pgp", "pgptbl", "picprop", "pict", "pn", "pnseclvl",
+    "pntext", "pntxta", "pntxtb", "printim", "private", "propname", "protend", "protstart",
+    "protusertbl", "pxe", "result", "revtbl", "revtim", "rsidtbl", "rxe", "shp", "shpgrp",
+    "shpinst", "shppict", "shprslt", "shptxt", "sn", "sp", "subject", "sv", "svb", "tc",
+    "template", "themedata", "title", "txe", "ud", "upr", "userprops", "wgrffmtfilter",
+    "windowcaption", "writereservation", "writereservhash", "xe", "xform", "xmlattrname",
+    "xmlattrvalue", "xmlclose", "xmlname", "xmlnstbl", "xmlopen",
+];
+
+fn is_destination(word: &[u8]) -> bool {
+    let lower = word.to_ascii_lowercase();
+    let Ok(lower) = std::str::from_utf8(&lower) else {
+        return false;
+    };
+    DESTINATIONS.binary_search(&lower).is_ok()
+}
+
+/// Forget the last hex digit read into an object's data.
+fn drop_nibble(o: &mut Object) {
+    if o.half.take().is_none() {
+        if let Some(b) = o.data.pop() {
+            o.half = Some(b >> 4);
+        }
+    }
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -697,7 +781,7 @@ mod tests {
         let (b, rest) = rest.split_at(7);
         let (c, d) = rest.split_at(31);
         let mut rtf = format!(
-            "{{\\rt0junk{{\\object{{\\*\\objdata \r\n{a}\\par12 {b} {{{c}}}{{\\*\\xx 4142}}\\'41 zz"
+            "{{\\rt0junk{{\\object{{\\*\\objdata \r\n{a}\\par12 {b} {{{c}}}{{\\*\\xx 4142}}\\'4A zz"
         )
         .into_bytes();
         // The next byte, raw, then the rest as hex.
@@ -723,6 +807,30 @@ mod tests {
             malformed.iter().any(|d| d.contains("junk")),
             "{malformed:?}"
         );
+        assert_eq!(&o.embedded[0].data[..], &cfb[..]);
+    }
+
+    #[test]
+    fn escapes_drop_the_digit_before_them_and_decoys_are_skipped() {
+        let cfb = equation_cfb();
+        let h = hex(&ole1("Equation.3", &cfb));
+        // Decoy hex in `{\\hlsrc ...}` and after `\\listtable` is not object
+        // data. Between bytes: a junk digit then a lower-case `\\'cc` (drops
+        // the digit before it); `\\'1R\\'2F` with no digit pending (no
+        // effect); a junk digit then `\\'!*` (drops the pending digit).
+        let mut rtf =
+            String::from("{\\rtf1{\\object{\\*\\objdata {\\hlsrc 4142}{ x\\listtable 4344}");
+        for (j, pair) in h.as_bytes().chunks(2).enumerate() {
+            rtf.push_str(std::str::from_utf8(pair).unwrap());
+            rtf.push_str(match j % 3 {
+                0 => "7\\'cc",
+                1 => "\\'1R\\'2F",
+                _ => "a\\'!*",
+            });
+        }
+        rtf.push_str("}}}");
+        let o = run(rtf.as_bytes());
+        assert!(kinds(&o).contains(&IndicatorKind::EquationEditor), "{o:?}");
         assert_eq!(&o.embedded[0].data[..], &cfb[..]);
     }
 
@@ -857,6 +965,15 @@ mod tests {
             o.limits.iter().any(|l| l.contains("over 1000 bytes")),
             "{o:?}"
         );
+    }
+
+    #[test]
+    fn destinations_list_is_sorted_and_found() {
+        assert!(DESTINATIONS.windows(2).all(|w| w[0] < w[1]));
+        assert!(is_destination(b"mlimLow"));
+        assert!(is_destination(b"hlsrc"));
+        assert!(!is_destination(b"par"));
+        assert!(!is_destination(b"objdata"));
     }
 
     #[test]
