@@ -36,6 +36,10 @@ pub const EQUATION_CLSIDS: [&str; 3] = [
     "00021700-0000-0000-C000-000000000046",
 ];
 
+/// StdOleLink: an OLE2Link object, which fetches the target of its moniker
+/// (CVE-2017-0199).
+pub const STD_OLE_LINK: &str = "00000300-0000-0000-C000-000000000046";
+
 /// CLSIDs of the OLE Packager (its data is an `Ole10Native` stream).
 const PACKAGE_CLSIDS: [&str; 2] = [
     "0003000C-0000-0000-C000-000000000046",
@@ -213,6 +217,19 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: &Limits) -> Opened {
             out.indicator(IndicatorKind::ActiveX, detail);
             continue;
         }
+        if clsid.as_deref() == Some(STD_OLE_LINK) && has("\u{1}Ole") {
+            out.indicator(
+                IndicatorKind::OleObject,
+                format!("OLE2Link {named}{where_}"),
+            );
+            let path = join(&storage.path, "\u{1}Ole");
+            if let Some(s) = read_stream(&mut file, &path, 65536, budget, &mut out) {
+                for url in utf16_urls(&s, 8) {
+                    out.indicator(IndicatorKind::ExternalReference, format!("OLE2Link: {url}"));
+                }
+            }
+            continue;
+        }
         if clsid
             .as_deref()
             .is_some_and(|c| PACKAGE_CLSIDS.contains(&c))
@@ -360,6 +377,50 @@ fn read_stream<F: Read + Seek>(
             (!data.is_empty()).then_some(data)
         }
     }
+}
+
+/// UTF-16LE URLs (`http://`, `https://`, `file://`, `\\host`) in `data`, at
+/// most `max`, each at most 2048 characters.
+pub(crate) fn utf16_urls(data: &[u8], max: usize) -> Vec<String> {
+    let mut found = Vec::new();
+    for prefix in ["http://", "https://", "file://", "\\\\"] {
+        let pattern: Vec<u8> = prefix
+            .encode_utf16()
+            .flat_map(|u| u.to_le_bytes())
+            .collect();
+        let mut from = 0;
+        while let Some(at) = data
+            .get(from..)
+            .and_then(|rest| memchr::memmem::find(rest, &pattern))
+        {
+            let start = from + at;
+            let units: Vec<u16> = data
+                .get(start..)
+                .unwrap_or(&[])
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .take_while(|&u| u > 0x20 && u != 0x7F)
+                .take(2048)
+                .collect();
+            from = start + units.len().max(1) * 2;
+            let url = String::from_utf16_lossy(&units);
+            if url.len() > prefix.len() && !found.contains(&url) {
+                found.push(url);
+                if found.len() >= max {
+                    return found;
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The CLSID of a compound file's root storage (upper case), if it opens
+/// and has one.
+pub(crate) fn root_clsid(data: &[u8], budget: &Budget) -> Option<String> {
+    let file = open_cfb(data, budget, Limits::default().max_stream_bytes).ok()?;
+    let clsid = *file.root_entry().clsid();
+    (!clsid.is_nil()).then(|| clsid.to_string().to_ascii_uppercase())
 }
 
 /// An OLE Package's native data (the `Ole10Native` stream after its size,

@@ -22,7 +22,8 @@
 use bytes::Bytes;
 
 use super::ole_objects::{
-    equation_clsid_in, is_equation_prog_id, package_native, Reader, OLE_MAGIC,
+    equation_clsid_in, is_equation_prog_id, package_native, root_clsid, utf16_urls, Reader,
+    OLE_MAGIC, STD_OLE_LINK,
 };
 use super::{Budget, Embedded, IndicatorKind, Opened, Passwords};
 
@@ -60,6 +61,15 @@ pub fn open(data: &[u8], budget: &Budget, _passwords: Passwords<'_>) -> Opened {
 /// How decoded bytes are charged to the budget: in chunks, not per byte.
 const CHARGE_CHUNK: usize = 64 << 10;
 
+/// Tokens of `\objdata` besides hex digit values (0-15): `\'` escapes,
+/// which Word reads in ways exploit writers use to hide digits.
+/// An escape of lower-case hex with a letter (`\'cc`).
+const ESC_LETTERS: u8 = 16;
+/// An escape of two decimal digits (`\'29`).
+const ESC_DIGITS: u8 = 17;
+/// Any other escape (`\'2F`, `\'1R`, `\'!*`).
+const ESC_OTHER: u8 = 18;
+
 /// Where the text of the current group goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Dest {
@@ -83,11 +93,11 @@ struct Group {
 #[derive(Debug, Default)]
 struct Object {
     class: String,
-    data: Vec<u8>,
-    /// Bytes of `data` already charged to the budget.
+    /// Hex digit values and escape markers, in order.
+    tokens: Vec<u8>,
+    /// Entries of `tokens` already charged to the budget.
     charged: usize,
-    /// A nibble waiting for its pair.
-    half: Option<u8>,
+    escapes: bool,
     update: bool,
     link: bool,
     /// Non-hex, non-whitespace bytes and skipped groups inside the data.
@@ -182,20 +192,10 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: &Limits) -> Opened {
                         if let Dest::ObjData(n) = top.dest {
                             if let Some(o) = objects.get_mut(n) {
                                 o.junk += 1;
-                                // The "nibble" obfuscation: Word drops a
-                                // hex digit still waiting for its pair at any
-                                // `\'` escape, and the last digit read at an
-                                // escape written with digits and lower-case
-                                // letters (`\'cc`, not `\'2F` or `\'1R`).
-                                let escaped = data.get(next.saturating_sub(2)..next);
-                                let lower_hex = escaped.is_some_and(|h| {
-                                    h.len() == 2
-                                        && h.iter()
-                                            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
-                                });
-                                if o.half.is_some() || lower_hex {
-                                    drop_nibble(o);
-                                }
+                                let escaped = data.get(next.saturating_sub(2)..next).unwrap_or(&[]);
+                                let token = escape_token(escaped);
+                                o.escapes = true;
+                                push_token(o, token, budget, limits);
                             }
                         }
                     }
@@ -209,7 +209,9 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: &Limits) -> Opened {
                                     o.bin_runs += 1;
                                     let run = data.get(i..end).unwrap_or(&[]);
                                     for &byte in run {
-                                        if !push_byte(o, byte, budget, limits) {
+                                        if !push_token(o, byte >> 4, budget, limits)
+                                            || !push_token(o, byte & 0x0F, budget, limits)
+                                        {
                                             break;
                                         }
                                     }
@@ -281,12 +283,9 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: &Limits) -> Opened {
                     Dest::ObjData(n) => {
                         if let Some(o) = objects.get_mut(n) {
                             match hex_value(b) {
-                                Some(v) => match o.half.take() {
-                                    Some(h) => {
-                                        push_byte(o, (h << 4) | v, budget, limits);
-                                    }
-                                    None => o.half = Some(v),
-                                },
+                                Some(v) => {
+                                    push_token(o, v, budget, limits);
+                                }
                                 None if b.is_ascii_whitespace() || b == 0 => {}
                                 None => o.junk += 1,
                             }
@@ -310,7 +309,7 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: &Limits) -> Opened {
                 .push("the scan's time budget ran out in an RTF file".into());
             break;
         }
-        report_object(n + 1, object, &mut out);
+        report_object(n + 1, object, budget, &mut out);
     }
     out
 }
@@ -326,73 +325,432 @@ fn header_is_proper(data: &[u8]) -> bool {
     }
 }
 
-/// Add one decoded byte to an object's data, charging the budget a chunk
-/// at a time. False once the object is cut at a limit.
-fn push_byte(o: &mut Object, byte: u8, budget: &Budget, limits: &Limits) -> bool {
+/// Add one token to an object's data, charging the budget a chunk at a
+/// time. False once the object is cut at a limit.
+fn push_token(o: &mut Object, token: u8, budget: &Budget, limits: &Limits) -> bool {
     if o.cut.is_some() {
         return false;
     }
-    if o.data.len() as u64 >= limits.max_object_bytes {
+    // Two digits make a byte: the token count bounds the decoded size.
+    if o.tokens.len() as u64 >= limits.max_object_bytes.saturating_mul(2) {
         o.cut = Some(format!(
             "RTF object data over {} bytes; the rest not decoded",
             limits.max_object_bytes
         ));
         return false;
     }
-    if o.data.len() >= o.charged {
+    if o.tokens.len() >= o.charged {
         if let Err(e) = budget.take(CHARGE_CHUNK as u64) {
             o.cut = Some(format!("RTF object data not fully decoded: {e}"));
             return false;
         }
         o.charged += CHARGE_CHUNK;
-        o.data.reserve(CHARGE_CHUNK);
+        o.tokens.reserve(CHARGE_CHUNK);
     }
-    o.data.push(byte);
+    o.tokens.push(token);
     true
+}
+
+fn escape_token(hh: &[u8]) -> u8 {
+    let lower = |c: &u8| c.is_ascii_digit() || (b'a'..=b'f').contains(c);
+    if hh.len() == 2 && hh.iter().all(u8::is_ascii_digit) {
+        ESC_DIGITS
+    } else if hh.len() == 2 && hh.iter().all(lower) {
+        ESC_LETTERS
+    } else {
+        ESC_OTHER
+    }
+}
+
+/// How `\'` escapes inside the data are read. Word's behaviour is what
+/// exploit writers test against; the observed forms are tried in turn and
+/// the reading that gives a well-formed object wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// An escape drops a digit waiting for its pair; a lower-case letter
+    /// escape also drops the last digit of a complete byte.
+    Letters,
+    /// As `Letters`, digit escapes included.
+    LettersAndDigits,
+    /// An escape drops a digit waiting for its pair, nothing else.
+    Pending,
+    /// Escapes change nothing.
+    Ignore,
+}
+
+/// Decode the tokens into bytes under one reading of the escapes.
+fn decode(tokens: &[u8], reading: Reading) -> Vec<u8> {
+    let mut out = Vec::with_capacity(tokens.len() / 2);
+    let mut half: Option<u8> = None;
+    for &t in tokens {
+        if t < 16 {
+            match half.take() {
+                Some(h) => out.push((h << 4) | t),
+                None => half = Some(t),
+            }
+            continue;
+        }
+        let drops_complete = match reading {
+            Reading::Letters => t == ESC_LETTERS,
+            Reading::LettersAndDigits => t == ESC_LETTERS || t == ESC_DIGITS,
+            Reading::Pending | Reading::Ignore => false,
+        };
+        if reading == Reading::Ignore {
+            continue;
+        }
+        if half.take().is_none() && drops_complete {
+            if let Some(b) = out.pop() {
+                half = Some(b >> 4);
+            }
+        }
+    }
+    out
+}
+
+/// How well-formed decoded data looks: an OLE1 header, and native data
+/// that starts as a compound file or a package.
+fn quality(data: &[u8]) -> u8 {
+    match parse_ole1(data) {
+        Some(h) => {
+            let native = h.native.and_then(|(s, e, _)| data.get(s..e)).unwrap_or(&[]);
+            if native.starts_with(&OLE_MAGIC) || super::ole_objects::parse_package(native).is_some()
+            {
+                3
+            } else {
+                1
+            }
+        }
+        None if memchr::memmem::find(data, &OLE_MAGIC).is_some() => 1,
+        None => 0,
+    }
+}
+
+/// The object's bytes: decoded once, or, when escapes hide digits, under
+/// each reading until one gives a well-formed object. Every decoded copy
+/// is charged to the budget first.
+fn decode_object(o: &Object, budget: &Budget, out: &mut Opened) -> Vec<u8> {
+    let size = (o.tokens.len() / 2) as u64;
+    let readings: &[Reading] = if o.escapes {
+        &[
+            Reading::Letters,
+            Reading::Pending,
+            Reading::LettersAndDigits,
+            Reading::Ignore,
+        ]
+    } else {
+        &[Reading::Ignore]
+    };
+    let mut best: Option<(u8, Vec<u8>)> = None;
+    for &reading in readings {
+        if let Err(e) = budget.take(size) {
+            out.limits.push(format!("RTF object data not decoded: {e}"));
+            break;
+        }
+        let data = decode(&o.tokens, reading);
+        let q = quality(&data);
+        if best.as_ref().is_none_or(|(bq, _)| q > *bq) {
+            best = Some((q, data));
+        }
+        if q >= 3 {
+            break;
+        }
+    }
+    best.map(|(_, d)| d).unwrap_or_default()
 }
 
 /// RTF destination control words (RTF 1.9.1), lower-case and sorted. Text
 /// after one of these inside `\objdata` belongs to that destination, not
 /// to the object: exploits hide decoy hex behind them (`{\hlsrc ...}`).
 const DESTINATIONS: &[&str] = &[
-    "aftncn", "aftnsep", "aftnsepc", "annotation", "atnauthor", "atndate", "atnicn", "atnid",
-    "atnparent", "atnref", "atntime", "atrfend", "atrfstart", "author", "background",
-    "bkmkend", "bkmkstart", "blipuid", "buptim", "category", "colorschememapping", "colortbl",
-    "comment", "company", "creatim", "datafield", "datastore", "defchp", "defpap", "do",
-    "doccomm", "docvar", "dptxbxtext", "ebcend", "ebcstart", "factoidname", "falt", "fchars",
-    "ffdeftext", "ffentrymcr", "ffexitmcr", "ffformat", "ffhelptext", "ffl", "ffname",
-    "ffstattext", "field", "file", "filetbl", "fldinst", "fldrslt", "fldtype", "fname",
-    "fontemb", "fontfile", "fonttbl", "footer", "footerf", "footerl", "footerr", "footnote",
-    "formfield", "ftncn", "ftnsep", "ftnsepc", "g", "generator", "gridtbl", "header",
-    "headerf", "headerl", "headerr", "hl", "hlfr", "hlinkbase", "hlloc", "hlsrc", "hsv",
-    "htmltag", "info", "keycode", "keywords", "latentstyles", "lchars", "levelnumbers",
-    "leveltext", "lfolevel", "linkval", "list", "listlevel", "listname", "listoverride",
-    "listoverridetable", "listpicture", "liststylename", "listtable", "listtext",
-    "lsdlockedexcept", "macc", "maccpr", "mailmerge", "maln", "malnscr", "manager", "margpr",
-    "mbar", "mbarpr", "mbasejc", "mbegchr", "mborderbox", "mborderboxpr", "mbox", "mboxpr",
-    "mchr", "mcount", "mctrlpr", "md", "mdeg", "mdeghide", "mden", "mdiff", "mdpr", "me",
-    "mendchr", "meqarr", "meqarrpr", "mf", "mfname", "mfpr", "mfunc", "mfuncpr", "mgroupchr",
-    "mgroupchrpr", "mgrow", "mhidebot", "mhideleft", "mhideright", "mhidetop", "mhtmltag",
-    "mlim", "mlimloc", "mlimlow", "mlimlowpr", "mlimupp", "mlimupppr", "mm", "mmaddfieldname",
-    "mmath", "mmathpict", "mmathpr", "mmaxdist", "mmc", "mmcjc", "mmconnectstr",
-    "mmconnectstrdata", "mmcpr", "mmcs", "mmdatasource", "mmheadersource", "mmmailsubject",
-    "mmodso", "mmodsofilter", "mmodsofldmpdata", "mmodsomappedname", "mmodsoname",
-    "mmodsorecipdata", "mmodsosort", "mmodsosrc", "mmodsotable", "mmodsoudl", "mmodsoudldata",
-    "mmodsouniquetag", "mmpr", "mmquery", "mmr", "mnary", "mnarypr", "mnobreak", "mnum",
-    "mobjdist", "momath", "momathpara", "momathparapr", "mopemu", "mphant", "mphantpr",
-    "mplchide", "mpos", "mr", "mrad", "mradpr", "mrpr", "msepchr", "mshow", "mshp", "mspre",
-    "msprepr", "mssub", "mssubpr", "mssubsup", "mssubsuppr", "mssup", "mssuppr", "mstrikebltr",
-    "mstrikeh", "mstriketlbr", "mstrikev", "msub", "msubhide", "msup", "msuphide", "mtransp",
-    "mtype", "mvertjc", "mvfmf", "mvfml", "mvtof", "mvtol", "mzeroasc", "mzerodesc",
-    "mzerowid", "nesttableprops", "nextfile", "nonesttables", "objalias", "objname", "objsect",
-    "objtime", "oldcprops", "oldpprops", "oldsprops", "oldtprops", "oleclsid", "operator",
-    "panose", "password", "passwordhash", "pgp", "pgptbl", "picprop", "pict", "pn", "pnseclvl",
-    "pntext", "pntxta", "pntxtb", "printim", "private", "propname", "protend", "protstart",
-    "protusertbl", "pxe", "result", "revtbl", "revtim", "rsidtbl", "rxe", "shp", "shpgrp",
-    "shpinst", "shppict", "shprslt", "shptxt", "sn", "sp", "subject", "sv", "svb", "tc",
-    "template", "themedata", "title", "txe", "ud", "upr", "userprops", "wgrffmtfilter",
-    "windowcaption", "writereservation", "writereservhash", "xe", "xform", "xmlattrname",
-    "xmlattrvalue", "xmlclose", "xmlname", "xmlnstbl", "xmlopen",
+    "aftncn",
+    "aftnsep",
+    "aftnsepc",
+    "annotation",
+    "atnauthor",
+    "atndate",
+    "atnicn",
+    "atnid",
+    "atnparent",
+    "atnref",
+    "atntime",
+    "atrfend",
+    "atrfstart",
+    "author",
+    "background",
+    "bkmkend",
+    "bkmkstart",
+    "blipuid",
+    "buptim",
+    "category",
+    "colorschememapping",
+    "colortbl",
+    "comment",
+    "company",
+    "creatim",
+    "datafield",
+    "datastore",
+    "defchp",
+    "defpap",
+    "do",
+    "doccomm",
+    "docvar",
+    "dptxbxtext",
+    "ebcend",
+    "ebcstart",
+    "factoidname",
+    "falt",
+    "fchars",
+    "ffdeftext",
+    "ffentrymcr",
+    "ffexitmcr",
+    "ffformat",
+    "ffhelptext",
+    "ffl",
+    "ffname",
+    "ffstattext",
+    "field",
+    "file",
+    "filetbl",
+    "fldinst",
+    "fldrslt",
+    "fldtype",
+    "fname",
+    "fontemb",
+    "fontfile",
+    "fonttbl",
+    "footer",
+    "footerf",
+    "footerl",
+    "footerr",
+    "footnote",
+    "formfield",
+    "ftncn",
+    "ftnsep",
+    "ftnsepc",
+    "g",
+    "generator",
+    "gridtbl",
+    "header",
+    "headerf",
+    "headerl",
+    "headerr",
+    "hl",
+    "hlfr",
+    "hlinkbase",
+    "hlloc",
+    "hlsrc",
+    "hsv",
+    "htmltag",
+    "info",
+    "keycode",
+    "keywords",
+    "latentstyles",
+    "lchars",
+    "levelnumbers",
+    "leveltext",
+    "lfolevel",
+    "linkval",
+    "list",
+    "listlevel",
+    "listname",
+    "listoverride",
+    "listoverridetable",
+    "listpicture",
+    "liststylename",
+    "listtable",
+    "listtext",
+    "lsdlockedexcept",
+    "macc",
+    "maccpr",
+    "mailmerge",
+    "maln",
+    "malnscr",
+    "manager",
+    "margpr",
+    "mbar",
+    "mbarpr",
+    "mbasejc",
+    "mbegchr",
+    "mborderbox",
+    "mborderboxpr",
+    "mbox",
+    "mboxpr",
+    "mchr",
+    "mcount",
+    "mctrlpr",
+    "md",
+    "mdeg",
+    "mdeghide",
+    "mden",
+    "mdiff",
+    "mdpr",
+    "me",
+    "mendchr",
+    "meqarr",
+    "meqarrpr",
+    "mf",
+    "mfname",
+    "mfpr",
+    "mfunc",
+    "mfuncpr",
+    "mgroupchr",
+    "mgroupchrpr",
+    "mgrow",
+    "mhidebot",
+    "mhideleft",
+    "mhideright",
+    "mhidetop",
+    "mhtmltag",
+    "mlim",
+    "mlimloc",
+    "mlimlow",
+    "mlimlowpr",
+    "mlimupp",
+    "mlimupppr",
+    "mm",
+    "mmaddfieldname",
+    "mmath",
+    "mmathpict",
+    "mmathpr",
+    "mmaxdist",
+    "mmc",
+    "mmcjc",
+    "mmconnectstr",
+    "mmconnectstrdata",
+    "mmcpr",
+    "mmcs",
+    "mmdatasource",
+    "mmheadersource",
+    "mmmailsubject",
+    "mmodso",
+    "mmodsofilter",
+    "mmodsofldmpdata",
+    "mmodsomappedname",
+    "mmodsoname",
+    "mmodsorecipdata",
+    "mmodsosort",
+    "mmodsosrc",
+    "mmodsotable",
+    "mmodsoudl",
+    "mmodsoudldata",
+    "mmodsouniquetag",
+    "mmpr",
+    "mmquery",
+    "mmr",
+    "mnary",
+    "mnarypr",
+    "mnobreak",
+    "mnum",
+    "mobjdist",
+    "momath",
+    "momathpara",
+    "momathparapr",
+    "mopemu",
+    "mphant",
+    "mphantpr",
+    "mplchide",
+    "mpos",
+    "mr",
+    "mrad",
+    "mradpr",
+    "mrpr",
+    "msepchr",
+    "mshow",
+    "mshp",
+    "mspre",
+    "msprepr",
+    "mssub",
+    "mssubpr",
+    "mssubsup",
+    "mssubsuppr",
+    "mssup",
+    "mssuppr",
+    "mstrikebltr",
+    "mstrikeh",
+    "mstriketlbr",
+    "mstrikev",
+    "msub",
+    "msubhide",
+    "msup",
+    "msuphide",
+    "mtransp",
+    "mtype",
+    "mvertjc",
+    "mvfmf",
+    "mvfml",
+    "mvtof",
+    "mvtol",
+    "mzeroasc",
+    "mzerodesc",
+    "mzerowid",
+    "nesttableprops",
+    "nextfile",
+    "nonesttables",
+    "objalias",
+    "objname",
+    "objsect",
+    "objtime",
+    "oldcprops",
+    "oldpprops",
+    "oldsprops",
+    "oldtprops",
+    "oleclsid",
+    "operator",
+    "panose",
+    "password",
+    "passwordhash",
+    "pgp",
+    "pgptbl",
+    "picprop",
+    "pict",
+    "pn",
+    "pnseclvl",
+    "pntext",
+    "pntxta",
+    "pntxtb",
+    "printim",
+    "private",
+    "propname",
+    "protend",
+    "protstart",
+    "protusertbl",
+    "pxe",
+    "result",
+    "revtbl",
+    "revtim",
+    "rsidtbl",
+    "rxe",
+    "shp",
+    "shpgrp",
+    "shpinst",
+    "shppict",
+    "shprslt",
+    "shptxt",
+    "sn",
+    "sp",
+    "subject",
+    "sv",
+    "svb",
+    "tc",
+    "template",
+    "themedata",
+    "title",
+    "txe",
+    "ud",
+    "upr",
+    "userprops",
+    "wgrffmtfilter",
+    "windowcaption",
+    "writereservation",
+    "writereservhash",
+    "xe",
+    "xform",
+    "xmlattrname",
+    "xmlattrvalue",
+    "xmlclose",
+    "xmlname",
+    "xmlnstbl",
+    "xmlopen",
 ];
 
 fn is_destination(word: &[u8]) -> bool {
@@ -401,15 +759,6 @@ fn is_destination(word: &[u8]) -> bool {
         return false;
     };
     DESTINATIONS.binary_search(&lower).is_ok()
-}
-
-/// Forget the last hex digit read into an object's data.
-fn drop_nibble(o: &mut Object) {
-    if o.half.take().is_none() {
-        if let Some(b) = o.data.pop() {
-            o.half = Some(b >> 4);
-        }
-    }
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -517,7 +866,7 @@ fn parse_ole1(data: &[u8]) -> Option<Ole1> {
     Some(ole)
 }
 
-fn report_object(n: usize, mut o: Object, out: &mut Opened) {
+fn report_object(n: usize, mut o: Object, budget: &Budget, out: &mut Opened) {
     if let Some(cut) = o.cut.take() {
         out.limits.push(cut);
     }
@@ -534,7 +883,8 @@ fn report_object(n: usize, mut o: Object, out: &mut Opened) {
             ),
         );
     }
-    let data = Bytes::from(std::mem::take(&mut o.data));
+    let data = Bytes::from(decode_object(&o, budget, out));
+    o.tokens = Vec::new();
     let ole1 = parse_ole1(&data);
     let prog_id = ole1
         .as_ref()
@@ -619,8 +969,22 @@ fn report_object(n: usize, mut o: Object, out: &mut Opened) {
         package_native(&native, "RTF \\objdata OLE Package", out);
         return;
     }
-    // OLE2Link objects (CVE-2017-0199) fetch a URL given in their moniker.
-    if prog_id.eq_ignore_ascii_case("OLE2Link") || o.link {
+    // OLE2Link objects (CVE-2017-0199) fetch a URL given in their moniker;
+    // the class name may be junk when the compound file names StdOleLink.
+    let root = if native.starts_with(&OLE_MAGIC) {
+        root_clsid(&native, budget)
+    } else {
+        None
+    };
+    if let Some(clsid) = &root {
+        if !is_equation_clsid_str(clsid) {
+            out.indicator(
+                IndicatorKind::OleObject,
+                format!("RTF object {n}: compound file of CLSID {clsid}"),
+            );
+        }
+    }
+    if prog_id.eq_ignore_ascii_case("OLE2Link") || o.link || root.as_deref() == Some(STD_OLE_LINK) {
         for url in utf16_urls(&native, 8) {
             out.indicator(IndicatorKind::ExternalReference, format!("OLE2Link: {url}"));
         }
@@ -670,45 +1034,13 @@ fn object_kind(prog_id: &str, native: &[u8], n: usize, out: &mut Opened) -> Indi
     IndicatorKind::OleObject
 }
 
+fn is_equation_clsid_str(clsid: &str) -> bool {
+    super::ole_objects::is_equation_clsid(clsid)
+}
+
 fn find_ascii_ci(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len())
         .any(|w| w.eq_ignore_ascii_case(needle))
-}
-
-/// UTF-16LE URLs (`http://`, `https://`, `file://`, `\\host`) in `data`, at
-/// most `max`, each at most 2048 characters.
-fn utf16_urls(data: &[u8], max: usize) -> Vec<String> {
-    let mut found = Vec::new();
-    for prefix in ["http://", "https://", "file://", "\\\\"] {
-        let pattern: Vec<u8> = prefix
-            .encode_utf16()
-            .flat_map(|u| u.to_le_bytes())
-            .collect();
-        let mut from = 0;
-        while let Some(at) = data
-            .get(from..)
-            .and_then(|rest| memchr::memmem::find(rest, &pattern))
-        {
-            let start = from + at;
-            let units: Vec<u16> = data
-                .get(start..)
-                .unwrap_or(&[])
-                .chunks_exact(2)
-                .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                .take_while(|&u| u > 0x20 && u != 0x7F)
-                .take(2048)
-                .collect();
-            from = start + units.len().max(1) * 2;
-            let url = String::from_utf16_lossy(&units);
-            if url.len() > prefix.len() && !found.contains(&url) {
-                found.push(url);
-                if found.len() >= max {
-                    return found;
-                }
-            }
-        }
-    }
-    found
 }
 
 #[cfg(test)]
