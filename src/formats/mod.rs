@@ -17,10 +17,13 @@
 pub mod disk_image;
 pub mod html;
 pub mod lnk;
-pub mod onenote;
 pub mod office_crypto;
+pub mod ole_objects;
+pub mod onenote;
+pub mod ooxml;
 pub mod padding;
 pub mod rar;
+pub mod rtf;
 pub mod sevenz;
 
 use std::sync::atomic::{AtomicU64, Ordering};
