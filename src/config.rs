@@ -117,6 +117,11 @@ pub struct PolicyConfig {
     /// A forced action is a floor: the verdict is at least this. `accept` removes
     /// a built-in floor (e.g. for `scan.limit`).
     pub actions: BTreeMap<String, Verdict>,
+    /// Forced actions that apply to mail from outside the organisation
+    /// only (not outbound: not authenticated, not from an internal
+    /// network). Built in: files that run on a double-click and the
+    /// payload rules of issue-grade attacks are quarantined.
+    pub inbound_actions: BTreeMap<String, Verdict>,
 }
 
 impl Default for PolicyConfig {
@@ -129,6 +134,7 @@ impl Default for PolicyConfig {
             reject_message: "Message rejected as malspam".into(),
             scores: BTreeMap::new(),
             actions: BTreeMap::new(),
+            inbound_actions: BTreeMap::new(),
         }
     }
 }
@@ -456,6 +462,14 @@ impl Config {
             if !known.contains(rule) {
                 push(
                     &["policy", "actions", rule],
+                    unknown_rule_message(rule, &known),
+                );
+            }
+        }
+        for rule in p.inbound_actions.keys() {
+            if !known.contains(rule) {
+                push(
+                    &["policy", "inbound_actions", rule],
                     unknown_rule_message(rule, &known),
                 );
             }

@@ -15,6 +15,8 @@ pub struct Policy {
     observe: bool,
     scores: HashMap<String, f64>,
     actions: HashMap<String, Verdict>,
+    /// Floors for mail from outside the organisation only.
+    inbound_actions: HashMap<String, Verdict>,
     allow_senders: Vec<String>,
     allow_networks: Vec<ipnet::IpNet>,
     allow_auth_users: Vec<String>,
@@ -53,6 +55,23 @@ impl Policy {
         for (rule, action) in &config.policy.actions {
             actions.insert(rule.clone(), *action);
         }
+        // From outside, what runs on a double-click and the payloads that
+        // came after macros (RTF exploits, remote templates, shortcuts,
+        // smuggling, padding) are held: no honest sender needs them.
+        let mut inbound_actions: HashMap<String, Verdict> = [
+            "attachment.dangerous_type",
+            "payload.equation_editor",
+            "payload.remote_template",
+            "payload.shortcut_command",
+            "payload.html_smuggling",
+            "payload.padded",
+        ]
+        .into_iter()
+        .map(|r| (r.to_string(), Verdict::Quarantine))
+        .collect();
+        for (rule, action) in &config.policy.inbound_actions {
+            inbound_actions.insert(rule.clone(), *action);
+        }
         let p = &config.policy;
         Policy {
             tag: p.tag,
@@ -61,6 +80,7 @@ impl Policy {
             observe: p.observe,
             scores,
             actions,
+            inbound_actions,
             allow_senders: config
                 .allowlist
                 .senders
@@ -109,14 +129,26 @@ impl Policy {
         None
     }
 
-    /// Score the findings and decide.
+    /// Score the findings and decide, for mail from outside the
+    /// organisation (the strictest case: `[policy.inbound_actions]` apply).
     pub fn decide(&self, raw: Vec<RawFinding>) -> Report {
+        self.decide_for(raw, true)
+    }
+
+    /// Score the findings and decide; `inbound`: mail from outside the
+    /// organisation (not outbound), to which `inbound_actions` apply.
+    pub fn decide_for(&self, raw: Vec<RawFinding>, inbound: bool) -> Report {
         let mut findings = Vec::with_capacity(raw.len());
         let mut forced = Verdict::Accept;
         for f in raw {
             let name = format!("{}.{}", f.detector, f.rule);
             if let Some(action) = self.actions.get(&name) {
                 forced = forced.max(*action);
+            }
+            if inbound {
+                if let Some(action) = self.inbound_actions.get(&name) {
+                    forced = forced.max(*action);
+                }
             }
             findings.push(Finding {
                 score: self.score_of(&name),

@@ -316,12 +316,23 @@ impl Engine {
         // Post-detector step (detectors/outbound): payload findings on
         // outbound mail add `outbound.payload`.
         crate::detectors::outbound::weigh_payload(&self.config, &view.envelope, &mut raw);
-        self.decide(pre, raw)
+        let inbound =
+            crate::detectors::outbound::account_of(&self.config.outbound, &view.envelope).is_none();
+        self.decide_for(pre, raw, inbound)
     }
 
     /// The policy's verdict over the envelope stage's findings and the
     /// content's.
     fn decide(&self, pre: &EnvelopeFindings, content: Vec<RawFinding>) -> Report {
+        self.decide_for(pre, content, true)
+    }
+
+    fn decide_for(
+        &self,
+        pre: &EnvelopeFindings,
+        content: Vec<RawFinding>,
+        inbound: bool,
+    ) -> Report {
         let mut all = pre.0.clone();
         // The detector also sees a hold (one started since MAIL FROM):
         // one `outbound.held` is enough.
@@ -333,7 +344,7 @@ impl Engine {
                 .into_iter()
                 .filter(|f| !(held_before && f.detector == "outbound" && f.rule == "held")),
         );
-        self.policy.decide(all)
+        self.policy.decide_for(all, inbound)
     }
 
     /// The report for a message too large to buffer: not scanned, tagged.

@@ -48,19 +48,39 @@ const DANGEROUS_EXTENSIONS: &[(&str, &str)] = &[
 
 pub struct Attachment;
 
+/// Containers whose files are judged one by one once listed: a disk image
+/// or OneNote section is dangerous itself only when nothing inside it could
+/// be read (a VHD, a UDF-only image, a damaged file).
+const CONTAINER_EXTENSIONS: &[&str] = &["iso", "img", "vhd", "vhdx", "one"];
+
 /// Why a node is dangerous: (what it is, how we know), or None.
-fn dangerous(node: &view::Attachment) -> Option<(&'static str, &'static str)> {
-    let by_content = match node.file_type {
-        FileType::Pe => Some("Windows executable"),
-        FileType::Lnk => Some("Windows shortcut"),
-        FileType::Iso => Some("disk image"),
-        FileType::OneNote => Some("OneNote section"),
-        _ => None,
-    };
-    if let Some(what) = by_content {
-        return Some((what, "by content"));
+fn dangerous(view: &MessageView, node: &view::Attachment) -> Option<(&'static str, &'static str)> {
+    let ext = node.extension();
+    let listed = || view.children(node.id).next().is_some();
+    match node.file_type {
+        // UEFI boot loaders on an installer image are PE files that no
+        // double-click runs.
+        FileType::Pe if ext.as_deref() == Some("efi") => return None,
+        FileType::Pe => return Some(("Windows executable", "by content")),
+        FileType::Lnk => return Some(("Windows shortcut", "by content")),
+        FileType::Iso if !listed() => {
+            return Some(("disk image whose files could not be listed", "by content"))
+        }
+        FileType::Iso | FileType::OneNote => return None,
+        FileType::Text | FileType::Unknown => {
+            if let Some(language) = crate::formats::script::sniff(&node.data) {
+                return Some((language, "by content"));
+            }
+            if crate::formats::disk_image::sniff_vhd(&node.data) {
+                return Some(("virtual disk image (not opened)", "by content"));
+            }
+        }
+        _ => {}
     }
-    let ext = node.extension()?;
+    let ext = ext?;
+    if CONTAINER_EXTENSIONS.contains(&ext.as_str()) && listed() {
+        return None;
+    }
     DANGEROUS_EXTENSIONS
         .iter()
         .find(|(e, _)| *e == ext)
@@ -86,11 +106,12 @@ impl Detector for Attachment {
             .attachments
             .iter()
             .filter_map(|node| {
-                let (what, how) = dangerous(node)?;
+                let (what, how) = dangerous(message, node)?;
                 let place = match (node.origin, node.decrypted) {
-                    (Origin::ArchiveEntry, true) => ", inside an encrypted archive",
-                    (Origin::ArchiveEntry, false) => ", inside an archive",
-                    (Origin::MimePart, _) => "",
+                    (Origin::ArchiveEntry, true) => ", inside an encrypted archive".to_string(),
+                    (Origin::ArchiveEntry, false) => ", inside an archive".to_string(),
+                    (Origin::MimePart, _) => String::new(),
+                    (Origin::Embedded(how), _) => format!(", {how}"),
                 };
                 Some(format!("{}: {what} ({how}{place})", node.path))
             })

@@ -22,8 +22,10 @@ pub mod ole_objects;
 pub mod onenote;
 pub mod ooxml;
 pub mod padding;
+pub mod pdf;
 pub mod rar;
 pub mod rtf;
+pub mod script;
 pub mod sevenz;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -271,6 +273,14 @@ pub enum IndicatorKind {
     /// Structure that only an evasion would produce (an RTF header
     /// broken on purpose, an object hidden in junk); detail says what.
     Malformed,
+    /// A link a document shows its reader (PDF `/URI`); detail: the URL.
+    Link,
+    /// A document action that starts a program (PDF `/Launch`); detail:
+    /// the program and arguments when given.
+    LaunchAction,
+    /// Script that runs when a document opens (PDF `/OpenAction` or `/AA`
+    /// with JavaScript); detail says which.
+    AutoScript,
 }
 
 /// An encrypted item inside a file (an archive entry, an encrypted

@@ -52,8 +52,9 @@ fn yes() -> bool {
 /// - its recipients at the organisation's own domains (it reached them);
 /// - its From, when the Message-ID's registrable domain is the From's
 ///   (an attacker who plants a record under a real thread's Message-ID
-///   cannot also make it name himself);
-/// and only its From becomes a known correspondent (so one forged message
+///   cannot also make it name himself).
+///
+/// Only its From becomes a known correspondent (so one forged message
 /// Cc'ing a name at three domains cannot make that name "generic").
 #[derive(Debug, Clone, Default)]
 pub struct Trust<'a> {

@@ -21,6 +21,12 @@ pub enum EncryptionMethod {
     Aes,
     /// PKWARE strong encryption (general purpose flag bit 6).
     PkwareStrong,
+    /// A 7z archive's AES-256.
+    SevenZipAes,
+    /// RAR's own encryption (never opened here).
+    Rar,
+    /// An encrypted Office document (RC4, CryptoAPI, ECMA-376).
+    OfficeDocument,
 }
 
 impl EncryptionMethod {
@@ -29,6 +35,9 @@ impl EncryptionMethod {
             EncryptionMethod::ZipCrypto => "ZipCrypto",
             EncryptionMethod::Aes => "AES",
             EncryptionMethod::PkwareStrong => "PKWARE strong encryption",
+            EncryptionMethod::SevenZipAes => "7z AES-256",
+            EncryptionMethod::Rar => "RAR encryption",
+            EncryptionMethod::OfficeDocument => "Office document encryption",
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod address;
 pub mod archive;
+mod containers;
 mod decrypt;
 pub mod filetype;
 
@@ -44,6 +45,10 @@ pub enum Origin {
     MimePart,
     /// An entry of an archive; its parent is the archive.
     ArchiveEntry,
+    /// A file found inside another by a format parser (an RTF object, a
+    /// OneNote embedded file, a disk image's file, a smuggled blob); the
+    /// text says how it was found.
+    Embedded(&'static str),
 }
 
 /// One node of the attachment tree. The tree is kept flat: parents come
@@ -69,6 +74,13 @@ pub struct Attachment {
     pub archive: Option<ArchiveInfo>,
     /// For archive entries that were encrypted and opened with a password.
     pub decrypted: bool,
+    /// What a format parser observed in this file (an Equation Editor
+    /// object, a remote template, a shortcut's command): read by the
+    /// `payload` detector.
+    pub indicators: Vec<crate::formats::Indicator>,
+    /// The size its container declared, when that differs from what was
+    /// read (padding, truncation).
+    pub declared_size: Option<u64>,
 }
 
 impl Attachment {
@@ -610,6 +622,8 @@ impl Builder<'_> {
             depth,
             archive: None,
             decrypted: false,
+            indicators: Vec::new(),
+            declared_size: None,
         });
         id
     }
@@ -617,10 +631,13 @@ impl Builder<'_> {
     fn open_container(&mut self, id: usize) {
         let node = &self.attachments[id];
         let (file_type, depth) = (node.file_type, node.depth);
-        if !matches!(
-            file_type,
-            FileType::Zip | FileType::Ooxml | FileType::OpenDocument | FileType::Email
-        ) {
+        let by_format = containers::has_opener(file_type, &node.data);
+        if !by_format
+            && !matches!(
+                file_type,
+                FileType::Zip | FileType::Ooxml | FileType::OpenDocument | FileType::Email
+            )
+        {
             return;
         }
         if depth + 1 > self.limits.max_depth {
@@ -642,6 +659,9 @@ impl Builder<'_> {
                 }
             }
             _ => {}
+        }
+        if by_format {
+            containers::open_formats(self, id);
         }
     }
 }
