@@ -61,6 +61,9 @@ fn dangerous(view: &MessageView, node: &view::Attachment) -> Option<(&'static st
         // UEFI boot loaders on an installer image are PE files that no
         // double-click runs.
         FileType::Pe if ext.as_deref() == Some("efi") => return None,
+        // Inside a mounted disk image Windows runs what the name says: a
+        // Linux kernel (an "MZ" bzImage) named vmlinuz runs nothing.
+        FileType::Pe if in_disk_image(view, node) && !runs_by_name(ext.as_deref()) => return None,
         FileType::Pe => return Some(("Windows executable", "by content")),
         FileType::Lnk => return Some(("Windows shortcut", "by content")),
         FileType::Iso if !listed() => {
@@ -85,6 +88,20 @@ fn dangerous(view: &MessageView, node: &view::Attachment) -> Option<(&'static st
         .iter()
         .find(|(e, _)| *e == ext)
         .map(|(_, what)| (*what, "by name"))
+}
+
+fn in_disk_image(view: &MessageView, node: &view::Attachment) -> bool {
+    node.parent
+        .and_then(|p| view.attachments.get(p))
+        .is_some_and(|p| p.file_type == FileType::Iso || crate::formats::disk_image::sniff(&p.data))
+}
+
+/// Names Windows runs (or loads, beside a shortcut) as programs.
+fn runs_by_name(ext: Option<&str>) -> bool {
+    matches!(
+        ext,
+        Some("exe" | "scr" | "com" | "pif" | "cpl" | "msi" | "dll" | "sys" | "ocx" | "xll")
+    )
 }
 
 impl Detector for Attachment {

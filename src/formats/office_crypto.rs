@@ -338,10 +338,12 @@ impl<'a> Doc<'a> {
             Scheme::Ecma376Agile => {
                 let xml = self.encryption_info.as_deref().and_then(|i| i.get(8..));
                 match xml.and_then(agile_cipher) {
-                    Some(a) if a.spin_count > limits.max_spin_count => return Err(format!(
+                    Some(a) if a.spin_count > limits.max_spin_count => {
+                        return Err(format!(
                         "ECMA-376 agile: spin count {} is over the limit {}: passwords not tried",
                         a.spin_count, limits.max_spin_count
-                    )),
+                    ))
+                    }
                     other => other.map(Cipher::Agile),
                 }
             }

@@ -91,6 +91,11 @@ pub(crate) fn open_formats(builder: &mut Builder<'_>, id: usize) {
             },
         );
         for why in &opened.limits {
+            // office_macro reports an unreadable compound file itself
+            // (scan.error); one report of it is enough.
+            if format == "ole_objects" && why.starts_with("not a readable OLE2 file") {
+                continue;
+            }
             builder.note_limit("limits.formats", format!("{path}: {format}: {why}"));
         }
         if !opened.encrypted.is_empty() {
@@ -141,11 +146,26 @@ fn record_encrypted(
         FileType::Rar => EncryptionMethod::Rar,
         _ => EncryptionMethod::OfficeDocument,
     };
+    let by_candidate = |item: &formats::EncryptedItem| {
+        item.opened_with
+            .as_ref()
+            .and_then(|p| candidates.iter().find(|c| &c.password == p))
+    };
+    // An encrypted document is office_macro.encrypted_document's to
+    // report; here it counts only when the mail's password opened it.
+    let items: Vec<&formats::EncryptedItem> = opened
+        .encrypted
+        .iter()
+        .filter(|item| method != EncryptionMethod::OfficeDocument || by_candidate(item).is_some())
+        .collect();
+    if items.is_empty() {
+        return;
+    }
     let info = builder.attachments[id]
         .archive
         .get_or_insert_with(ArchiveInfo::default);
-    info.entry_count = info.entry_count.max(opened.encrypted.len());
-    for item in &opened.encrypted {
+    info.entry_count = info.entry_count.max(items.len());
+    for item in items {
         let state = if item.opened_with.is_some() {
             EntryState::Decrypted
         } else {
@@ -156,12 +176,9 @@ fn record_encrypted(
             method,
             state,
         });
-        if let Some(password) = &item.opened_with {
-            let known = info.passwords.iter().any(|p| &p.password == password);
-            if !known {
-                if let Some(c) = candidates.iter().find(|c| &c.password == password) {
-                    info.passwords.push(c.clone());
-                }
+        if let Some(c) = by_candidate(item) {
+            if !info.passwords.iter().any(|p| p.password == c.password) {
+                info.passwords.push(c.clone());
             }
         }
     }

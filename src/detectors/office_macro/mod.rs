@@ -436,6 +436,11 @@ impl Detector for OfficeMacro {
             if !office && !xlm::is_sylk(&attachment.data) {
                 continue;
             }
+            if embedded_in_office(message, attachment) {
+                // Already analysed with its document (nested documents are
+                // followed there, within office_macro's own limits).
+                continue;
+            }
             let report = analyze_document_within(
                 &attachment.data,
                 &self.config,
@@ -443,6 +448,13 @@ impl Detector for OfficeMacro {
                 ctx.budget,
             );
             let path = attachment.path.as_str();
+            let mut report = report;
+            if message.children(attachment.id).any(|c| c.decrypted) {
+                // Decrypted (Excel's default password, or the mail's): its
+                // content was scanned as a document of its own, so the
+                // encryption hid nothing.
+                report.encryption.clear();
+            }
             describe(path, &report, &mut evidence);
             if let Some(ext) = attachment.extension() {
                 let fits = report.app.extensions().contains(&ext.as_str());
@@ -472,6 +484,19 @@ impl Detector for OfficeMacro {
             )))
         }
     }
+}
+
+/// An object the formats parsers took out of an Office document (an OOXML
+/// embedding, an OLE object stream): its macros are the document's, found
+/// when the document itself is analysed. A document decrypted out of an
+/// encrypted one is new content, and is analysed on its own.
+fn embedded_in_office(view: &MessageView, node: &crate::view::Attachment) -> bool {
+    matches!(node.origin, crate::view::Origin::Embedded(_))
+        && !node.decrypted
+        && node
+            .parent
+            .and_then(|p| view.attachments.get(p))
+            .is_some_and(|p| matches!(p.file_type, FileType::Ole2 | FileType::Ooxml))
 }
 
 /// Turn one document's report into evidence per rule.
