@@ -223,6 +223,11 @@ pub struct HeadersConfig {
     /// Prefix added to the Subject of tagged and quarantined mail, e.g.
     /// "[SUSPICIOUS]"; empty = leave the Subject alone.
     pub subject_prefix: String,
+    /// Write X-Malspam-Findings (and the rule names in X-Spam-Status) into
+    /// outbound mail for recipients outside `[organization] domains` too.
+    /// Off: such mail carries only verdict and score, since findings name
+    /// the sender's login and addresses; the log and quarantine keep them.
+    pub findings_on_outbound_external: bool,
 }
 
 impl Default for HeadersConfig {
@@ -231,6 +236,7 @@ impl Default for HeadersConfig {
             on_accept: true,
             spam_compat: false,
             subject_prefix: String::new(),
+            findings_on_outbound_external: false,
         }
     }
 }

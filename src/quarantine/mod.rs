@@ -260,18 +260,7 @@ fn shorten(s: &str, max_chars: usize) -> String {
 /// Text from a message made safe for a terminal: control characters
 /// (C0, DEL, C1: escape sequences, carriage returns, newlines) and the
 /// bidi controls that reorder what a reviewer reads are shown as `\u{..}`.
-pub fn clean(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-        if c.is_control() || bidi {
-            out.push_str(&c.escape_unicode().to_string());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+pub use crate::sanitize::escape_unsafe as clean;
 
 #[cfg(test)]
 mod tests {
