@@ -179,13 +179,14 @@ pub fn prefixed_subject(report: &Report, config: &HeadersConfig, subject: &str) 
     if subject.trim().is_empty() {
         return Some(encoded_prefix);
     }
-    let rest = if is_safe_raw_value(subject) {
-        subject.trim_start().to_string()
+    // Two encoded-words side by side lose the space between them: then
+    // the whole Subject is encoded afresh.
+    let joins_words = encoded_prefix.ends_with("?=") && subject.trim_start().starts_with("=?");
+    Some(if is_safe_raw_value(subject) && !joins_words {
+        format!("{encoded_prefix} {}", subject.trim_start())
     } else {
-        let last = encoded_prefix.rsplit('\n').next().unwrap_or_default();
-        sanitize::encode_header(&decoded, FOLD_WIDTH.saturating_sub(last.len() + 1))
-    };
-    Some(format!("{encoded_prefix} {rest}"))
+        sanitize::encode_header(&format!("{prefix} {decoded}"), room)
+    })
 }
 
 /// A raw header value that may be written back unchanged: ASCII, no
@@ -281,7 +282,7 @@ pub fn parse_verdict_headers<'a>(
 /// Undo `fold_findings`: continuation lines (indented deeper) join their
 /// finding; each other line is a finding; encoded-words (RFC 2047) are
 /// decoded. The text is not yet safe for a terminal
-/// ([`sanitize::escape_unsafe`]).
+/// ([`sanitize::escape_controls`]).
 pub fn unfold_findings(value: &str) -> Vec<String> {
     unfold_raw(value)
         .iter()

@@ -9,7 +9,7 @@
 //!
 //! - [`one_line`] / [`bounded_line`]: evidence and log text. Controls become
 //!   a space, bidi controls are shown as `\u{202E}`, runs of spaces collapse.
-//! - [`escape_unsafe`]: a reviewer's terminal. Every unsafe character shown
+//! - [`escape_controls`]: a reviewer's terminal. Every unsafe character shown
 //!   as `\u{..}`, nothing else changed.
 //! - [`encode_header`]: a header value. 7-bit (non-ASCII as RFC 2047
 //!   encoded-words, UTF-8, B or Q, each at most 75 characters and never
@@ -77,7 +77,7 @@ pub fn bounded_line(s: &str, max_chars: usize) -> String {
 /// For a terminal: every unsafe character shown as `\u{..}` (so an escape
 /// sequence or a carriage return cannot drive the reviewer's screen);
 /// everything else as it is.
-pub fn escape_unsafe(s: &str) -> String {
+pub fn escape_controls(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if is_unsafe(c) {
@@ -89,11 +89,11 @@ pub fn escape_unsafe(s: &str) -> String {
     out
 }
 
-/// Like [`escape_unsafe`] for text of several lines: each line escaped,
+/// Like [`escape_controls`] for text of several lines: each line escaped,
 /// the line breaks (`\n`) kept.
 pub fn escape_lines(text: &str) -> String {
     text.split('\n')
-        .map(escape_unsafe)
+        .map(escape_controls)
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -119,7 +119,7 @@ impl<W: std::io::Write> std::io::Write for LogWriter<W> {
             Some(body) => (body, "\n"),
             None => (&text[..], ""),
         };
-        let mut line = escape_unsafe(body);
+        let mut line = escape_controls(body);
         line.push_str(end);
         self.0.write_all(line.as_bytes())?;
         Ok(buf.len())
@@ -287,7 +287,7 @@ fn fold(pieces: &[String], first_room: usize) -> String {
 
 /// Read back a header value (unfolded to one line): RFC 2047 encoded-words
 /// decoded, raw 8-bit text taken as UTF-8. The result is plain text, not yet
-/// safe for a terminal ([`escape_unsafe`]).
+/// safe for a terminal ([`escape_controls`]).
 pub fn decode_header(value: &str) -> String {
     let mut bytes = value.replace(['\r', '\n'], " ").into_bytes();
     bytes.push(b'\n');
@@ -335,10 +335,10 @@ mod tests {
     }
 
     #[test]
-    fn escape_unsafe_for_terminals() {
-        assert_eq!(escape_unsafe("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
-        assert_eq!(escape_unsafe("x\r\ny\u{9b}"), "x\\u{d}\\u{a}y\\u{9b}");
-        assert_eq!(escape_unsafe("請求書 [x]"), "請求書 [x]");
+    fn escape_controls_for_terminals() {
+        assert_eq!(escape_controls("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
+        assert_eq!(escape_controls("x\r\ny\u{9b}"), "x\\u{d}\\u{a}y\\u{9b}");
+        assert_eq!(escape_controls("請求書 [x]"), "請求書 [x]");
     }
 
     fn check_header(value: &str) {

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::input::{self, InputMessage};
 use crate::report::{round2, Finding, Report, Verdict};
-use crate::sanitize::escape_unsafe;
+use crate::sanitize::escape_controls;
 use crate::{Engine, Envelope};
 
 /// Exit codes: 0 all read; 1 `--fail-on` matched; 2 some input unreadable.
@@ -64,7 +64,7 @@ pub fn run(engine: &Engine, paths: &[PathBuf], json: bool, fail_on: Option<Verdi
         }
         Err(e) => {
             unreadable += 1;
-            eprintln!("malspam-milter: {}: {}", escape_unsafe(&e.label), e.error);
+            eprintln!("malspam-milter: {}: {}", escape_controls(&e.label), e.error);
         }
     });
     let _ = out.flush();
@@ -106,12 +106,12 @@ fn print_report(
         writeln!(
             out,
             "{}: {}{observe} score {}",
-            escape_unsafe(label),
+            escape_controls(label),
             report.verdict,
             round2(report.score)
         )?;
         for line in report.finding_lines() {
-            writeln!(out, "    {}", escape_unsafe(&line))?;
+            writeln!(out, "    {}", escape_controls(&line))?;
         }
         Ok(())
     }

@@ -144,14 +144,14 @@ pub fn structure(config: &crate::Config, paths: &[PathBuf]) -> i32 {
             );
             println!(
                 "== {}\n{}",
-                crate::sanitize::escape_unsafe(&m.label),
+                crate::sanitize::escape_controls(&m.label),
                 crate::sanitize::escape_lines(&view.describe())
             );
         }
         Err(e) => {
             eprintln!(
                 "malspam-milter: {}: {}",
-                crate::sanitize::escape_unsafe(&e.label),
+                crate::sanitize::escape_controls(&e.label),
                 e.error
             );
             code = 2;
