@@ -33,6 +33,9 @@ pub struct MilterConfig {
     pub inline_scan_max_bytes: usize,
     /// Close an MTA connection that sends no complete command for this long.
     pub connection_timeout_secs: u64,
+    /// Close an MTA connection that has not started a message (MAIL FROM)
+    /// this long after it connected: idle connections cannot pile up.
+    pub idle_timeout_secs: u64,
     /// MTA connections served at once; more wait to be accepted.
     pub max_connections: usize,
     /// Permissions of the unix socket, octal as a string.
@@ -50,6 +53,7 @@ impl Default for MilterConfig {
             io_threads: 1,
             inline_scan_max_bytes: 256 * 1024,
             connection_timeout_secs: 7210,
+            idle_timeout_secs: 60,
             max_connections: 1000,
             socket_mode: "0660".into(),
             log_level: "info".into(),
@@ -426,6 +430,12 @@ impl Config {
         };
         if let Err(e) = self.milter.listen_addr() {
             push(&["milter", "listen"], e);
+        }
+        if self.milter.idle_timeout_secs == 0 {
+            push(
+                &["milter", "idle_timeout_secs"],
+                "must be at least 1".into(),
+            );
         }
         if u32::from_str_radix(&self.milter.socket_mode, 8).is_err() {
             push(
