@@ -483,6 +483,15 @@ impl Config {
         if let Err(e) = self.metrics.listen_addr() {
             push(&["metrics", "listen"], e);
         }
+        if self.metrics.max_connections == 0 {
+            push(&["metrics", "max_connections"], "must be at least 1".into());
+        }
+        if self.metrics.held_refresh_secs == 0 {
+            push(
+                &["metrics", "held_refresh_secs"],
+                "must be at least 1".into(),
+            );
+        }
         if self.store.timeout_ms == 0 {
             push(&["store", "timeout_ms"], "must be at least 1".into());
         }

@@ -75,11 +75,11 @@ pub fn run(config_path: Option<PathBuf>) -> i32 {
                 Ok(listener) => {
                     tracing::info!("metrics: serving http://{addr}/metrics");
                     let store = Some(engine.store().clone());
-                    tokio::spawn(metrics::serve_metrics_on(
-                        listener,
-                        store,
-                        std::future::pending(),
-                    ));
+                    let config = engine.config().metrics.clone();
+                    tokio::spawn(async move {
+                        metrics::serve_metrics_on(listener, store, &config, std::future::pending())
+                            .await
+                    });
                 }
                 Err(e) => {
                     error!("cannot listen on metrics.listen = {addr}: {e}");
