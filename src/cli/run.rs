@@ -147,7 +147,7 @@ fn open_files_limit(max_connections: usize) {
             current: limit.maximum,
             maximum: limit.maximum,
         };
-        match setrlimit(Resource::Nofile, raised.clone()) {
+        match setrlimit(Resource::Nofile, raised) {
             Ok(()) => limit = raised,
             Err(e) => tracing::debug!("cannot raise the open files limit: {e}"),
         }
