@@ -117,8 +117,9 @@ fn finding_lines(report: &Report) -> Vec<String> {
 /// other From addresses: mail submitted by a user (SASL) or sent from
 /// `[outbound] internal_networks` to any recipient outside
 /// `[organization] domains` gets only verdict and score, unless
-/// `[headers] findings_on_outbound_external`. The log and the quarantine
-/// keep the findings.
+/// `[headers] findings_on_outbound_external`. The milter logs the findings
+/// it leaves out, and quarantined mail keeps them (the reviewer reads them
+/// in the held message).
 pub fn findings_shown(config: &Config, envelope: &Envelope) -> bool {
     if config.headers.findings_on_outbound_external {
         return true;

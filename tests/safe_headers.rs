@@ -286,3 +286,22 @@ async fn outbound_mail_to_outsiders_carries_verdict_and_score_only() {
     conn.close().await.unwrap();
     milter.stop().await;
 }
+
+#[tokio::test]
+async fn held_outbound_mail_keeps_its_findings_for_the_reviewer() {
+    let config = "[policy.scores]\n\"scan.error\" = 12.0\n\
+                  [organization]\ndomains = [\"example.co.jp\"]\n";
+    let milter = TestMilter::start_with(config, evil).await;
+    let body = format!("Hello\r\n{ERROR_MARK}\r\n");
+    let mut conn = milter.open().await;
+    handshake(&mut conn).await;
+    let held = submit(&mut conn, "<partner@other.example>", &body).await;
+    assert_eq!(
+        added(&held, "X-Malspam-Verdict").as_deref(),
+        Some("quarantine")
+    );
+    assert_eq!(findings(&held).len(), 1, "{held:?}");
+    assert_safe_headers(&held);
+    conn.close().await.unwrap();
+    milter.stop().await;
+}

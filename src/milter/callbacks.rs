@@ -228,7 +228,7 @@ async fn eom(daemon: &Daemon, cx: &mut EomContext<Session>) -> Status {
     let id = envelope.log_id().to_string();
     let to_delete = message.own_headers_to_delete();
     let subject = message.subject().map(str::to_owned);
-    let show_findings = findings_shown(engine.config(), &envelope);
+    let to_outsiders = !findings_shown(engine.config(), &envelope);
     let started = std::time::Instant::now();
     // Allowlisted mail passes unscanned whatever its size.
     let pre = message.envelope_findings.clone();
@@ -242,6 +242,14 @@ async fn eom(daemon: &Daemon, cx: &mut EomContext<Session>) -> Status {
 
     crate::metrics::observe_report(&report, started.elapsed());
     info!("{id}: {}", report.log_summary());
+    // Held mail keeps its findings for the reviewer (quarantine show).
+    let show_findings = !to_outsiders || report.verdict >= Verdict::Quarantine;
+    if !show_findings && !report.findings.is_empty() {
+        info!(
+            "{id}: findings (left out of the headers of outbound mail to outside recipients): {}",
+            crate::sanitize::one_line(&report.finding_lines().join("; "))
+        );
+    }
     let headers = Headers {
         to_delete: &to_delete,
         subject: subject.as_deref(),
