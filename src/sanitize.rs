@@ -98,6 +98,22 @@ pub fn escape_lines(text: &str) -> String {
         .join("\n")
 }
 
+/// JSON text made safe for a terminal without changing what it says:
+/// every unsafe character left raw by the serializer (C1, DEL, bidi, line
+/// separators; it escapes C0 itself) written as a `\uXXXX` escape. They
+/// can only stand inside strings, where the escape means the same.
+pub fn json_escape_controls(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if is_unsafe(c) && !matches!(c, '\n' | '\r' | '\t') {
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Evidence is at most this many characters (not bytes: Japanese evidence
 /// is as long as English).
 pub const EVIDENCE_CHARS: usize = 240;
@@ -332,6 +348,16 @@ mod tests {
             String::from_utf8(w.0).unwrap(),
             "Q1: evidence a\\u{d}\\u{a}FAKE: b\\u{1b}[2J \\u{202e}\n"
         );
+    }
+
+    #[test]
+    fn json_stays_json_and_terminal_safe() {
+        let text = "a\u{9b}2J\u{202e}b\u{7f}\u{1b}";
+        let json = serde_json::to_string(&serde_json::json!({ "subject": text })).unwrap();
+        let safe = json_escape_controls(&json);
+        assert!(!safe.chars().any(is_unsafe), "{safe}");
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back["subject"], text);
     }
 
     #[test]

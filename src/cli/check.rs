@@ -95,8 +95,8 @@ fn print_report(
             subject: None,
             allowlisted: report.allowlisted.as_deref(),
         };
-        serde_json::to_writer(&mut *out, &line)?;
-        writeln!(out)
+        let json = serde_json::to_string(&line).map_err(std::io::Error::other)?;
+        writeln!(out, "{}", crate::sanitize::json_escape_controls(&json))
     } else {
         let observe = if report.observed_only {
             " (observe)"
