@@ -222,6 +222,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for IdleLimited<S> {
         let this = &mut *self;
         if let Some(deadline) = &mut this.deadline {
             if deadline.as_mut().poll(cx).is_ready() {
+                tracing::debug!(
+                    "closing an MTA connection: no message started within milter.idle_timeout_secs = {}",
+                    this.idle.as_secs()
+                );
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!(
