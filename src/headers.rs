@@ -440,6 +440,46 @@ mod tests {
         assert!(unfolded.ends_with("tests=office_macro.autoexec,display_name.directory_person,office_macro.suspicious,office_macro.present,office_macro.renamed,office_macro.xlm"), "{unfolded}");
     }
 
+    /// Evidence that reaches the writer raw (limit messages, zip entry
+    /// names, inner Subjects, panic texts once did): the headers are 7-bit,
+    /// short-lined, one header each, and read back as the cleaned evidence.
+    #[test]
+    fn raw_evidence_is_cleaned_and_encoded() {
+        let hostile = format!(
+            "limits.max_depth: 請求書.zip/\u{202E}fdp.exe\r\nX-Injected: yes\0 \u{1b}[2J {}",
+            "T".repeat(2000)
+        );
+        let mut r = report(Verdict::Tag);
+        r.findings[0].evidence = hostile.clone();
+        let cfg = HeadersConfig {
+            spam_compat: true,
+            ..HeadersConfig::default()
+        };
+        for (name, value) in verdict_headers(&r, &cfg, 5.0) {
+            for (i, line) in value.split('\n').enumerate() {
+                let width = line.len() + if i == 0 { name.len() + 2 } else { 0 };
+                assert!(width <= FOLD_WIDTH, "{name}: {line:?}");
+                assert!(line.is_ascii(), "{name}: {line:?}");
+                assert!(
+                    !line.chars().any(|c| c.is_control() && c != '\t'),
+                    "{line:?}"
+                );
+                assert!(i == 0 || line.starts_with('\t'), "{name}: {line:?}");
+            }
+            if name == FINDINGS {
+                let back = unfold_findings(&value);
+                assert_eq!(
+                    back[0],
+                    format!(
+                        "office_macro.autoexec (+8): {}",
+                        sanitize::evidence(&hostile)
+                    )
+                );
+                assert!(back[0].contains("請求書.zip/\\u{202E}fdp.exe X-Injected: yes [2J TTTT"));
+            }
+        }
+    }
+
     #[test]
     fn own_headers() {
         let cfg = HeadersConfig::default();

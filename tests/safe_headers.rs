@@ -1,9 +1,9 @@
 //! Issue 12, item 9: attacker text in evidence never reaches a header raw.
 //! The real milter over a socket (indymilter-test plays the MTA), with a
 //! detector whose evidence carries CR/LF (a header injection attempt), NUL,
-//! ESC, RLO, Japanese text and a 2,000-character token, by the two paths
-//! evidence takes: a detector error (cleaned in the core) and a panic
-//! (whose text the core passes on as it is).
+//! ESC, RLO, Japanese text and a 2,000-character token. Evidence that
+//! reaches the header writer raw (as limit messages and panic texts once
+//! did) is covered by the unit tests in src/headers.rs.
 
 mod common;
 
@@ -144,7 +144,7 @@ async fn hostile_evidence_is_7bit_folded_and_decodes_back() {
 }
 
 #[tokio::test]
-async fn panic_text_is_cleaned_before_the_header() {
+async fn panic_text_never_reaches_the_header() {
     let milter = TestMilter::start_with(TAG_ON_ERROR, evil).await;
     let body = format!("Hello\r\n{PANIC_MARK}\r\n");
     let (actions, _) = milter.send_one(&message(&body)).await;
@@ -152,11 +152,10 @@ async fn panic_text_is_cleaned_before_the_header() {
     let findings = findings(&actions);
     assert_eq!(findings.len(), 1, "{findings:?}");
     assert!(
-        findings[0]
-            .starts_with("scan.error (+6): evil: internal error (panic): 請求書の送付について"),
+        findings[0].starts_with("scan.error (+6): evil: internal error"),
         "{findings:?}"
     );
-    assert!(!findings[0].contains(['\r', '\n', '\0', '\u{1b}', '\u{9b}', '\u{202E}']));
+    assert!(!findings[0].contains("請求書"), "{findings:?}");
     milter.stop().await;
 }
 
