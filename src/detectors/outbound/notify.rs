@@ -156,27 +156,39 @@ pub fn spawn_counted(
         );
         return None;
     };
-    Some(std::thread::spawn(move || {
-        let _slot = slot;
-        let outcome = run(&argv, timeout);
-        match &outcome {
-            NotifyOutcome::Exited(Some(0)) => {}
-            NotifyOutcome::Exited(code) => tracing::warn!(
-                "{queue_id}: outbound: notify command {} exited with {code:?}",
-                argv[0]
-            ),
-            NotifyOutcome::TimedOut => tracing::warn!(
-                "{queue_id}: outbound: notify command {} killed after {} s",
-                argv[0],
-                timeout.as_secs()
-            ),
-            NotifyOutcome::CannotStart(e) => tracing::warn!(
-                "{queue_id}: outbound: notify command {} could not start: {e}",
-                argv.first().map(String::as_str).unwrap_or("")
-            ),
+    let program = argv.first().cloned().unwrap_or_default();
+    let id = queue_id.clone();
+    let spawned = std::thread::Builder::new()
+        .name("notify".into())
+        .spawn(move || {
+            let _slot = slot;
+            let outcome = run(&argv, timeout);
+            match &outcome {
+                NotifyOutcome::Exited(Some(0)) => {}
+                NotifyOutcome::Exited(code) => tracing::warn!(
+                    "{queue_id}: outbound: notify command {} exited with {code:?}",
+                    argv[0]
+                ),
+                NotifyOutcome::TimedOut => tracing::warn!(
+                    "{queue_id}: outbound: notify command {} killed after {} s",
+                    argv[0],
+                    timeout.as_secs()
+                ),
+                NotifyOutcome::CannotStart(e) => tracing::warn!(
+                    "{queue_id}: outbound: notify command {} could not start: {e}",
+                    argv.first().map(String::as_str).unwrap_or("")
+                ),
+            }
+            outcome
+        });
+    match spawned {
+        Ok(handle) => Some(handle),
+        // Out of threads (TasksMax): the slot went with the closure.
+        Err(e) => {
+            tracing::warn!("{id}: outbound: notify command {program} not run: {e}");
+            None
         }
-        outcome
-    }))
+    }
 }
 
 fn run(argv: &[String], timeout: Duration) -> NotifyOutcome {
