@@ -33,6 +33,9 @@ pub struct MilterConfig {
     pub inline_scan_max_bytes: usize,
     /// Close an MTA connection that sends no complete command for this long.
     pub connection_timeout_secs: u64,
+    /// Close an MTA connection that has not started a message (MAIL FROM)
+    /// this long after it connected: idle connections cannot pile up.
+    pub idle_timeout_secs: u64,
     /// MTA connections served at once; more wait to be accepted.
     pub max_connections: usize,
     /// Permissions of the unix socket, octal as a string.
@@ -50,6 +53,7 @@ impl Default for MilterConfig {
             io_threads: 1,
             inline_scan_max_bytes: 256 * 1024,
             connection_timeout_secs: 7210,
+            idle_timeout_secs: 60,
             max_connections: 1000,
             socket_mode: "0660".into(),
             log_level: "info".into(),
@@ -229,6 +233,11 @@ pub struct HeadersConfig {
     /// Prefix added to the Subject of tagged and quarantined mail, e.g.
     /// "[SUSPICIOUS]"; empty = leave the Subject alone.
     pub subject_prefix: String,
+    /// Write X-Malspam-Findings (and the rule names in X-Spam-Status) into
+    /// outbound mail for recipients outside `[organization] domains` too.
+    /// Off: such mail carries only verdict and score, since findings name
+    /// the sender's login and addresses; the log and quarantine keep them.
+    pub findings_on_outbound_external: bool,
 }
 
 impl Default for HeadersConfig {
@@ -237,6 +246,7 @@ impl Default for HeadersConfig {
             on_accept: true,
             spam_compat: false,
             subject_prefix: String::new(),
+            findings_on_outbound_external: false,
         }
     }
 }
@@ -427,6 +437,12 @@ impl Config {
         if let Err(e) = self.milter.listen_addr() {
             push(&["milter", "listen"], e);
         }
+        if self.milter.idle_timeout_secs == 0 {
+            push(
+                &["milter", "idle_timeout_secs"],
+                "must be at least 1".into(),
+            );
+        }
         if u32::from_str_radix(&self.milter.socket_mode, 8).is_err() {
             push(
                 &["milter", "socket_mode"],
@@ -480,6 +496,15 @@ impl Config {
         }
         if let Err(e) = self.metrics.listen_addr() {
             push(&["metrics", "listen"], e);
+        }
+        if self.metrics.max_connections == 0 {
+            push(&["metrics", "max_connections"], "must be at least 1".into());
+        }
+        if self.metrics.held_refresh_secs == 0 {
+            push(
+                &["metrics", "held_refresh_secs"],
+                "must be at least 1".into(),
+            );
         }
         if self.store.timeout_ms == 0 {
             push(&["store", "timeout_ms"], "must be at least 1".into());

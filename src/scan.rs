@@ -434,29 +434,10 @@ fn scan_finding(rule: &str, evidence: String) -> RawFinding {
     }
 }
 
-/// Evidence goes into headers and logs: one line, no control characters, bounded.
-/// Bidi controls would make a file name read backwards in a mail client
-/// (`invoice\u{202E}fdp.exe` shows as "invoiceexe.pdf"): shown escaped.
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-}
-
+/// Evidence goes into headers and logs: one line, no control characters,
+/// bidi controls shown escaped, bounded ([`crate::sanitize`]).
 pub fn clean_evidence(s: &str) -> String {
-    /// Characters, not bytes: Japanese evidence is as long as English.
-    const MAX_CHARS: usize = 240;
-    let mut out = String::with_capacity(s.len().min(MAX_CHARS * 4));
-    for (i, c) in s.chars().enumerate() {
-        if i >= MAX_CHARS {
-            out.push('…');
-            break;
-        }
-        if is_bidi_control(c) {
-            out.push_str(&format!("\\u{{{:X}}}", c as u32));
-        } else {
-            out.push(if c.is_control() { ' ' } else { c });
-        }
-    }
-    out.trim().to_string()
+    crate::sanitize::evidence(s)
 }
 
 /// Where a panic happened, without its message: a panic text may quote
@@ -548,14 +529,14 @@ mod tests {
 
     #[test]
     fn evidence_is_one_bounded_line_without_bidi_tricks() {
-        assert_eq!(clean_evidence("a\r\nb\tc"), "a  b c");
+        assert_eq!(clean_evidence("a\r\nb\tc"), "a b c");
         assert_eq!(
             clean_evidence("invoice\u{202E}fdp.exe"),
             "invoice\\u{202E}fdp.exe"
         );
         let long = "請".repeat(500);
         let cut = clean_evidence(&long);
-        assert_eq!(cut.chars().count(), 241);
+        assert_eq!(cut.chars().count(), 240);
         assert!(cut.ends_with('…'));
     }
 

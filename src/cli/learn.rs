@@ -46,13 +46,24 @@ pub fn learn(engine: &Engine, paths: &[PathBuf], progress: &ProgressBar) -> Lear
                     Ok(Remembered::Empty) => sum.empty += 1,
                     Err(e) => {
                         sum.failed += 1;
-                        progress.suspend(|| eprintln!("malspam-milter: {label}: {e}"));
+                        progress.suspend(|| {
+                            eprintln!(
+                                "malspam-milter: {}: {e}",
+                                crate::sanitize::escape_controls(&label)
+                            )
+                        });
                     }
                 }
             }
             Err(e) => {
                 sum.unreadable += 1;
-                progress.suspend(|| eprintln!("malspam-milter: {}: {}", e.label, e.error));
+                progress.suspend(|| {
+                    eprintln!(
+                        "malspam-milter: {}: {}",
+                        crate::sanitize::escape_controls(&e.label),
+                        e.error
+                    )
+                });
             }
         }
         progress.set_message(format!(

@@ -22,6 +22,7 @@
 //! flight, then closes the remaining connections.
 
 mod callbacks;
+mod listener;
 pub use callbacks::NO_REPLY_STAGES;
 pub mod session;
 
@@ -30,9 +31,8 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::task::{Context, Poll, Waker};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, UnixListener};
@@ -44,6 +44,7 @@ use crate::envelope::Envelope;
 use crate::report::Report;
 use crate::scan::{Engine, EnvelopeFindings};
 use crate::store::Store;
+use listener::{GracefulListener, StopAccepting};
 
 /// Builds an engine from a (re)loaded config. The daemon's default keeps one
 /// state store across reloads; tests add their own detectors.
@@ -452,50 +453,6 @@ async fn remove_stale_socket(path: &Path) -> io::Result<()> {
     std::fs::remove_file(path)
 }
 
-/// Lets shutdown close the listening socket while sessions go on.
-#[derive(Default)]
-struct StopAccepting {
-    stopped: AtomicBool,
-    waker: Mutex<Option<Waker>>,
-}
-
-impl StopAccepting {
-    fn stop(&self) {
-        self.stopped.store(true, Ordering::SeqCst);
-        if let Some(w) = self.waker.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            w.wake();
-        }
-    }
-}
-
-/// The listener as indymilter sees it: once stopped, it drops the socket
-/// (new connections are refused at once) and accepts nothing more.
-struct GracefulListener {
-    inner: Option<MilterListener>,
-    stop: Arc<StopAccepting>,
-}
-
-type Stream = indymilter::EitherStream<tokio::net::TcpStream, tokio::net::UnixStream>;
-
-impl indymilter::Listener for GracefulListener {
-    type Io = Stream;
-
-    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Stream>> {
-        *self.stop.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(cx.waker().clone());
-        if self.stop.stopped.load(Ordering::SeqCst) {
-            self.inner = None;
-            return Poll::Pending;
-        }
-        match &mut self.inner {
-            None => Poll::Pending,
-            Some(MilterListener::Tcp(l)) => l.poll_accept(cx).map_ok(indymilter::EitherStream::Tcp),
-            Some(MilterListener::Unix(l, _)) => {
-                l.poll_accept(cx).map_ok(indymilter::EitherStream::Unix)
-            }
-        }
-    }
-}
-
 /// Serve the milter protocol on `listener` until `shutdown` completes.
 ///
 /// Each message on `reload` rereads the config ([`Daemon::reload_and_log`]).
@@ -514,10 +471,7 @@ pub async fn run(
         daemon.scan_slots
     );
     let stop = Arc::new(StopAccepting::default());
-    let listener = GracefulListener {
-        inner: Some(listener),
-        stop: stop.clone(),
-    };
+    let listener = GracefulListener::new(listener, stop.clone(), daemon.clone());
     let milter_config = daemon.engine().config().milter.clone();
     let config = indymilter::Config {
         max_connections: milter_config.max_connections.max(1),

@@ -254,13 +254,18 @@ impl Detector for Outbound {
                     } else {
                         "outbound.rate_exceeded"
                     };
-                    let argv = notify::expand(&cfg.notify_command, &ep, rule, cfg.hold_minutes);
-                    // Detached: the scan does not wait for the command.
-                    let _ = notify::spawn(
-                        argv,
-                        Duration::from_secs(cfg.notify_timeout_secs),
-                        queue_id.to_string(),
-                    );
+                    match notify::expand(&cfg.notify_command, &ep, rule, cfg.hold_minutes) {
+                        // Detached: the scan does not wait for the command.
+                        Ok(argv) => drop(notify::spawn(
+                            argv,
+                            Duration::from_secs(cfg.notify_timeout_secs),
+                            queue_id.to_string(),
+                            cfg.notify_max_running,
+                        )),
+                        Err(e) => {
+                            tracing::warn!("{queue_id}: outbound: notify command not run: {e}")
+                        }
+                    }
                 }
             }
             holds::Outcome::AlreadyHeld(ep) => hits.push(Hit::new(
