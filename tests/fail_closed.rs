@@ -332,3 +332,182 @@ Subject: newsletter\r\nMessage-ID: <n1@bulk-host.example>\r\n\r\nnews\r\n";
     );
     assert_eq!(sorted_rules(&after), sorted_rules(&before));
 }
+
+// ---- every front end that parses mail survives the deep nesting --------
+
+fn bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_malspam-milter"))
+}
+
+#[test]
+fn check_learn_and_structure_survive_deep_nesting() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("deep.eml");
+    std::fs::write(&file, nested_messages(200_000, true)).unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nbackend = \"embedded\"\npath = \"{}\"\n",
+            dir.path().join("s.sqlite3").display()
+        ),
+    )
+    .unwrap();
+    let check = bin()
+        .args(["check", "--json", "--config"])
+        .arg(&config)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        out.contains("\"verdict\":\"tag\"") && out.contains("scan"),
+        "{out}"
+    );
+    let learn = bin()
+        .args(["learn", "--config"])
+        .arg(&config)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        learn.status.success(),
+        "{}",
+        String::from_utf8_lossy(&learn.stderr)
+    );
+    let structure = bin().args(["structure"]).arg(&file).output().unwrap();
+    assert!(
+        structure.status.success(),
+        "{}",
+        String::from_utf8_lossy(&structure.stderr)
+    );
+    assert!(String::from_utf8_lossy(&structure.stdout).contains("limit limits.max_depth"));
+}
+
+// ---- 200 Office documents whose parts are bzip2 bombs --------------------
+
+#[test]
+fn two_hundred_bzip2_bombs_in_office_parts_end_at_the_ratio_check() {
+    // One .docm whose VBA part declares 64 MiB of zeros in ~100 bytes.
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut w = zip::ZipWriter::new(&mut buf);
+        let plain = zip::write::SimpleFileOptions::default();
+        w.start_file("[Content_Types].xml", plain).unwrap();
+        w.write_all(b"<?xml version=\"1.0\"?><Types/>").unwrap();
+        let bz = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Bzip2)
+            .large_file(false);
+        w.start_file("word/vbaProject.bin", bz).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            w.write_all(&zeros).unwrap();
+        }
+        w.finish().unwrap();
+    }
+    let docm = buf.into_inner();
+    assert!(docm.len() < 4096, "{} bytes", docm.len());
+    let encoded = base64_lines(&docm);
+    let mut mail = String::from(
+        "From: a@sender.example\r\nTo: b@rcpt.example\r\nSubject: docs\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n",
+    );
+    for i in 0..200 {
+        mail.push_str(&format!(
+            "--b1\r\nContent-Type: application/octet-stream; name=\"d{i}.docm\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\n{encoded}"
+        ));
+    }
+    mail.push_str("--b1--\r\n");
+    assert!(mail.len() < 1 << 20);
+    let report = scan(mail.as_bytes());
+    // Not one part was inflated: the ratio check refuses each before it
+    // reads a byte, and the message is tagged as not fully checked.
+    assert!(report.verdict >= Verdict::Tag, "{:?}", report.findings);
+    let errors: Vec<&str> = report
+        .findings
+        .iter()
+        .filter(|f| f.full_rule() == "scan.error")
+        .map(|f| f.evidence.as_str())
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("limits.max_inflation_ratio")),
+        "{errors:?}"
+    );
+}
+
+// ---- an outbound account whose hold cannot be read ----------------------
+
+struct DownStore;
+
+impl malspam_milter::store::Store for DownStore {
+    fn backend(&self) -> &'static str {
+        "down"
+    }
+    fn get(&self, _: &str) -> malspam_milter::store::StoreResult<Option<Vec<u8>>> {
+        Err(malspam_milter::store::StoreError::new("connection refused"))
+    }
+    fn put(
+        &self,
+        _: &str,
+        _: &[u8],
+        _: Option<std::time::Duration>,
+    ) -> malspam_milter::store::StoreResult<()> {
+        Err(malspam_milter::store::StoreError::new("connection refused"))
+    }
+    fn delete(&self, _: &str) -> malspam_milter::store::StoreResult<()> {
+        Err(malspam_milter::store::StoreError::new("connection refused"))
+    }
+    fn incr(
+        &self,
+        _: &str,
+        _: i64,
+        _: Option<std::time::Duration>,
+    ) -> malspam_milter::store::StoreResult<i64> {
+        Err(malspam_milter::store::StoreError::new("connection refused"))
+    }
+    fn set_add(
+        &self,
+        _: &str,
+        _: &[u8],
+        _: Option<std::time::Duration>,
+    ) -> malspam_milter::store::StoreResult<bool> {
+        Err(malspam_milter::store::StoreError::new("connection refused"))
+    }
+    fn set_members(&self, _: &str) -> malspam_milter::store::StoreResult<Vec<Vec<u8>>> {
+        Err(malspam_milter::store::StoreError::new("connection refused"))
+    }
+    fn set_contains(&self, _: &str, _: &[u8]) -> malspam_milter::store::StoreResult<bool> {
+        Err(malspam_milter::store::StoreError::new("connection refused"))
+    }
+    fn keys_with_prefix(&self, _: &str) -> malspam_milter::store::StoreResult<Vec<String>> {
+        Err(malspam_milter::store::StoreError::new("connection refused"))
+    }
+}
+
+#[test]
+fn an_outbound_account_is_held_when_the_store_cannot_say() {
+    let engine = Engine::with_store(Config::default(), std::sync::Arc::new(DownStore)).unwrap();
+    let envelope = Envelope {
+        auth_user: Some("alice@example.jp".into()),
+        rcpt_to: vec!["<bob@partner.example>".into()],
+        ..Envelope::default()
+    };
+    let report = engine.scan(
+        envelope,
+        b"From: Alice <alice@example.jp>\r\nTo: bob@partner.example\r\nSubject: hi\r\n\r\nhello\r\n",
+    );
+    assert!(
+        rules(&report).contains(&"outbound.hold_unknown".to_string()),
+        "{:?}",
+        report.findings
+    );
+    assert_eq!(report.verdict, Verdict::Quarantine);
+}

@@ -618,4 +618,33 @@ Content-Transfer-Encoding: BASE64\r\n\r\nUEsDBA==\r\n";
         redis.store.backend = crate::store::StoreBackend::Redis;
         assert!(!scans_inline(&redis, &env, PLAIN));
     }
+
+    #[test]
+    fn attachments_in_any_transfer_encoding_go_to_the_pool() {
+        let config = Config::default();
+        let env = inbound();
+        // 150 quoted-printable Office parts under 256 KiB: no "base64"
+        // anywhere, yet each is a document to open.
+        let mut qp = String::from(
+            "From: a@example.com\r\nSubject: x\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=b\r\n\r\n",
+        );
+        for _ in 0..150 {
+            qp.push_str(
+                "--b\r\nContent-Type: application/vnd.ms-word.document.macroEnabled.12\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\r\nPK=03=04=14=00\r\n",
+            );
+        }
+        qp.push_str("--b--\r\n");
+        assert!(qp.len() < 256 * 1024);
+        assert!(!scans_inline(&config, &env, qp.as_bytes()));
+        // An 8bit part with a file name, whatever its type claims.
+        let named = b"Content-Type: text/plain; name=\"run.js\"\r\n\
+Content-Transfer-Encoding: 8bit\r\n\r\nWScript.Echo(1)\r\n";
+        assert!(!scans_inline(&config, &env, named));
+        // Text and HTML alternatives stay inline.
+        let alt = b"Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\n\
+Content-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: text/html\r\n\r\n<p>hi</p>\r\n--b--\r\n";
+        assert!(scans_inline(&config, &env, alt));
+    }
 }
