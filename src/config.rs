@@ -207,6 +207,35 @@ impl Limits {
     }
 }
 
+/// `[encrypted_archive]`: bounds on password guessing and decryption.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EncryptedArchiveConfig {
+    /// Password candidates mined from one message (subject and text parts).
+    pub max_candidates: usize,
+    /// Password checks per message, over all archives and entries.
+    pub max_attempts: usize,
+    /// Bytes decrypted (after inflation) per message; decrypted entries also
+    /// count against `[limits]` like any archive entry.
+    pub max_decrypted_bytes: u64,
+    /// Wall-clock budget for trying passwords on one archive, in seconds.
+    pub max_seconds_per_archive: u64,
+    /// Bytes read from the start of each text part when mining candidates.
+    pub max_text_bytes: usize,
+}
+
+impl Default for EncryptedArchiveConfig {
+    fn default() -> Self {
+        EncryptedArchiveConfig {
+            max_candidates: 16,
+            max_attempts: 64,
+            max_decrypted_bytes: 64 * 1024 * 1024,
+            max_seconds_per_archive: 5,
+            max_text_bytes: 1024 * 1024,
+        }
+    }
+}
+
 /// `[organization]`: who "we" are.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -291,7 +320,7 @@ sections! {
     headers: HeadersConfig,
     outbound: crate::detectors::outbound::OutboundConfig,
     metrics: crate::metrics::MetricsConfig,
-    encrypted_archive: crate::detectors::encrypted_archive::EncryptedArchiveConfig,
+    encrypted_archive: EncryptedArchiveConfig,
     display_name: crate::detectors::display_name::DisplayNameConfig,
     store: crate::store::StoreConfig,
     thread_hijack: crate::detectors::thread_hijack::ThreadHijackConfig,

@@ -16,7 +16,6 @@ pub mod input;
 pub mod metrics;
 pub mod milter;
 pub mod names;
-pub mod password;
 pub mod policy;
 pub mod quarantine;
 pub mod report;
@@ -25,6 +24,9 @@ pub mod scan;
 pub mod security;
 pub mod store;
 pub mod view;
+
+/// Password candidates from a mail's text: a derivation of the view.
+pub use view::password;
 
 pub use config::Config;
 pub use envelope::Envelope;

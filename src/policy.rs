@@ -187,6 +187,40 @@ impl Policy {
     }
 }
 
+/// After every detector ran (detectors do not see each other's hits): outbound mail with a finding of `payload_rules`
+/// gets `outbound.payload`, naming those rules. Called by the engine after
+/// every detector ran (detectors do not see each other's hits).
+pub fn weigh_outbound_payload(
+    config: &crate::Config,
+    envelope: &Envelope,
+    findings: &mut Vec<RawFinding>,
+) {
+    let cfg = &config.outbound;
+    let Some(account) = crate::detectors::outbound::account_of(cfg, envelope) else {
+        return;
+    };
+    let patterns = cfg.payload_patterns();
+    let mut matched: Vec<String> = Vec::new();
+    for f in findings.iter() {
+        if crate::detectors::outbound::config::is_payload(&patterns, &f.detector, &f.rule) {
+            let name = format!("{}.{}", f.detector, f.rule);
+            if !matched.contains(&name) {
+                matched.push(name);
+            }
+        }
+    }
+    if !matched.is_empty() {
+        findings.push(RawFinding {
+            detector: crate::detectors::outbound::NAME.into(),
+            rule: "payload".into(),
+            evidence: format!(
+                "outbound mail from {account} carries {}",
+                matched.join(", ")
+            ),
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

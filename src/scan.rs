@@ -313,9 +313,9 @@ impl Engine {
             }
             raw.extend(run_detector(detector.as_ref(), view, &ctx));
         }
-        // Post-detector step (detectors/outbound): payload findings on
-        // outbound mail add `outbound.payload`.
-        crate::detectors::outbound::weigh_payload(&self.config, &view.envelope, &mut raw);
+        // The policy weighs payload findings on outbound mail
+        // (`outbound.payload`), once every detector ran.
+        crate::policy::weigh_outbound_payload(&self.config, &view.envelope, &mut raw);
         let inbound =
             crate::detectors::outbound::account_of(&self.config.outbound, &view.envelope).is_none();
         self.decide_for(pre, raw, inbound)

@@ -106,7 +106,7 @@ pub fn thread_key(message_id: &str) -> String {
 /// The subject as threads compare it: reply/forward prefixes and list tags
 /// removed, NFKC, lower case, whitespace collapsed.
 pub fn normalize_subject(subject: &str) -> String {
-    let base = crate::detectors::thread_hijack::subject::parse(subject).base;
+    let base = crate::view::subject::parse(subject).base;
     let s: String = base.nfkc().collect::<String>().to_lowercase();
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -255,7 +255,7 @@ pub fn remember(
                 vouches: vouches(s.address),
             })
             .collect(),
-        list: crate::detectors::thread_hijack::is_list_mail(view),
+        list: view.has_list_headers(),
     };
     let mut ops = vec![WriteOp::Put {
         key: keys[0].clone(),

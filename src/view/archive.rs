@@ -9,8 +9,8 @@ use bytes::Bytes;
 use zip::ZipReadOptions;
 
 use super::decrypt::{self, LockedEntry};
+use super::password::Candidate;
 use super::{Builder, Origin};
-use crate::password::Candidate;
 
 /// How a zip entry is encrypted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -139,7 +139,7 @@ fn record_encrypted(
     id: usize,
     file_type: FileType,
     opened: &Opened,
-    candidates: &[crate::password::Candidate],
+    candidates: &[super::password::Candidate],
 ) {
     let method = match file_type {
         FileType::SevenZip => EncryptionMethod::SevenZipAes,

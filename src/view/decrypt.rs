@@ -25,8 +25,8 @@ use super::archive::{
     add_entry, entry_cap, note_too_big, read_entry, ArchiveInfo, EncryptionMethod, EntryState,
     ReadError,
 };
+use super::password::Candidate;
 use super::Builder;
-use crate::password::Candidate;
 
 /// An encrypted entry waiting for a password.
 pub(crate) struct LockedEntry {

@@ -7,6 +7,8 @@ pub mod archive;
 mod containers;
 mod decrypt;
 pub mod filetype;
+pub mod password;
+pub mod subject;
 
 use std::time::Instant;
 
@@ -17,11 +19,11 @@ pub use address::Mailbox;
 pub use archive::{ArchiveInfo, EncryptedEntry, EncryptionMethod, EntryState};
 pub use filetype::FileType;
 
+use crate::config::EncryptedArchiveConfig;
 use crate::config::Limits;
-use crate::detectors::encrypted_archive::EncryptedArchiveConfig;
 use crate::envelope::Envelope;
 use crate::formats::Budget;
-use crate::password::{self, Candidate, MinerInput};
+use password::{Candidate, MinerInput};
 
 /// A decoded text part: plain text as sent, HTML both as text and as markup.
 #[derive(Debug, Clone)]
@@ -136,6 +138,15 @@ impl MessageView {
             .iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the message carries mailing-list headers (List-Id,
+    /// List-Post). Only a claim: `store::lists` says whether the list is
+    /// one the organisation knows.
+    pub fn has_list_headers(&self) -> bool {
+        self.list_id.is_some()
+            || self.header("List-Id").is_some()
+            || self.header("List-Post").is_some()
     }
 
     /// The first header with this name.

@@ -9,7 +9,7 @@
 //! alert per episode and running the notify command (`notify`).
 //!
 //! Content findings on outbound mail weigh more: after every detector ran,
-//! the engine calls [`weigh_payload`], which adds `outbound.payload` when
+//! the policy (`policy::weigh_outbound_payload`) adds `outbound.payload` when
 //! outbound mail carries a finding of `payload_rules`.
 
 pub mod config;
@@ -25,7 +25,6 @@ pub use config::OutboundConfig;
 
 use crate::detector::{Detector, DetectorError, Hit, RuleInfo, ScanContext};
 use crate::envelope::Envelope;
-use crate::policy::RawFinding;
 use crate::store::StoreError;
 use crate::view::MessageView;
 
@@ -280,36 +279,6 @@ impl Detector for Outbound {
             )),
         }
         Ok(())
-    }
-}
-
-/// The post-detector step: outbound mail with a finding of `payload_rules`
-/// gets `outbound.payload`, naming those rules. Called by the engine after
-/// every detector ran (detectors do not see each other's hits).
-pub fn weigh_payload(config: &crate::Config, envelope: &Envelope, findings: &mut Vec<RawFinding>) {
-    let cfg = &config.outbound;
-    let Some(account) = account_of(cfg, envelope) else {
-        return;
-    };
-    let patterns = cfg.payload_patterns();
-    let mut matched: Vec<String> = Vec::new();
-    for f in findings.iter() {
-        if config::is_payload(&patterns, &f.detector, &f.rule) {
-            let name = format!("{}.{}", f.detector, f.rule);
-            if !matched.contains(&name) {
-                matched.push(name);
-            }
-        }
-    }
-    if !matched.is_empty() {
-        findings.push(RawFinding {
-            detector: NAME.into(),
-            rule: "payload".into(),
-            evidence: format!(
-                "outbound mail from {account} carries {}",
-                matched.join(", ")
-            ),
-        });
     }
 }
 

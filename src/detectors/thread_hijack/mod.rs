@@ -20,7 +20,8 @@
 //! on a list, strangers joining a thread is normal.
 
 pub mod quoted;
-pub mod subject;
+/// Reply and forward markers live in the view (the store reads them too).
+pub use crate::view::subject;
 
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
@@ -434,9 +435,10 @@ impl ThreadHijack {
     }
 }
 
-/// Mail that came through a mailing list.
+/// Mail that says it came through a mailing list (see
+/// [`MessageView::has_list_headers`]).
 pub fn is_list_mail(view: &MessageView) -> bool {
-    view.list_id.is_some() || view.header("List-Id").is_some() || view.header("List-Post").is_some()
+    view.has_list_headers()
 }
 
 /// The payload a reply carries, described; None when it carries none.
@@ -457,7 +459,7 @@ fn payload(f: &Facts<'_>) -> Option<String> {
         return Some(format!("{} ({})", a.path, a.file_type));
     }
     URL.find(&f.new_text)
-        .map(|m| format!("a link {}", crate::scan::clean_evidence(m.as_str())))
+        .map(|m| format!("a link {}", crate::sanitize::evidence(m.as_str())))
 }
 
 fn describe_person(p: &quoted::Person) -> String {

@@ -5,7 +5,7 @@ pub mod miner;
 
 pub use miner::{mine, Candidate, MinerInput};
 
-use crate::detectors::encrypted_archive::EncryptedArchiveConfig;
+use crate::config::EncryptedArchiveConfig;
 use crate::view::MessageView;
 
 /// The candidates of a built message: its subject, every text part and the
