@@ -449,6 +449,9 @@ impl Config {
             let path: Vec<&str> = path.iter().map(String::as_str).collect();
             push(&path, message);
         }
+        for (path, message) in self.quarantine.problems() {
+            push(&path, message);
+        }
         if let Err(e) = self.metrics.listen_addr() {
             push(&["metrics", "listen"], e);
         }
