@@ -267,6 +267,7 @@ sections! {
     quarantine: crate::quarantine::QuarantineConfig,
     office_macro: crate::detectors::office_macro::OfficeMacroConfig,
     links: crate::detectors::links::LinksConfig,
+    web: crate::web::WebConfig,
 }
 
 /// One problem in a config file.
@@ -450,6 +451,9 @@ impl Config {
             push(&path, message);
         }
         for (path, message) in self.quarantine.problems() {
+            push(&path, message);
+        }
+        for (path, message) in self.web.problems() {
             push(&path, message);
         }
         if let Err(e) = self.metrics.listen_addr() {

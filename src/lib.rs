@@ -24,6 +24,7 @@ pub mod scan;
 pub mod security;
 pub mod store;
 pub mod view;
+pub mod web;
 
 pub use config::Config;
 pub use envelope::Envelope;
