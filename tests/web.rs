@@ -67,7 +67,13 @@ impl FakeQueue {
 
 impl HoldQueue for FakeQueue {
     fn held(&self) -> Result<Vec<QueueEntry>, String> {
-        Ok(self.held.lock().unwrap().iter().map(|(e, _)| e.clone()).collect())
+        Ok(self
+            .held
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(e, _)| e.clone())
+            .collect())
     }
     fn headers(&self, id: &str) -> Result<Vec<u8>, String> {
         let m = self.message(id)?;
@@ -181,27 +187,41 @@ fn world_with(tune: impl FnOnce(&mut malspam_milter::Config)) -> World {
         NOW - 60,
         "s@sender.example",
         &["ann@a.example"],
-        simple("for A", "ann@a.example", "quarantine", "office_macro.suspicious (+6): x.doc: VBA Document_Open (A), Shell (X)", "the text of A"),
+        simple(
+            "for A",
+            "ann@a.example",
+            "quarantine",
+            "office_macro.suspicious (+6): x.doc: VBA Document_Open (A), Shell (X)",
+            "the text of A",
+        ),
     );
     queue.add(
         "B0001",
         NOW - 120,
         "s@other.example",
         &["bob@b.example"],
-        simple("for B", "bob@b.example", "quarantine", "links.download (+5): http://x.example/a.doc", "the text of B"),
+        simple(
+            "for B",
+            "bob@b.example",
+            "quarantine",
+            "links.download (+5): http://x.example/a.doc",
+            "the text of B",
+        ),
     );
     queue.add(
         "M0001",
         NOW - 180,
         "s@sender.example",
         &["ann@a.example", "bob@b.example"],
-        simple("for A and B", "ann@a.example", "quarantine", "display_name.embedded_address (+6): y", "both"),
+        simple(
+            "for A and B",
+            "ann@a.example",
+            "quarantine",
+            "display_name.embedded_address (+6): y",
+            "both",
+        ),
     );
-    let state = Arc::new(AppState::new(
-        Arc::new(config),
-        queue.clone(),
-        [42; 32],
-    ));
+    let state = Arc::new(AppState::new(Arc::new(config), queue.clone(), [42; 32]));
     let mut s = Arc::try_unwrap(state).ok().unwrap();
     s.now = || NOW;
     let state = Arc::new(s);
@@ -250,7 +270,9 @@ async fn send(w: &World, req: Request<Body>) -> Resp {
     let resp = app(w.state.clone()).oneshot(req).await.unwrap();
     let status = resp.status();
     let headers = resp.headers().clone();
-    let bytes = axum::body::to_bytes(resp.into_body(), 10 << 20).await.unwrap();
+    let bytes = axum::body::to_bytes(resp.into_body(), 10 << 20)
+        .await
+        .unwrap();
     Resp {
         status,
         headers,
@@ -287,7 +309,11 @@ async fn login(w: &World, user: &str) -> (String, String) {
         post(
             "/login",
             &pre,
-            &[("csrf", &form.csrf()), ("user", user), ("password", PASSWORD)],
+            &[
+                ("csrf", &form.csrf()),
+                ("user", user),
+                ("password", PASSWORD),
+            ],
         ),
     )
     .await;
@@ -309,20 +335,34 @@ fn audit(w: &World) -> Vec<serde_json::Value> {
 #[tokio::test]
 async fn login_is_required_and_sessions_are_signed_cookies() {
     let w = world();
-    for path in ["/messages", "/messages/A0001", "/messages/A0001/confirm?action=release"] {
+    for path in [
+        "/messages",
+        "/messages/A0001",
+        "/messages/A0001/confirm?action=release",
+    ] {
         let r = send(&w, get(path, "")).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{path}");
         assert_eq!(r.location(), "/login");
     }
-    let r = send(&w, post("/messages/A0001/action", "", &[("action", "delete")])).await;
+    let r = send(
+        &w,
+        post("/messages/A0001/action", "", &[("action", "delete")]),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    let r = send(&w, post("/bulk/action", "", &[("action", "delete"), ("id", "A0001")])).await;
+    let r = send(
+        &w,
+        post("/bulk/action", "", &[("action", "delete"), ("id", "A0001")]),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(w.queue.done().is_empty());
 
     // Security headers on every page, the login page included.
     let form = send(&w, get("/login", "")).await;
-    let csp = form.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    let csp = form.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
     assert!(csp.starts_with("default-src 'none'"), "{csp}");
     assert!(!csp.contains("script-src"), "no script at all: {csp}");
     assert_eq!(form.headers[header::X_FRAME_OPTIONS], "DENY");
@@ -334,7 +374,15 @@ async fn login_is_required_and_sessions_are_signed_cookies() {
     let pre = pre.split(';').next().unwrap().to_string();
     let r = send(
         &w,
-        post("/login", &pre, &[("csrf", &form.csrf()), ("user", "root"), ("password", "nope")]),
+        post(
+            "/login",
+            &pre,
+            &[
+                ("csrf", &form.csrf()),
+                ("user", "root"),
+                ("password", "nope"),
+            ],
+        ),
     )
     .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
@@ -344,12 +392,23 @@ async fn login_is_required_and_sessions_are_signed_cookies() {
     // on plain HTTP.
     let r = send(
         &w,
-        post("/login", &pre, &[("csrf", &form.csrf()), ("user", "root"), ("password", PASSWORD)]),
+        post(
+            "/login",
+            &pre,
+            &[
+                ("csrf", &form.csrf()),
+                ("user", "root"),
+                ("password", PASSWORD),
+            ],
+        ),
     )
     .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     let set = r.cookie("msm_session").unwrap();
-    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
     assert!(!set.contains("Secure"), "{set}");
     let cookie = set.split(';').next().unwrap().to_string();
     let list = send(&w, get("/messages", &cookie)).await;
@@ -358,21 +417,35 @@ async fn login_is_required_and_sessions_are_signed_cookies() {
 
     // A tampered cookie is no session.
     let tampered = cookie.replace("msm_session=", "msm_session=00");
-    assert_eq!(send(&w, get("/messages", &tampered)).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        send(&w, get("/messages", &tampered)).await.status,
+        StatusCode::SEE_OTHER
+    );
 
     // Logout needs the CSRF token, then the cookie stops working.
     let r = send(&w, post("/logout", &cookie, &[("csrf", "bad")])).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let r = send(&w, post("/logout", &cookie, &[("csrf", &list.csrf())])).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert_eq!(send(&w, get("/messages", &cookie)).await.location(), "/login");
+    assert_eq!(
+        send(&w, get("/messages", &cookie)).await.location(),
+        "/login"
+    );
 
     let log = audit(&w);
     let results: Vec<(&str, &str)> = log
         .iter()
-        .map(|l| (l["action"].as_str().unwrap(), l["result"].as_str().unwrap_or("")))
+        .map(|l| {
+            (
+                l["action"].as_str().unwrap(),
+                l["result"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
-    assert_eq!(results, [("login", "failed"), ("login", "ok"), ("logout", "")]);
+    assert_eq!(
+        results,
+        [("login", "failed"), ("login", "ok"), ("logout", "")]
+    );
 }
 
 #[tokio::test]
@@ -380,28 +453,37 @@ async fn secure_cookie_and_proxy_login_only_through_trusted_proxies() {
     let w = world();
     let with_peer = |mut req: Request<Body>, ip: [u8; 4]| {
         req.extensions_mut()
-            .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((ip, 5555))));
+            .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+                ip, 5555,
+            ))));
         req
     };
     // Behind the TLS proxy: Secure.
     let mut req = get("/login", "");
-    req.headers_mut().insert("x-forwarded-proto", "https".parse().unwrap());
+    req.headers_mut()
+        .insert("x-forwarded-proto", "https".parse().unwrap());
     let r = send(&w, with_peer(req, [10, 1, 2, 3])).await;
     assert!(r.cookie("msm_login").unwrap().contains("; Secure"));
     // The same header from anyone else is ignored.
     let mut req = get("/login", "");
-    req.headers_mut().insert("x-forwarded-proto", "https".parse().unwrap());
+    req.headers_mut()
+        .insert("x-forwarded-proto", "https".parse().unwrap());
     let r = send(&w, with_peer(req, [192, 0, 2, 1])).await;
     assert!(!r.cookie("msm_login").unwrap().contains("Secure"));
 
     // The authenticating proxy's user header: believed from 10/8 only.
     let mut req = get("/messages", "");
-    req.headers_mut().insert("x-remote-user", "proxied".parse().unwrap());
+    req.headers_mut()
+        .insert("x-remote-user", "proxied".parse().unwrap());
     let r = send(&w, with_peer(req, [10, 9, 9, 9])).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert!(r.body.contains("B0001") && !r.body.contains("A0001"), "scoped to b.example");
+    assert!(
+        r.body.contains("B0001") && !r.body.contains("A0001"),
+        "scoped to b.example"
+    );
     let mut req = get("/messages", "");
-    req.headers_mut().insert("x-remote-user", "root".parse().unwrap());
+    req.headers_mut()
+        .insert("x-remote-user", "root".parse().unwrap());
     let r = send(&w, with_peer(req, [192, 0, 2, 1])).await;
     assert_eq!(r.location(), "/login");
     // A proxy-only user has no password to guess.
@@ -409,7 +491,15 @@ async fn secure_cookie_and_proxy_login_only_through_trusted_proxies() {
     let pre = form.cookie("msm_login").unwrap();
     let r = send(
         &w,
-        post("/login", pre.split(';').next().unwrap(), &[("csrf", &form.csrf()), ("user", "proxied"), ("password", "")]),
+        post(
+            "/login",
+            pre.split(';').next().unwrap(),
+            &[
+                ("csrf", &form.csrf()),
+                ("user", "proxied"),
+                ("password", ""),
+            ],
+        ),
     )
     .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
@@ -422,19 +512,61 @@ async fn login_needs_its_csrf_token_and_is_rate_limited() {
     let pre = form.cookie("msm_login").unwrap();
     let pre = pre.split(';').next().unwrap().to_string();
     // No token, or no login cookie: refused before any password check.
-    let r = send(&w, post("/login", &pre, &[("user", "root"), ("password", PASSWORD)])).await;
+    let r = send(
+        &w,
+        post("/login", &pre, &[("user", "root"), ("password", PASSWORD)]),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    let r = send(&w, post("/login", "", &[("csrf", &form.csrf()), ("user", "root"), ("password", PASSWORD)])).await;
+    let r = send(
+        &w,
+        post(
+            "/login",
+            "",
+            &[
+                ("csrf", &form.csrf()),
+                ("user", "root"),
+                ("password", PASSWORD),
+            ],
+        ),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 
     for _ in 0..3 {
-        let r = send(&w, post("/login", &pre, &[("csrf", &form.csrf()), ("user", "root"), ("password", "guess")])).await;
+        let r = send(
+            &w,
+            post(
+                "/login",
+                &pre,
+                &[
+                    ("csrf", &form.csrf()),
+                    ("user", "root"),
+                    ("password", "guess"),
+                ],
+            ),
+        )
+        .await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     }
     // Now even the right password is refused for a while.
-    let r = send(&w, post("/login", &pre, &[("csrf", &form.csrf()), ("user", "root"), ("password", PASSWORD)])).await;
+    let r = send(
+        &w,
+        post(
+            "/login",
+            &pre,
+            &[
+                ("csrf", &form.csrf()),
+                ("user", "root"),
+                ("password", PASSWORD),
+            ],
+        ),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
-    assert!(audit(&w).iter().any(|l| l["result"] == "refused: too many failures"));
+    assert!(audit(&w)
+        .iter()
+        .any(|l| l["result"] == "refused: too many failures"));
 }
 
 #[tokio::test]
@@ -444,8 +576,14 @@ async fn list_shows_findings_filters_and_scopes() {
     let r = send(&w, get("/messages", &root)).await;
     assert_eq!(r.status, StatusCode::OK);
     // Decoded Japanese subject, sender → recipient, verdict, score, findings in words.
-    assert!(r.body.contains("[SUSPICIOUS] RE: 請求書の送付について"), "{}", r.body);
-    assert!(r.body.contains("info@kansai-unrelated.example → yuki@customer.example"));
+    assert!(
+        r.body.contains("[SUSPICIOUS] RE: 請求書の送付について"),
+        "{}",
+        r.body
+    );
+    assert!(r
+        .body
+        .contains("info@kansai-unrelated.example → yuki@customer.example"));
     assert!(r.body.contains("display_name.embedded_address"));
     assert!(r.body.contains("(4)"), "four held");
     for id in ["687579D8095", "A0001", "B0001", "M0001"] {
@@ -458,7 +596,14 @@ async fn list_shows_findings_filters_and_scopes() {
     assert!(r.body.contains("B0001") && !r.body.contains("M0001"));
     let r = send(&w, get("/messages?q=687579D8095", &root)).await;
     assert!(r.body.contains("(1)") && r.body.contains("687579D8095"));
-    let r = send(&w, get("/messages?q=%3Cbd81c2e0a1%40kansai-unrelated.example%3E", &root)).await;
+    let r = send(
+        &w,
+        get(
+            "/messages?q=%3Cbd81c2e0a1%40kansai-unrelated.example%3E",
+            &root,
+        ),
+    )
+    .await;
     assert!(r.body.contains("687579D8095") && r.body.contains("(1)"));
     let r = send(&w, get("/messages?age=1h", &root)).await;
     assert!(r.body.contains("(3)") && !r.body.contains("/messages/687579D8095\""));
@@ -468,11 +613,18 @@ async fn list_shows_findings_filters_and_scopes() {
     let r = send(&w, get("/messages", &alice)).await;
     assert!(r.body.contains("A0001") && r.body.contains("M0001"));
     assert!(!r.body.contains("B0001") && !r.body.contains("687579D8095"));
-    assert!(!r.body.contains("bob@b.example"), "other domains' recipients hidden");
+    assert!(
+        !r.body.contains("bob@b.example"),
+        "other domains' recipients hidden"
+    );
     for id in ["B0001", "687579D8095"] {
         let r = send(&w, get(&format!("/messages/{id}"), &alice)).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{id}");
-        let r = send(&w, get(&format!("/messages/{id}/confirm?action=release"), &alice)).await;
+        let r = send(
+            &w,
+            get(&format!("/messages/{id}/confirm?action=release"), &alice),
+        )
+        .await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{id}");
     }
 }
@@ -490,8 +642,15 @@ async fn message_view_explains_and_shows_text_to_reviewers_only() {
         .into_iter()
         .find(|(d, _)| *d == "thread_hijack")
         .unwrap();
-    let desc = rules.iter().find(|r| r.name == "revived_thread").unwrap().description;
-    assert!(r.body.contains(&maud::html! { (desc) }.into_string()), "{desc}");
+    let desc = rules
+        .iter()
+        .find(|r| r.name == "revived_thread")
+        .unwrap()
+        .description;
+    assert!(
+        r.body.contains(&maud::html! { (desc) }.into_string()),
+        "{desc}"
+    );
     // The attachment tree with the decrypted document, the masked password.
     assert!(r.body.contains("請求書_1121.zip/請求書_1121.doc"));
     assert!(r.body.contains("decrypted"));
@@ -504,7 +663,10 @@ async fn message_view_explains_and_shows_text_to_reviewers_only() {
     let r = send(&w, get("/messages/687579D8095", &viewer)).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.body.contains("What this means") && r.body.contains("Findings"));
-    assert!(!r.body.contains("<pre class=\"text\">"), "viewers get no text");
+    assert!(
+        !r.body.contains("<pre class=\"text\">"),
+        "viewers get no text"
+    );
     assert!(!r.body.contains("Release (deliver now)"));
 
     // Japanese by Accept-Language.
@@ -514,10 +676,16 @@ async fn message_view_explains_and_shows_text_to_reviewers_only() {
     let r = send(&w, req).await;
     assert!(r.body.contains("<html lang=\"ja\">"));
     assert!(r.body.contains("これはどういうことか"));
-    assert!(r.body.contains("鈴木 一郎 との2026年3月のやり取り"), "{}", r.body);
+    assert!(
+        r.body.contains("鈴木 一郎 との2026年3月のやり取り"),
+        "{}",
+        r.body
+    );
     let mut req = get("/messages", &root);
-    req.headers_mut()
-        .insert(header::ACCEPT_LANGUAGE, "fr, en;q=0.5, ja;q=0.9".parse().unwrap());
+    req.headers_mut().insert(
+        header::ACCEPT_LANGUAGE,
+        "fr, en;q=0.5, ja;q=0.9".parse().unwrap(),
+    );
     assert!(send(&w, req).await.body.contains("保留中のメッセージ"));
 }
 
@@ -527,13 +695,29 @@ async fn actions_need_csrf_role_and_scope_and_are_audited() {
     let (viewer, vcsrf) = login(&w, "viewer").await;
     let r = send(&w, get("/messages/A0001/confirm?action=release", &viewer)).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    let r = send(&w, post("/messages/A0001/action", &viewer, &[("csrf", &vcsrf), ("action", "release")])).await;
+    let r = send(
+        &w,
+        post(
+            "/messages/A0001/action",
+            &viewer,
+            &[("csrf", &vcsrf), ("action", "release")],
+        ),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 
     let (root, csrf) = login(&w, "root").await;
     // A CSRF token from another session, or none: refused, nothing done.
     for bad in ["", vcsrf.as_str(), "00"] {
-        let r = send(&w, post("/messages/A0001/action", &root, &[("csrf", bad), ("action", "release")])).await;
+        let r = send(
+            &w,
+            post(
+                "/messages/A0001/action",
+                &root,
+                &[("csrf", bad), ("action", "release")],
+            ),
+        )
+        .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{bad:?}");
     }
     assert!(w.queue.done().is_empty());
@@ -541,8 +725,18 @@ async fn actions_need_csrf_role_and_scope_and_are_audited() {
     // Confirmation page, then the POST it carries.
     let c = send(&w, get("/messages/A0001/confirm?action=release", &root)).await;
     assert_eq!(c.status, StatusCode::OK);
-    assert!(c.body.contains("Deliver these messages to their recipients now?"));
-    let r = send(&w, post("/messages/A0001/action", &root, &[("csrf", &c.csrf()), ("action", "release")])).await;
+    assert!(c
+        .body
+        .contains("Deliver these messages to their recipients now?"));
+    let r = send(
+        &w,
+        post(
+            "/messages/A0001/action",
+            &root,
+            &[("csrf", &c.csrf()), ("action", "release")],
+        ),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.location(), "/messages?done=release&ok=1&failed=0");
     assert_eq!(w.queue.done(), ["release A0001 by root (web)"]);
@@ -551,22 +745,70 @@ async fn actions_need_csrf_role_and_scope_and_are_audited() {
 
     // alice may not act on mail that also goes to b.example.
     let (alice, acsrf) = login(&w, "alice").await;
-    let r = send(&w, post("/messages/M0001/action", &alice, &[("csrf", &acsrf), ("action", "delete")])).await;
+    let r = send(
+        &w,
+        post(
+            "/messages/M0001/action",
+            &alice,
+            &[("csrf", &acsrf), ("action", "delete")],
+        ),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     // Nor allowlist (it applies to every domain).
-    let r = send(&w, get("/messages/M0001/confirm?action=release_allowlist", &alice)).await;
+    let r = send(
+        &w,
+        get("/messages/M0001/confirm?action=release_allowlist", &alice),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 
     // Bulk: confirm page lists the selection, then delete both.
-    let c = send(&w, post("/bulk", &root, &[("csrf", &csrf), ("action", "delete"), ("id", "B0001"), ("id", "M0001")])).await;
+    let c = send(
+        &w,
+        post(
+            "/bulk",
+            &root,
+            &[
+                ("csrf", &csrf),
+                ("action", "delete"),
+                ("id", "B0001"),
+                ("id", "M0001"),
+            ],
+        ),
+    )
+    .await;
     assert_eq!(c.status, StatusCode::OK);
-    assert!(c.body.contains("B0001") && c.body.contains("M0001") && c.body.contains("cannot be undone"));
-    let r = send(&w, post("/bulk/action", &root, &[("csrf", &c.csrf()), ("action", "delete"), ("id", "B0001"), ("id", "M0001")])).await;
+    assert!(
+        c.body.contains("B0001") && c.body.contains("M0001") && c.body.contains("cannot be undone")
+    );
+    let r = send(
+        &w,
+        post(
+            "/bulk/action",
+            &root,
+            &[
+                ("csrf", &c.csrf()),
+                ("action", "delete"),
+                ("id", "B0001"),
+                ("id", "M0001"),
+            ],
+        ),
+    )
+    .await;
     assert_eq!(r.location(), "/messages?done=delete&ok=2&failed=0");
     assert_eq!(w.queue.done()[1..], ["delete B0001", "delete M0001"]);
 
     // Release and allowlist: the sender goes into the config file.
-    let r = send(&w, post("/messages/687579D8095/action", &root, &[("csrf", &csrf), ("action", "release_allowlist")])).await;
+    let r = send(
+        &w,
+        post(
+            "/messages/687579D8095/action",
+            &root,
+            &[("csrf", &csrf), ("action", "release_allowlist")],
+        ),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let config = malspam_milter::Config::load(Some(&w.dir.join("milter.toml"))).unwrap();
     assert_eq!(config.allowlist.senders, ["info@kansai-unrelated.example"]);
@@ -592,12 +834,19 @@ async fn actions_need_csrf_role_and_scope_and_are_audited() {
             ("release".into(), "root".into(), "A0001".into()),
             ("delete".into(), "root".into(), "B0001".into()),
             ("delete".into(), "root".into(), "M0001".into()),
-            ("release_allowlist".into(), "root".into(), "687579D8095".into()),
+            (
+                "release_allowlist".into(),
+                "root".into(),
+                "687579D8095".into()
+            ),
         ]
     );
     assert_eq!(log[0]["time"], NOW);
     assert_eq!(log[0]["subject"], "for A");
-    assert!(log[3]["result"].as_str().unwrap().contains("added to [allowlist] senders"));
+    assert!(log[3]["result"]
+        .as_str()
+        .unwrap()
+        .contains("added to [allowlist] senders"));
 }
 
 #[tokio::test]
@@ -618,19 +867,43 @@ async fn a_hostile_message_renders_inert() {
          X-Malspam-Findings: links.download (+5): <a href=\"javascript:alert(6)\">x</a>\n\
          MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n{html_body}"
     );
-    w.queue.add("E0001", NOW - 5, "x@evil.example", &["ann@a.example"], message.into_bytes());
+    w.queue.add(
+        "E0001",
+        NOW - 5,
+        "x@evil.example",
+        &["ann@a.example"],
+        message.into_bytes(),
+    );
     w.state.refresh();
     let (root, _) = login(&w, "root").await;
-    for path in ["/messages", "/messages/E0001", "/messages/E0001/confirm?action=delete"] {
+    for path in [
+        "/messages",
+        "/messages/E0001",
+        "/messages/E0001/confirm?action=delete",
+    ] {
         let r = send(&w, get(path, &root)).await;
         assert_eq!(r.status, StatusCode::OK, "{path}");
         let b = &r.body;
-        assert!(b.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{path}: escaped subject");
-        for bad in ["<script", "<iframe", "<img", "onload=", "onerror=\"", "href=\"javascript:", "<b>Boss"] {
+        assert!(
+            b.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{path}: escaped subject"
+        );
+        for bad in [
+            "<script",
+            "<iframe",
+            "<img",
+            "onload=",
+            "onerror=\"",
+            "href=\"javascript:",
+            "<b>Boss",
+        ] {
             assert!(!b.contains(bad), "{path}: {bad} in the page");
         }
         assert!(!b.contains('\u{202e}'), "{path}: raw bidi override");
-        assert!(b.contains("\\u{202e}"), "{path}: bidi override shown escaped");
+        assert!(
+            b.contains("\\u{202e}"),
+            "{path}: bidi override shown escaped"
+        );
         // Links only to our own pages.
         for href in b.split("href=\"").skip(1) {
             let target = &href[..href.find('"').unwrap()];
@@ -643,7 +916,10 @@ async fn a_hostile_message_renders_inert() {
     let r = send(&w, get("/messages/E0001", &root)).await;
     // The long token is there, whole, in a cell that wraps.
     assert!(r.body.contains(&token));
-    assert!(r.body.contains("hxxp://tracker[.]example/p.gif"), "defanged link");
+    assert!(
+        r.body.contains("hxxp://tracker[.]example/p.gif"),
+        "defanged link"
+    );
     let css = send(&w, get("/static/style.css", "")).await;
     assert!(css.body.contains("overflow-wrap: anywhere"));
     assert!(css.body.len() < 8 * 1024, "a few KB of CSS");
@@ -659,14 +935,23 @@ async fn ten_thousand_held_messages_page_by_fifty() {
             NOW - 10_000 - i,
             &format!("s{i}@bulk.example"),
             &["ann@a.example"],
-            simple(&format!("bulk {i}"), "ann@a.example", "quarantine", "office_macro.present (+5): m.doc", "x"),
+            simple(
+                &format!("bulk {i}"),
+                "ann@a.example",
+                "quarantine",
+                "office_macro.present (+5): m.doc",
+                "x",
+            ),
         );
     }
     w.state.refresh();
     let (root, _) = login(&w, "root").await;
     let start = std::time::Instant::now();
     let r = send(&w, get("/messages?page=3", &root)).await;
-    eprintln!("list page 3 of 10,004 held messages: {:?} (debug build)", start.elapsed());
+    eprintln!(
+        "list page 3 of 10,004 held messages: {:?} (debug build)",
+        start.elapsed()
+    );
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.body.contains("(10004)"));
     assert!(r.body.contains("3 / 201"));

@@ -18,13 +18,15 @@ pub fn add_sender(path: &Path, sender: &str) -> Result<bool, String> {
     if sender.is_empty()
         || !sender.contains('@')
         || sender.eq_ignore_ascii_case("MAILER-DAEMON")
-        || sender.chars().any(|c| c.is_control() || c.is_whitespace() || c == '"')
+        || sender
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '"')
     {
         return Err(format!("{sender:?} is not a sender address to allowlist"));
     }
     let _guard = WRITING.lock().unwrap_or_else(|e| e.into_inner());
-    let before =
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let before = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut doc: toml_edit::DocumentMut = before
         .parse()
         .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -47,10 +49,13 @@ pub fn add_sender(path: &Path, sender: &str) -> Result<bool, String> {
     senders.push(sender.as_str());
     let after = doc.to_string();
     let file = path.display().to_string();
-    crate::Config::parse(&after, &file).map_err(|e| format!("the new config would not load: {e}"))?;
+    crate::Config::parse(&after, &file)
+        .map_err(|e| format!("the new config would not load: {e}"))?;
     let now = std::fs::read_to_string(path).map_err(|e| format!("cannot read {file}: {e}"))?;
     if now != before {
-        return Err(format!("{file} changed while it was being edited; try again"));
+        return Err(format!(
+            "{file} changed while it was being edited; try again"
+        ));
     }
     super::auth::write_atomically(path, after.as_bytes(), 0o640)?;
     Ok(true)
@@ -89,14 +94,20 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         assert!(add_sender(&path, "New@Partner.example").unwrap());
         let got = std::fs::read_to_string(&path).unwrap();
-        assert!(got.contains("# my config\n[policy]\ntag = 5.0 # keep this\n"), "{got}");
+        assert!(
+            got.contains("# my config\n[policy]\ntag = 5.0 # keep this\n"),
+            "{got}"
+        );
         assert!(got.contains("# who\n"), "{got}");
         let config = crate::Config::parse(&got, "m.toml").unwrap();
         assert_eq!(
             config.allowlist.senders,
             ["a@b.example", "new@partner.example"]
         );
-        assert!(!add_sender(&path, "new@partner.example").unwrap(), "already there");
+        assert!(
+            !add_sender(&path, "new@partner.example").unwrap(),
+            "already there"
+        );
 
         // No [allowlist] yet: made.
         std::fs::write(&path, "[policy]\ntag = 5.0\n").unwrap();

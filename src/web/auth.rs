@@ -106,6 +106,7 @@ fn valid_domain(d: &str) -> bool {
         && d.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
         && !d.starts_with('.')
+        && !d.contains("..")
 }
 
 /// Parse the users file; errors name the line.
@@ -132,7 +133,11 @@ pub fn parse_users(text: &str) -> Result<Vec<User>, String> {
         let hash = match hash {
             "-" => None,
             h if h.starts_with("$argon2id$") => Some(h.to_string()),
-            _ => return Err(format!("line {n}: the hash must be an argon2id PHC string or -")),
+            _ => {
+                return Err(format!(
+                    "line {n}: the hash must be an argon2id PHC string or -"
+                ))
+            }
         };
         if users.iter().any(|u| u.name == name) {
             return Err(format!("line {n}: user {name} given twice"));
@@ -157,7 +162,9 @@ pub fn parse_domains(s: &str) -> Result<Vec<String>, String> {
         .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
         .collect();
     if domains.iter().any(|d| !valid_domain(d)) {
-        return Err(format!("domains must be * or a list like a.example,b.example, not {s:?}"));
+        return Err(format!(
+            "domains must be * or a list like a.example,b.example, not {s:?}"
+        ));
     }
     Ok(domains)
 }
@@ -269,7 +276,7 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || s.len() > 4096 {
+    if !s.len().is_multiple_of(2) || s.len() > 4096 {
         return None;
     }
     (0..s.len())
@@ -393,10 +400,7 @@ impl RateLimit {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         match map.get_mut(key) {
             Some(times) => {
-                while times
-                    .front()
-                    .is_some_and(|t| t + self.window_secs <= now)
-                {
+                while times.front().is_some_and(|t| t + self.window_secs <= now) {
                     times.pop_front();
                 }
                 times.len() >= self.max_failures
@@ -441,9 +445,8 @@ mod tests {
     fn users_file_round_trip_and_errors() {
         let hash = hash_password("correct horse").unwrap();
         assert!(hash.starts_with("$argon2id$"), "{hash}");
-        let text = format!(
-            "# comment\nalice:reviewer:*:{hash}\nbob:viewer:a.example, B.example.:-\n"
-        );
+        let text =
+            format!("# comment\nalice:reviewer:*:{hash}\nbob:viewer:a.example, B.example.:-\n");
         let users = parse_users(&text).unwrap();
         assert_eq!(users.len(), 2);
         assert!(verify_password(&users[0], "correct horse"));
@@ -462,7 +465,7 @@ mod tests {
             ("al ice:viewer:*:-", "bad user name"),
             ("alice:viewer:*", "expected name:role"),
             ("alice:viewer:*:$2y$10$bcrypt", "argon2id"),
-            ("alice:viewer:a..:-", "domains must be"),
+            ("alice:viewer:a..b:-", "domains must be"),
             ("alice:viewer:*:-\nalice:viewer:*:-", "given twice"),
         ] {
             let e = parse_users(bad).unwrap_err();
@@ -490,7 +493,10 @@ mod tests {
         save_user(&path, again).unwrap();
         let users = load_users(&path).unwrap();
         assert_eq!(users.len(), 2);
-        assert_eq!(users.iter().find(|u| u.name == "a").unwrap().role, Role::Reviewer);
+        assert_eq!(
+            users.iter().find(|u| u.name == "a").unwrap().role,
+            Role::Reviewer
+        );
         delete_user(&path, "a").unwrap();
         assert!(delete_user(&path, "a").unwrap_err().contains("no user a"));
         assert_eq!(load_users(&path).unwrap().len(), 1);

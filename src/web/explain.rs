@@ -114,9 +114,7 @@ fn thread_hijack(item: &Item, from: &str, ja: bool) -> String {
         "December",
     ];
     if ja {
-        let with = partner
-            .map(|p| format!("{p} との"))
-            .unwrap_or_default();
+        let with = partner.map(|p| format!("{p} との")).unwrap_or_default();
         let at = when
             .map(|(y, m)| format!("{y}年{m}月の"))
             .unwrap_or_default();
@@ -173,7 +171,10 @@ mod tests {
             quoted_date("the newest quoted message is from 2026-03-03 (262 days earlier)"),
             Some((2026, 3))
         );
-        assert_eq!(quoted_date("the newest quoted message is from 2026-13-03"), None);
+        assert_eq!(
+            quoted_date("the newest quoted message is from 2026-13-03"),
+            None
+        );
         assert_eq!(quoted_partner("nothing"), None);
     }
 }

@@ -257,7 +257,10 @@ pub fn refresh(queue: &dyn HoldQueue, index: &RwLock<Index>) {
     idx.loaded = true;
     idx.error = None;
     if fresh > 0 {
-        tracing::debug!("web: {fresh} new held message(s), {} in all", idx.items.len());
+        tracing::debug!(
+            "web: {fresh} new held message(s), {} in all",
+            idx.items.len()
+        );
     }
 }
 
@@ -274,9 +277,9 @@ mod tests {
         );
         assert_eq!(f.evidence, "a.doc: VBA Document_Open (A)");
         let f = Finding::parse(
-            "encrypted_archive.password_in_body (+6): =?utf-8?b?6KuL5rGC5pu4XzExMjEuemlw?=: opened",
+            "encrypted_archive.password_in_body (+6): =?utf-8?b?6KuL5rGC5pu4XzExMjEuemlw?= opened",
         );
-        assert_eq!(f.evidence, "請求書_1121.zip: opened");
+        assert_eq!(f.evidence, "請求書_1121.zip opened");
         let f = Finding::parse("scan.error (-1.5): x");
         assert_eq!(f.score, -1.5);
         let f = Finding::parse("garbage");

@@ -106,7 +106,10 @@ impl WebConfig {
         if self.listen.parse::<SocketAddr>().is_err() {
             out.push((
                 ["web", "listen"],
-                format!("expected IP:port, e.g. \"127.0.0.1:7358\", got {:?}", self.listen),
+                format!(
+                    "expected IP:port, e.g. \"127.0.0.1:7358\", got {:?}",
+                    self.listen
+                ),
             ));
         }
         for (key, value) in [
@@ -126,7 +129,10 @@ impl WebConfig {
         }
         let h = &self.proxy_user_header;
         if !h.is_empty() && axum::http::HeaderName::from_bytes(h.as_bytes()).is_err() {
-            out.push((["web", "proxy_user_header"], format!("not a header name: {h:?}")));
+            out.push((
+                ["web", "proxy_user_header"],
+                format!("not a header name: {h:?}"),
+            ));
         }
         out
     }
@@ -210,7 +216,11 @@ impl AppState {
     pub fn new(config: Arc<crate::Config>, queue: Arc<dyn HoldQueue>, key: [u8; 32]) -> AppState {
         let w = &config.web;
         AppState {
-            limiter: RateLimit::new(w.login_max_failures, w.login_window_secs, w.login_max_tracked),
+            limiter: RateLimit::new(
+                w.login_max_failures,
+                w.login_window_secs,
+                w.login_max_tracked,
+            ),
             config: config.clone(),
             queue,
             index: Arc::new(RwLock::new(Index::default())),
@@ -351,10 +361,19 @@ async fn guard(State(state): State<Arc<AppState>>, mut req: Request, next: Next)
     req.extensions_mut().insert(client);
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     resp
@@ -435,7 +454,12 @@ fn html(status: StatusCode, body: maud::Markup) -> Response {
         .into_response()
 }
 
-fn error_page(client: &Client, login: Option<&Login>, status: StatusCode, message: &str) -> Response {
+fn error_page(
+    client: &Client,
+    login: Option<&Login>,
+    status: StatusCode,
+    message: &str,
+) -> Response {
     html(status, pages::error(client.lang, login, status, message))
 }
 
@@ -481,7 +505,12 @@ async fn login_form(
     login_page(&state, &client, StatusCode::OK, None)
 }
 
-fn login_page(state: &AppState, client: &Client, status: StatusCode, message: Option<&str>) -> Response {
+fn login_page(
+    state: &AppState,
+    client: &Client,
+    status: StatusCode,
+    message: Option<&str>,
+) -> Response {
     let nonce = auth::hex(&auth::random_bytes::<16>());
     let csrf = state.signer.csrf(&format!("login\n{nonce}"));
     let cookie_value = state.signer.sign("login", &nonce);
@@ -501,9 +530,11 @@ async fn login(
     let form = Form::parse(&body);
     let lang = client.lang;
     let nonce = cookie(&headers, LOGIN).and_then(|c| state.signer.open("login", &c));
-    let csrf_ok = nonce
-        .as_ref()
-        .is_some_and(|n| state.signer.csrf_ok(&format!("login\n{n}"), form.get("csrf")));
+    let csrf_ok = nonce.as_ref().is_some_and(|n| {
+        state
+            .signer
+            .csrf_ok(&format!("login\n{n}"), form.get("csrf"))
+    });
     if !csrf_ok {
         return login_page(
             &state,
@@ -573,9 +604,7 @@ async fn login(
     };
     state.limiter.succeed(&user_key);
     let hours = state.web().session_hours;
-    let (value, _) = state
-        .signer
-        .session_cookie(&user.name, now + hours * 3600);
+    let (value, _) = state.signer.session_cookie(&user.name, now + hours * 3600);
     state.audit(serde_json::json!({
         "time": now, "action": "login", "user": user.name, "client": client.ip.to_string(),
         "result": "ok"
@@ -786,7 +815,8 @@ async fn show(
         let qid = id.clone();
         tokio::task::spawn_blocking(move || {
             let raw = queue.message(&qid)?;
-            let deadline = std::time::Instant::now() + Duration::from_secs(limits.scan_timeout_secs);
+            let deadline =
+                std::time::Instant::now() + Duration::from_secs(limits.scan_timeout_secs);
             Ok::<_, String>(crate::view::MessageView::build(
                 crate::Envelope::default(),
                 &raw,
@@ -875,7 +905,7 @@ async fn confirm(
         return error_page(&client, Some(&login), StatusCode::BAD_REQUEST, "action");
     };
     if let Err(resp) = may_act(&state, &client, &login, &item, action) {
-        return resp;
+        return *resp;
     }
     html(
         StatusCode::OK,
@@ -891,10 +921,10 @@ fn may_act(
     login: &Login,
     item: &Item,
     action: Action,
-) -> Result<(), Response> {
+) -> Result<(), Box<Response>> {
     let lang = client.lang;
     if login.user.role != Role::Reviewer {
-        return Err(error_page(
+        return Err(Box::new(error_page(
             client,
             Some(login),
             StatusCode::FORBIDDEN,
@@ -902,10 +932,10 @@ fn may_act(
                 "Viewers cannot release or delete mail.",
                 "閲覧者はメールの解放・削除ができません。",
             ),
-        ));
+        )));
     }
     if !actionable(&login.user, item) {
-        return Err(error_page(
+        return Err(Box::new(error_page(
             client,
             Some(login),
             StatusCode::FORBIDDEN,
@@ -913,11 +943,11 @@ fn may_act(
                 "This message also goes to domains outside yours; ask an administrator.",
                 "このメッセージは権限外のドメインにも宛てられています。管理者に依頼してください。",
             ),
-        ));
+        )));
     }
     if action == Action::ReleaseAllowlist {
         if !login.user.all_domains() {
-            return Err(error_page(
+            return Err(Box::new(error_page(
                 client,
                 Some(login),
                 StatusCode::FORBIDDEN,
@@ -925,15 +955,15 @@ fn may_act(
                     "The allowlist applies to every domain: only a reviewer of all domains may change it.",
                     "許可リストは全ドメインに効くため、全ドメインの担当者だけが変更できます。",
                 ),
-            ));
+            )));
         }
         if state.config.source.is_none() {
-            return Err(error_page(
+            return Err(Box::new(error_page(
                 client,
                 Some(login),
                 StatusCode::CONFLICT,
                 "no --config file to write the allowlist to",
-            ));
+            )));
         }
     }
     Ok(())
@@ -951,7 +981,12 @@ async fn act(
         return error_page(&client, None, StatusCode::FORBIDDEN, "login required");
     };
     if !csrf_ok(&state, &login, form.get("csrf")) {
-        return error_page(&client, Some(&login), StatusCode::FORBIDDEN, "CSRF token missing or wrong");
+        return error_page(
+            &client,
+            Some(&login),
+            StatusCode::FORBIDDEN,
+            "CSRF token missing or wrong",
+        );
     }
     let Some(action) = Action::parse(form.get("action")) else {
         return error_page(&client, Some(&login), StatusCode::BAD_REQUEST, "action");
@@ -960,7 +995,7 @@ async fn act(
         return not_found(&client, &login);
     };
     if let Err(resp) = may_act(&state, &client, &login, &item, action) {
-        return resp;
+        return *resp;
     }
     let results = perform(state.clone(), &login, &client, vec![item], action).await;
     done_redirect(action, &results)
@@ -977,7 +1012,12 @@ async fn bulk_confirm(
         return error_page(&client, None, StatusCode::FORBIDDEN, "login required");
     };
     if !csrf_ok(&state, &login, form.get("csrf")) {
-        return error_page(&client, Some(&login), StatusCode::FORBIDDEN, "CSRF token missing or wrong");
+        return error_page(
+            &client,
+            Some(&login),
+            StatusCode::FORBIDDEN,
+            "CSRF token missing or wrong",
+        );
     }
     let action = match Action::parse(form.get("action")) {
         Some(a @ (Action::Release | Action::Delete)) => a,
@@ -993,7 +1033,7 @@ async fn bulk_confirm(
     }
     for item in &items {
         if let Err(resp) = may_act(&state, &client, &login, item, action) {
-            return resp;
+            return *resp;
         }
     }
     let refs: Vec<&Item> = items.iter().map(|i| i.as_ref()).collect();
@@ -1014,7 +1054,12 @@ async fn bulk_act(
         return error_page(&client, None, StatusCode::FORBIDDEN, "login required");
     };
     if !csrf_ok(&state, &login, form.get("csrf")) {
-        return error_page(&client, Some(&login), StatusCode::FORBIDDEN, "CSRF token missing or wrong");
+        return error_page(
+            &client,
+            Some(&login),
+            StatusCode::FORBIDDEN,
+            "CSRF token missing or wrong",
+        );
     }
     let action = match Action::parse(form.get("action")) {
         Some(a @ (Action::Release | Action::Delete)) => a,
@@ -1027,7 +1072,7 @@ async fn bulk_act(
         .collect();
     for item in &items {
         if let Err(resp) = may_act(&state, &client, &login, item, action) {
-            return resp;
+            return *resp;
         }
     }
     let results = perform(state.clone(), &login, &client, items, action).await;
@@ -1095,7 +1140,12 @@ async fn perform(
     out
 }
 
-fn act_one(state: &AppState, item: &Item, action: Action, reviewer: &str) -> Result<String, String> {
+fn act_one(
+    state: &AppState,
+    item: &Item,
+    action: Action,
+    reviewer: &str,
+) -> Result<String, String> {
     let entry = crate::quarantine::postfix::QueueEntry {
         queue_name: crate::quarantine::postfix::HOLD.into(),
         queue_id: item.held.queue_id.clone(),
@@ -1114,7 +1164,10 @@ fn act_one(state: &AppState, item: &Item, action: Action, reviewer: &str) -> Res
     };
     let now = (state.now)();
     match action {
-        Action::Delete => state.queue.delete(&entry.queue_id).map(|_| "deleted".into()),
+        Action::Delete => state
+            .queue
+            .delete(&entry.queue_id)
+            .map(|_| "deleted".into()),
         Action::Release => state
             .queue
             .release(&entry, &item.held, reviewer, now)

@@ -221,7 +221,10 @@ pub fn list(p: &ListPage) -> Markup {
     let f = p.filters;
     let reviewer = p.login.user.role == super::Role::Reviewer;
     let notice = match f.done.as_str() {
-        "release" | "release_allowlist" => Some(lang.pick("Released: delivered now.", "解放しました（すぐに配送されます）。")),
+        "release" | "release_allowlist" => Some(lang.pick(
+            "Released: delivered now.",
+            "解放しました（すぐに配送されます）。",
+        )),
         "delete" => Some(lang.pick("Deleted.", "削除しました。")),
         _ => None,
     };
@@ -396,7 +399,10 @@ pub fn defang(url: &str) -> String {
 fn urls(view: &MessageView) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for t in &view.texts {
-        for source in [Some(t.text.as_str()), t.html.as_deref()].into_iter().flatten() {
+        for source in [Some(t.text.as_str()), t.html.as_deref()]
+            .into_iter()
+            .flatten()
+        {
             for m in URL.find_iter(source) {
                 let d = defang(m.as_str().trim_end_matches(['.', ',', ';']));
                 if !out.contains(&d) {
@@ -507,7 +513,7 @@ pub fn message(p: &MessagePage) -> Markup {
                     @let found = urls(view);
                     @if !found.is_empty() {
                         h3 { (lang.pick("Links (defanged, not clickable)", "リンク（無害化、クリック不可）")) }
-                        ul.urls { @for u in &found { li { code { (line(&u)) } } } }
+                        ul.urls { @for u in &found { li { code { (line(u)) } } } }
                     }
                 }
                 section.headers {
