@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use maud::{html, Markup, DOCTYPE};
 
 use super::explain;
-use super::index::{Finding, Item};
+use super::index::Item;
 use super::{Action, Filters, Lang, Login};
 use crate::quarantine::{age, clean};
 use crate::view::MessageView;
@@ -273,7 +273,7 @@ pub fn list(p: &ListPage) -> Markup {
                         th { (lang.pick("Time", "受信")) }
                         th { (lang.pick("Sender → recipients", "送信者 → 宛先")) }
                         th { (lang.pick("Subject", "件名")) }
-                        th { (lang.pick("Verdict", "判定")) }
+                        th.nowrap { (lang.pick("Verdict", "判定")) }
                         th.num { (lang.pick("Score", "スコア")) }
                         th { (lang.pick("Why", "理由")) }
                     } }
@@ -289,11 +289,11 @@ pub fn list(p: &ListPage) -> Markup {
                                     @let s = line(&item.held.subject);
                                     @if s.is_empty() { em { (lang.pick("(no subject)", "（件名なし）")) } } @else { (shorten(&s, 200)) }
                                 } br; small.qid { (item.held.queue_id) } }
-                                td { span class=(format!("verdict v-{}", if item.verdict().is_empty() { "none" } else { "set" })) { (verdict_name(lang, item.verdict())) } }
+                                td.nowrap { span class=(format!("verdict v-{}", if item.verdict().is_empty() { "none" } else { "set" })) { (verdict_name(lang, item.verdict())) } }
                                 td.num { (item.held.verdict.as_ref().map(|v| line(&v.score)).unwrap_or_default()) }
                                 td.why { ul {
                                     @for fd in item.top_findings(p.top) {
-                                        li { span.rule { (line(&fd.name())) } " " (shorten(&line(&plain(fd)), 160)) }
+                                        li { span.rule title=(explain::rule_description(fd).unwrap_or("")) { (line(&fd.name())) } " " (shorten(&line(&fd.evidence), 110)) }
                                     }
                                     @if item.findings.len() > p.top { li.more { (format!("+{}", item.findings.len() - p.top)) } }
                                 } }
@@ -317,14 +317,6 @@ pub fn list(p: &ListPage) -> Markup {
             }
         },
     )
-}
-
-/// The finding in plain words: the rule's description, then the evidence.
-fn plain(f: &Finding) -> String {
-    match explain::rule_description(f) {
-        Some(d) => format!("{d} — {}", f.evidence),
-        None => f.evidence.clone(),
-    }
 }
 
 /// Evidence with macro keyword grades (A)/(W)/(X) marked.
