@@ -11,6 +11,9 @@
 //! another and see it gone from the hold queue; a reviewer of another
 //! domain cannot see this domain's mail.
 //!
+//! The root-only Postfix tools go through `[quarantine] privileged`, here
+//! `/usr/bin/env` (in production sudo with an exact sudoers allowlist).
+//!
 //! Screenshots of the list and the message view are saved under
 //! `target/tmp/web-screenshots/`. Needs root, Debian's `postfix`,
 //! `chromium` and `chromium-driver`; skips loudly without them (fails in CI).
@@ -389,7 +392,8 @@ fn scenario() {
         "",
         &format!(
             "[headers]\nsubject_prefix = \"[SUSPICIOUS]\"\n\n\
-             [quarantine]\npostfix_config_dir = \"{}\"\nreinject = \"127.0.0.1:{reinject_port}\"\n\n\
+             [quarantine]\npostfix_config_dir = \"{}\"\nreinject = \"127.0.0.1:{reinject_port}\"\n\
+             privileged = [\"/usr/bin/env\"]\n\n\
              [web]\nlisten = \"127.0.0.1:{web_port}\"\nusers_file = \"{}\"\naudit_log = \"{}\"\nrefresh_secs = 1\n",
             pf.etc().display(),
             root.join("web-users").display(),

@@ -27,6 +27,10 @@ pub struct QuarantineConfig {
     pub postsuper: String,
     pub postconf: String,
     pub postkick: String,
+    /// A command prefix (no shell) for postcat, postsuper and postkick when
+    /// not running as root, e.g. ["/usr/bin/sudo", "-n"] for the `web`
+    /// process (see README for the sudoers lines). Empty: run them directly.
+    pub privileged: Vec<String>,
     /// Findings shown per message by `quarantine list` (highest score first).
     pub list_findings: usize,
     /// A message held this fraction of `maximal_queue_lifetime` (or
@@ -51,6 +55,7 @@ impl Default for QuarantineConfig {
             postsuper: "/usr/sbin/postsuper".into(),
             postconf: "/usr/sbin/postconf".into(),
             postkick: "/usr/sbin/postkick".into(),
+            privileged: Vec::new(),
             list_findings: 3,
             requeue_after_fraction: 0.5,
             reinject: String::new(),

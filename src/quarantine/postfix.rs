@@ -220,7 +220,24 @@ impl<'a> Postfix<'a> {
     }
 
     fn output(&self, program: &str, args: &[&str]) -> Result<std::process::Output, String> {
-        let out = Command::new(program)
+        // postcat reads queue files (mode 0700, owner postfix), postsuper
+        // is for root only and postkick writes to pickup's fifo: run them
+        // through `[quarantine] privileged` (e.g. sudo) when one is set.
+        let needs_root = [
+            &self.config.postcat,
+            &self.config.postsuper,
+            &self.config.postkick,
+        ]
+        .contains(&&program.to_string());
+        let mut command = match self.config.privileged.split_first() {
+            Some((helper, helper_args)) if needs_root => {
+                let mut c = Command::new(helper);
+                c.args(helper_args).arg(program);
+                c
+            }
+            _ => Command::new(program),
+        };
+        let out = command
             .arg("-c")
             .arg(Path::new(&self.config.postfix_config_dir))
             .args(args)
