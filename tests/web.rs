@@ -964,3 +964,130 @@ async fn ten_thousand_held_messages_page_by_fifty() {
     let r = send(&w, get("/messages?domain=bulk.example&q=F09999", &root)).await;
     assert!(r.body.contains("(1)") && r.body.contains("bulk 9999"));
 }
+
+#[tokio::test]
+async fn root_and_stylesheet_routes() {
+    let w = world();
+    let r = send(&w, get("/", "")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.location(), "/messages");
+    let css = send(&w, get("/static/style.css", "")).await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert_eq!(css.headers[header::CONTENT_TYPE], "text/css; charset=utf-8");
+    // A logged-in user asking for the login form goes to the list.
+    let (root, _) = login(&w, "root").await;
+    assert_eq!(send(&w, get("/login", &root)).await.location(), "/messages");
+    // Unknown action names and ids that are no queue ids: refused.
+    let r = send(&w, get("/messages/A0001/confirm?action=shred", &root)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    for bad in ["ALL", "..%2Fetc", "A0001%20hold"] {
+        let r = send(&w, get(&format!("/messages/{bad}"), &root)).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{bad}");
+    }
+}
+
+/// `malspam-milter web user add|del` and `web` refusing to start without users.
+#[test]
+fn web_user_commands() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    const MILTER: &str = env!("CARGO_BIN_EXE_malspam-milter");
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    let config = dir.path().join("m.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[web]\nusers_file = \"{}\"\nlisten = \"127.0.0.1:1\"\n",
+            users.display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(MILTER)
+            .arg("web")
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run(&[], "");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no users in"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(
+        &[
+            "user",
+            "add",
+            "tanaka",
+            "--role",
+            "reviewer",
+            "--domains",
+            "customer.example",
+        ],
+        "a long password\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!(
+            "tanaka: reviewer of customer.example in {}",
+            users.display()
+        )
+    );
+    let listed = auth::load_users(&users).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(auth::verify_password(&listed[0], "a long password"));
+    assert_eq!(listed[0].domains, ["customer.example"]);
+    // Refusals: short password, bad role, bad name, bad domains.
+    for (args, stdin, why) in [
+        (
+            vec!["user", "add", "x"],
+            "short\n",
+            "at least 10 characters",
+        ),
+        (
+            vec!["user", "add", "x", "--role", "admin"],
+            "a long password\n",
+            "--role must be",
+        ),
+        (
+            vec!["user", "add", "x y"],
+            "a long password\n",
+            "a user name is",
+        ),
+        (
+            vec!["user", "add", "x", "--domains", "a b"],
+            "a long password\n",
+            "domains must be",
+        ),
+    ] {
+        let out = run(&args, stdin);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+    let out = run(&["user", "del", "tanaka"], "");
+    assert!(out.status.success());
+    assert!(auth::load_users(&users).unwrap().is_empty());
+    let out = run(&["user", "del", "tanaka"], "");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no user tanaka"));
+}

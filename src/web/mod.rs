@@ -1274,3 +1274,40 @@ pub fn serve(config: crate::Config) -> Result<(), String> {
         .map_err(|e| format!("serve: {e}"))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn web_settings_are_checked() {
+        let text =
+            "[web]\nlisten = \"localhost\"\npage_size = 0\nproxy_user_header = \"bad header\"\n";
+        let errors = crate::Config::parse(text, "t.toml")
+            .unwrap_err()
+            .to_string();
+        for want in [
+            "t.toml:2: web.listen: expected IP:port",
+            "t.toml:3: web.page_size: must be at least 1",
+            "t.toml:4: web.proxy_user_header: not a header name",
+        ] {
+            assert!(errors.contains(want), "{want} in {errors}");
+        }
+    }
+
+    #[test]
+    fn languages() {
+        let lang = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::ACCEPT_LANGUAGE, v.parse().unwrap());
+            Lang::from_headers(&h)
+        };
+        assert_eq!(lang("ja"), Lang::Ja);
+        assert_eq!(lang("ja-JP,ja;q=0.9,en;q=0.8"), Lang::Ja);
+        assert_eq!(lang("en-US,ja;q=0.5"), Lang::En);
+        assert_eq!(lang("fr,ja;q=0.3,en;q=0.2"), Lang::Ja);
+        assert_eq!(lang("ja;q=0,en"), Lang::En);
+        assert_eq!(lang("de"), Lang::En);
+        assert_eq!(Lang::from_headers(&HeaderMap::new()), Lang::En);
+    }
+}
