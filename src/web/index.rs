@@ -215,6 +215,9 @@ impl Index {
     }
 }
 
+/// New messages read between two publications of a partial index.
+const PUBLISH_EVERY: usize = 500;
+
 /// Read the hold queue and bring `index` up to date: entries gone are
 /// dropped, new ones read (postcat -h), known ones kept as they were
 /// (a queue id with the same arrival time is the same message).
@@ -246,6 +249,21 @@ pub fn refresh(queue: &dyn HoldQueue, index: &RwLock<Index>) {
                 Ok(block) => {
                     items.push(Arc::new(Item::new(entry, &block)));
                     fresh += 1;
+                    // A first reading of thousands of held messages takes
+                    // a while (one postcat each): show them as they come.
+                    if fresh % PUBLISH_EVERY == 0 {
+                        let mut partial = items.clone();
+                        partial.extend(
+                            known
+                                .values()
+                                .filter(|i| !seen.contains(&i.held.queue_id))
+                                .cloned(),
+                        );
+                        index
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .set(partial);
+                    }
                 }
                 // Released or deleted since postqueue ran.
                 Err(e) => tracing::debug!("{}: skipped: {e}", entry.queue_id),
