@@ -251,7 +251,7 @@ pub fn refresh(queue: &dyn HoldQueue, index: &RwLock<Index>) {
                     fresh += 1;
                     // A first reading of thousands of held messages takes
                     // a while (one postcat each): show them as they come.
-                    if fresh % PUBLISH_EVERY == 0 {
+                    if fresh.is_multiple_of(PUBLISH_EVERY) {
                         let mut partial = items.clone();
                         partial.extend(
                             known
