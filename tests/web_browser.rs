@@ -266,11 +266,7 @@ impl Browser {
         self.type_into(&p, PASSWORD);
         let b = self.css("form[action='/login'] button[type=submit]");
         self.click(&b);
-        assert!(
-            self.url().ends_with("/messages"),
-            "logged in: {}",
-            self.url()
-        );
+        self.wait_url("/messages");
     }
 
     /// Wait until the current URL ends with `suffix`.
@@ -283,7 +279,8 @@ impl Browser {
             }
             assert!(
                 start.elapsed() < Duration::from_secs(30),
-                "still at {url}, not at {suffix}"
+                "still at {url}, not at {suffix}:\n{}",
+                self.source()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
