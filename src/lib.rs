@@ -20,6 +20,7 @@ pub mod password;
 pub mod policy;
 pub mod quarantine;
 pub mod report;
+pub mod sanitize;
 pub mod scan;
 pub mod security;
 pub mod store;

@@ -152,10 +152,18 @@ pub fn structure(config: &crate::Config, paths: &[PathBuf]) -> i32 {
                 &config.limits,
                 deadline,
             );
-            println!("== {}\n{}", m.label, view.describe());
+            println!(
+                "== {}\n{}",
+                crate::sanitize::escape_controls(&m.label),
+                crate::sanitize::escape_lines(&view.describe())
+            );
         }
         Err(e) => {
-            eprintln!("malspam-milter: {}: {}", e.label, e.error);
+            eprintln!(
+                "malspam-milter: {}: {}",
+                crate::sanitize::escape_controls(&e.label),
+                e.error
+            );
             code = 2;
         }
     });
@@ -185,7 +193,8 @@ pub(crate) fn init_logging(level: &str) {
         });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Log lines quote mail: one sanitiser keeps each record one safe line.
+        .with_writer(|| crate::sanitize::LogWriter(std::io::stderr()))
         .with_target(false)
         .with_ansi(false)
         .try_init();

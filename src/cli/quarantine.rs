@@ -114,7 +114,10 @@ fn list(config: &Config, json: bool) -> Result<(), String> {
         let text = if json {
             let mut value = serde_json::to_value(&message).map_err(|e| e.to_string())?;
             value["age_secs"] = now.saturating_sub(message.arrival_time).into();
-            format!("{value}\n")
+            format!(
+                "{}\n",
+                crate::sanitize::json_escape_controls(&value.to_string())
+            )
         } else {
             message.list_text(now, config.quarantine.list_findings)
         };

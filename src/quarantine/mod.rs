@@ -305,18 +305,7 @@ fn shorten(s: &str, max_chars: usize) -> String {
 /// Text from a message made safe for a terminal: control characters
 /// (C0, DEL, C1: escape sequences, carriage returns, newlines) and the
 /// bidi controls that reorder what a reviewer reads are shown as `\u{..}`.
-pub fn clean(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-        if c.is_control() || bidi {
-            out.push_str(&c.escape_unicode().to_string());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+pub use crate::sanitize::escape_controls as clean;
 
 #[cfg(test)]
 mod tests {
@@ -423,6 +412,30 @@ mod tests {
         assert!(!tree.contains("AAQAAAAAUEsFBg"), "{tree}");
         assert!(!tree.contains("PK"), "{tree}");
         assert!(tree.len() < 2000, "a summary, not content: {tree}");
+    }
+
+    #[test]
+    fn encoded_findings_are_decoded_for_the_reviewer() {
+        let lines = vec![
+            "encrypted_archive.password_in_body (+6): 請求書.zip: パスワード abc123".to_string(),
+            format!("links.long (+1): {}", "x".repeat(300)),
+        ];
+        let value = headers::fold_findings(&lines);
+        assert!(value.is_ascii(), "{value}");
+        let block = format!(
+            "Subject: =?UTF-8?B?6KuL5rGC5pu4?=\nX-Malspam-Verdict: quarantine\n\
+             X-Malspam-Score: 7\nX-Malspam-Findings: {value}\n"
+        );
+        let held = HeldMessage::new(&entries()[0], block.as_bytes());
+        assert_eq!(held.subject, "請求書");
+        assert_eq!(held.verdict.as_ref().unwrap().findings, lines);
+        let shown = held.show_text(held.arrival_time);
+        assert!(
+            shown.contains(
+                "  encrypted_archive.password_in_body (+6): 請求書.zip: パスワード abc123\n"
+            ),
+            "{shown}"
+        );
     }
 
     #[test]

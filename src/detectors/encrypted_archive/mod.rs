@@ -97,8 +97,14 @@ impl Detector for EncryptedArchive {
     ) -> Result<(), DetectorError> {
         let mut unopenable = Vec::new();
         for node in &message.attachments {
+            // A 7z opened with the mail's password is judged like a zip
+            // (below); one that stayed locked by its headers.
+            let opened = node
+                .archive
+                .as_ref()
+                .is_some_and(|a| !a.passwords.is_empty());
             match node.file_type {
-                FileType::SevenZip | FileType::Rar => {
+                FileType::SevenZip | FileType::Rar if !opened => {
                     let (format, found) = if node.file_type == FileType::Rar {
                         ("RAR", formats::rar(&node.data))
                     } else {

@@ -53,6 +53,11 @@ pub const RULES: &[RuleInfo] = &[
         default_score: 5.0,
     },
     RuleInfo {
+        name: "hold_unknown",
+        description: "Outbound: whether the account is on hold could not be read (state store error); held by default (fail closed), see [policy.actions]",
+        default_score: 0.0,
+    },
+    RuleInfo {
         name: "held",
         description: "Outbound: the account is on hold after tripping a limit; its mail is quarantined until the hold ends or `outbound release`",
         default_score: 10.0,
@@ -249,13 +254,18 @@ impl Detector for Outbound {
                     } else {
                         "outbound.rate_exceeded"
                     };
-                    let argv = notify::expand(&cfg.notify_command, &ep, rule, cfg.hold_minutes);
-                    // Detached: the scan does not wait for the command.
-                    let _ = notify::spawn(
-                        argv,
-                        Duration::from_secs(cfg.notify_timeout_secs),
-                        queue_id.to_string(),
-                    );
+                    match notify::expand(&cfg.notify_command, &ep, rule, cfg.hold_minutes) {
+                        // Detached: the scan does not wait for the command.
+                        Ok(argv) => drop(notify::spawn(
+                            argv,
+                            Duration::from_secs(cfg.notify_timeout_secs),
+                            queue_id.to_string(),
+                            cfg.notify_max_running,
+                        )),
+                        Err(e) => {
+                            tracing::warn!("{queue_id}: outbound: notify command not run: {e}")
+                        }
+                    }
                 }
             }
             holds::Outcome::AlreadyHeld(ep) => hits.push(Hit::new(
