@@ -327,6 +327,7 @@ sections! {
     quarantine: crate::quarantine::QuarantineConfig,
     office_macro: crate::detectors::office_macro::OfficeMacroConfig,
     links: crate::detectors::links::LinksConfig,
+    web: crate::web::WebConfig,
 }
 
 /// One problem in a config file.
@@ -521,6 +522,12 @@ impl Config {
         }
         for (path, message) in self.outbound.problems(&known) {
             let path: Vec<&str> = path.iter().map(String::as_str).collect();
+            push(&path, message);
+        }
+        for (path, message) in self.quarantine.problems() {
+            push(&path, message);
+        }
+        for (path, message) in self.web.problems() {
             push(&path, message);
         }
         if let Err(e) = self.metrics.listen_addr() {

@@ -24,6 +24,7 @@ pub mod scan;
 pub mod security;
 pub mod store;
 pub mod view;
+pub mod web;
 
 /// Password candidates from a mail's text: a derivation of the view.
 pub use view::password;

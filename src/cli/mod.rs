@@ -5,6 +5,7 @@ pub mod learn;
 pub mod outbound;
 pub mod quarantine;
 pub mod run;
+pub mod web;
 
 use std::path::PathBuf;
 
@@ -74,6 +75,15 @@ pub enum Command {
     Quarantine {
         #[command(subcommand)]
         command: quarantine::QuarantineCommand,
+    },
+    /// The quarantine reviewers' web page (`web --config FILE`), and its
+    /// users (`web user add NAME --role reviewer --domains '*'`, `web user del NAME`).
+    Web {
+        /// Config file; its [web] and [quarantine] sections are used.
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: Option<web::WebCommand>,
     },
     /// Print the structure of messages: text parts, attachment tree with
     /// detected types (never attachment content).

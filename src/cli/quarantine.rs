@@ -28,7 +28,10 @@ pub enum QuarantineCommand {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Release a held message: Postfix delivers it.
+    /// Release a held message: Postfix delivers it now (`postsuper -H` and
+    /// `postqueue -i`, `postsuper -r` when it was held long enough to risk
+    /// expiry, or re-injected with `X-Malspam-Released` when
+    /// `[quarantine] reinject` is set).
     Release {
         id: String,
         /// Do not ask (required when stdin is not a terminal).
@@ -182,11 +185,21 @@ fn decide(config: &Config, id: &str, action: Action, yes: bool) -> Result<(), St
             return Ok(());
         }
     }
-    match action {
-        Action::Release => postfix.release(id)?,
-        Action::Delete => postfix.delete(id)?,
-    }
     let who = super::invoking_user();
+    let released = match action {
+        Action::Release => Some(crate::quarantine::release::release(
+            &postfix,
+            config,
+            &entry,
+            &message,
+            &who,
+            now(),
+        )?),
+        Action::Delete => {
+            postfix.delete(id)?;
+            None
+        }
+    };
     let verdict = message
         .verdict
         .as_ref()
@@ -200,9 +213,9 @@ fn decide(config: &Config, id: &str, action: Action, yes: bool) -> Result<(), St
         clean(&verdict),
         clean(&message.subject)
     );
-    match action {
-        Action::Release => println!("{id}: released from hold; Postfix delivers it now"),
-        Action::Delete => println!("{id}: deleted"),
+    match released {
+        Some(how) => println!("{id}: {}", how.describe()),
+        None => println!("{id}: deleted"),
     }
     Ok(())
 }
