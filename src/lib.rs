@@ -4,6 +4,8 @@
 //! [`Report`]; the milter daemon ([`milter`]) and the offline `check` command
 //! ([`cli`]) are thin front ends over it.
 
+#![forbid(unsafe_code)]
+
 pub mod cli;
 pub mod config;
 pub mod detector;
