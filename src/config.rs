@@ -220,6 +220,26 @@ impl Default for HeadersConfig {
     }
 }
 
+/// `[log]`: how the daemon writes its log.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text`: one line per event on stderr; under systemd (stderr is the
+    /// journal, `JOURNAL_STREAM`) the events go to the journal with their
+    /// fields (QUEUE_ID, VERDICT, SCORE, RULES). `json`: one JSON object per
+    /// line on stderr, the fields at top level, for log shippers.
+    pub format: LogFormat,
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
 /// Declares the config sections once: the struct fields and the loader's
 /// dispatch from section name to type both come from this list.
 macro_rules! sections {
@@ -258,6 +278,7 @@ sections! {
     limits: Limits,
     organization: OrganizationConfig,
     headers: HeadersConfig,
+    log: LogConfig,
     outbound: crate::detectors::outbound::OutboundConfig,
     metrics: crate::metrics::MetricsConfig,
     encrypted_archive: crate::detectors::encrypted_archive::EncryptedArchiveConfig,

@@ -4,7 +4,15 @@ use malspam_milter::cli::{self, Cli, Command, ConfigCommand};
 use malspam_milter::{store, Config, Engine};
 
 fn main() {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. }) {
+        // A command piped into `head` ends quietly when the reader goes
+        // away, as Unix tools do (Rust ignores SIGPIPE, so every print
+        // would fail with "Broken pipe"). The daemon keeps ignoring it: a
+        // closed MTA connection must not kill it.
+        cli::restore_sigpipe();
+    }
+    cli.command.resolve_config();
     let code = match cli.command {
         Command::Run { config } => cli::run::run(config),
         Command::Check {
@@ -38,7 +46,12 @@ fn main() {
         Command::Learn { config, paths } => match Config::load(config.as_deref()) {
             Ok(config) => match store::open(&config.store) {
                 Ok(store) => match Engine::with_store(config, store) {
-                    Ok(engine) => cli::learn::run(&engine, &paths),
+                    Ok(engine) => {
+                        cli::learn::hand_store_to_owner(&engine.config().store);
+                        let code = cli::learn::run(&engine, &paths);
+                        cli::learn::hand_store_to_owner(&engine.config().store);
+                        code
+                    }
                     Err(e) => {
                         eprint!("{e}");
                         1
@@ -58,6 +71,7 @@ fn main() {
             command: ConfigCommand::Check { config },
         } => cli::config_check(config.as_deref()),
         Command::Rules => cli::list_rules(),
+        Command::GenerateDocs { dir } => cli::docs::generate(&dir),
         Command::Outbound { command } => cli::outbound::run(command),
         Command::Quarantine { command } => cli::quarantine::run(command),
         Command::Structure { config, paths } => match Config::load(config.as_deref()) {

@@ -231,7 +231,17 @@ async fn eom(daemon: &Daemon, cx: &mut EomContext<Session>) -> Status {
     };
 
     crate::metrics::observe_report(&report, started.elapsed());
-    info!("{id}: {}", report.log_summary());
+    // The fields are for the journal and `[log] format = "json"`; the text
+    // line carries the same in its message.
+    let rules: Vec<String> = report.findings.iter().map(|f| f.full_rule()).collect();
+    info!(
+        queue_id = %id,
+        verdict = %report.verdict,
+        score = crate::report::round2(report.score),
+        rules = %rules.join(","),
+        "{id}: {}",
+        report.log_summary()
+    );
     match act(&engine, cx, &report, &to_delete, subject.as_deref()).await {
         Ok(status) => status,
         Err(e) => {
