@@ -7,7 +7,9 @@
 //!   (`malspam-milter-check.8`, `malspam-milter-config-check.8`, ...);
 //! - `DIR/man/malspam-milter.toml.5` from `config/malspam-milter.toml`;
 //! - `DIR/completions/malspam-milter.bash`, `_malspam-milter` (zsh),
-//!   `malspam-milter.fish`.
+//!   `malspam-milter.fish`;
+//! - `DIR/malspam-milter.toml`: the packaged config, the sample with the
+//!   socket in Postfix's queue directory and the store under /var/lib.
 
 use std::path::Path;
 
@@ -42,6 +44,10 @@ fn write_all(dir: &Path) -> std::io::Result<usize> {
     let mut cmd = Cli::command().disable_help_subcommand(true);
     cmd.build();
     let mut written = man_pages(&cmd, &man)?;
+    let packaged = packaged_config(SAMPLE_CONFIG)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    std::fs::write(dir.join("malspam-milter.toml"), packaged)?;
+    written += 1;
     std::fs::write(
         man.join("malspam-milter.toml.5"),
         config_page(SAMPLE_CONFIG),
@@ -57,6 +63,41 @@ fn write_all(dir: &Path) -> std::io::Result<usize> {
         written += 1;
     }
     Ok(written)
+}
+
+/// Where the packaged daemon listens: in Postfix's queue directory, so that
+/// a chrooted smtpd and cleanup (the Debian default) reach it as
+/// `unix:malspam-milter/milter.sock`, and an unchrooted Postfix too.
+pub const PACKAGED_LISTEN: &str = "unix:/var/spool/postfix/malspam-milter/milter.sock";
+/// The packaged embedded store.
+pub const PACKAGED_STORE: &str = "/var/lib/malspam-milter/state.sqlite3";
+
+/// The sample config with the packaged socket and store: the same comments
+/// and defaults, two lines changed. An error if the sample no longer has
+/// the lines to change (a test keeps them).
+pub fn packaged_config(sample: &str) -> Result<String, String> {
+    let listen = "listen = \"inet:127.0.0.1:7357\"";
+    let path = format!("# path = \"{PACKAGED_STORE}\"");
+    let mut out = String::with_capacity(sample.len() + 200);
+    let (mut saw_listen, mut saw_path) = (false, false);
+    for line in sample.lines() {
+        if line == listen && !saw_listen {
+            saw_listen = true;
+            out.push_str(&format!("listen = \"{PACKAGED_LISTEN}\"\n"));
+        } else if line == path && !saw_path {
+            saw_path = true;
+            out.push_str(&format!("path = \"{PACKAGED_STORE}\"\n"));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if !(saw_listen && saw_path) {
+        return Err(format!(
+            "the sample config lacks `{listen}` or `{path}`: cannot make the packaged config"
+        ));
+    }
+    Ok(out)
 }
 
 /// Section 8 (system administration) pages for the command and each
@@ -189,6 +230,26 @@ pub fn config_page(sample: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_packaged_config_is_the_sample_with_socket_and_store_switched() {
+        let text = packaged_config(SAMPLE_CONFIG).unwrap();
+        let config = crate::Config::parse(&text, "packaged").unwrap();
+        assert_eq!(config.milter.listen, PACKAGED_LISTEN);
+        assert_eq!(
+            config.store.path.as_deref(),
+            Some(std::path::Path::new(PACKAGED_STORE))
+        );
+        let mut expected = crate::Config::default();
+        expected.milter.listen = PACKAGED_LISTEN.into();
+        expected.store.path = Some(PACKAGED_STORE.into());
+        assert_eq!(config, expected, "nothing else differs from the defaults");
+        assert_eq!(
+            text.lines().count(),
+            SAMPLE_CONFIG.lines().count(),
+            "the comments are kept"
+        );
+    }
 
     #[test]
     fn the_config_page_has_every_section_and_key_of_the_sample() {
