@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the Debian package and test it as an admin would meet it:
-#   1. one release build, `generate-docs` (man pages, completions, the
-#      packaged config) into target/deb-assets, `cargo deb --no-build`;
+#   1. scripts/build-deb.sh: one release build, `generate-docs` (man pages,
+#      completions, the packaged config), `cargo deb --no-build`;
 #   2. `dpkg -i` on this machine (root; the service is never started);
 #   3. files, owners and modes; the user and group; `config check` on the
 #      installed config (as root and as the daemon's user); `learn` as root
@@ -28,12 +28,8 @@ command -v cargo-deb >/dev/null || fail "cargo-deb is not installed (cargo insta
 
 target=${CARGO_TARGET_DIR:-target}
 if [[ ${DEB_TEST_BUILD:-yes} != no ]]; then
-    say "building (release)"
-    cargo build --release --locked --bin malspam-milter
-    rm -rf "$target/deb-assets"
-    "$target/release/malspam-milter" generate-docs "$target/deb-assets"
-    rm -f "$target"/debian/malspam-milter_*.deb
-    cargo deb --no-build --locked
+    say "building (release): scripts/build-deb.sh"
+    scripts/build-deb.sh
 fi
 deb=$(ls "$target"/debian/malspam-milter_*.deb | head -1)
 [[ -f $deb ]] || fail "no package under $target/debian"
