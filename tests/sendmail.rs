@@ -21,7 +21,8 @@
 //!    and a forged X-Malspam-Score replaced;
 //! 2. tagged mail carries X-Malspam-Findings;
 //! 3. quarantined mail is held by Sendmail's own quarantine (`-bp -qQ`
-//!    lists it with the findings as the reason);
+//!    lists it with the findings as the reason), and `-qQ -Q -qI<ID>`
+//!    releases it into the normal queue;
 //! 4. with the milter stopped and `F=T`, mail is tempfailed (4xx, nothing
 //!    queued: the client keeps it); once the milter is back, the retry is
 //!    accepted.
@@ -151,6 +152,11 @@ fn run_scenario(kit: &Kit) {
         !normal.contains(&id),
         "held mail is not listed as queued: {normal}"
     );
+    // A reviewer releases it (the README's command): back in the queue.
+    sm.run(&["-qQ", "-Q", &format!("-qI{id}")]);
+    let released = sm.queue_file(&format!("qf{id}"));
+    assert_eq!(header(&released, "X-Malspam-Verdict"), ["quarantine"]);
+    assert!(!sm.queue_dir().join(format!("hf{id}")).exists());
 
     // 4. Milter down, F=T: tempfailed, nothing queued; accepted once it is back.
     milter.stop();
