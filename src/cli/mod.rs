@@ -379,3 +379,43 @@ fn account_name(uid: u32) -> Option<String> {
         (id == uid).then(|| name.to_string())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_journal_is_used_only_when_stderr_is_the_stream_systemd_named() {
+        use std::os::unix::fs::MetadataExt;
+        let stderr = std::fs::metadata("/proc/self/fd/2").unwrap();
+        let own = format!("{}:{}", stderr.dev(), stderr.ino());
+        assert!(stderr_is_journal(Some(&own)));
+        let other = format!("{}:{}", stderr.dev(), stderr.ino() + 1);
+        assert!(
+            !stderr_is_journal(Some(&other)),
+            "inherited by a child writing elsewhere"
+        );
+        assert!(!stderr_is_journal(Some("garbage")));
+        assert!(!stderr_is_journal(None));
+    }
+
+    #[test]
+    fn redis_passwords_are_hidden_in_the_store_location() {
+        assert_eq!(
+            hide_password("redis://user:s3cret@redis.example:6379/0"),
+            "redis://user:***@redis.example:6379/0"
+        );
+        assert_eq!(
+            hide_password("redis://:s3cret@127.0.0.1/1"),
+            "redis://:***@127.0.0.1/1"
+        );
+        let store = crate::store::StoreConfig {
+            path: Some("/var/lib/malspam-milter/state.sqlite3".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            store_location(&store),
+            "embedded, /var/lib/malspam-milter/state.sqlite3"
+        );
+    }
+}
