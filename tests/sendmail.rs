@@ -5,8 +5,8 @@
 //! is our own, built with `m4` from `sendmail-cf`; the queue is a temp dir.
 //!
 //! `sendmail-bin` conflicts with the `postfix` package, so it is not
-//! installed: `.ci/run` unpacks it and `sendmail-cf` with `apt-get download`
-//! + `dpkg -x` into a temp dir named by `MALSPAM_SENDMAIL_ROOT` (and installs
+//! installed: `.ci/run` unpacks it and `sendmail-cf` (`apt-get download`,
+//! then `dpkg -x`) into a temp dir named by `MALSPAM_SENDMAIL_ROOT` (and installs
 //! `libwrap0`, `liblockfile1` and `m4`). A system with sendmail-bin installed
 //! works too. Sendmail looks up its own host name when it starts; to send
 //! no DNS query at all, it runs in its own UTS and mount namespaces
