@@ -47,9 +47,13 @@ fn main() {
             Ok(config) => match store::open(&config.store) {
                 Ok(store) => match Engine::with_store(config, store) {
                     Ok(engine) => {
-                        cli::learn::hand_store_to_owner(&engine.config().store);
+                        let store_config = engine.config().store.clone();
+                        cli::learn::hand_store_to_owner(&store_config);
                         let code = cli::learn::run(&engine, &paths);
-                        cli::learn::hand_store_to_owner(&engine.config().store);
+                        // Closed first: the last writes and the WAL's
+                        // checkpoint happen on drop.
+                        drop(engine);
+                        cli::learn::hand_store_to_owner(&store_config);
                         code
                     }
                     Err(e) => {
