@@ -185,6 +185,18 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// A fresh per-message budget: `scan_timeout_secs` from now,
+    /// `max_inflated_bytes` to produce, `max_inflation_ratio` per item.
+    pub fn budget(&self) -> crate::formats::Budget {
+        crate::formats::Budget::new(
+            std::time::Instant::now() + std::time::Duration::from_secs(self.scan_timeout_secs),
+            self.max_inflated_bytes,
+            self.max_inflation_ratio,
+        )
+    }
+}
+
 /// `[organization]`: who "we" are.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -193,6 +205,9 @@ pub struct OrganizationConfig {
     pub domains: Vec<String>,
     /// Names the organisation goes by, e.g. "Example Holdings", "株式会社例".
     pub names: Vec<String>,
+    /// List-Ids of mailing lists the organisation reads (known at once;
+    /// others become known after posts on several days from one server).
+    pub mailing_lists: Vec<String>,
 }
 
 /// `[headers]`: what the milter writes into scanned messages.

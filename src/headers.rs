@@ -126,7 +126,10 @@ fn fold_line(line: &str, first_width: usize) -> String {
 /// Headers a sender must not be able to set: ours always, and the
 /// SpamAssassin-style ones when we write them.
 pub fn is_own_header(name: &str, config: &HeadersConfig) -> bool {
-    let starts = |p: &str| name.len() >= p.len() && name[..p.len()].eq_ignore_ascii_case(p);
+    // Bytes, not a str slice: the name may hold multibyte characters.
+    let starts = |p: &str| {
+        name.len() >= p.len() && name.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
+    };
     starts(OWN_PREFIX)
         || (config.spam_compat
             && (name.eq_ignore_ascii_case(SPAM_FLAG) || name.eq_ignore_ascii_case(SPAM_STATUS)))

@@ -39,10 +39,16 @@ impl Policy {
         for (rule, score) in &config.policy.scores {
             scores.insert(rule.clone(), *score);
         }
-        // "Not fully scanned" is tagged unless the admin says otherwise.
+        // Fail closed: a message not fully judged (a limit, an internal
+        // error) is at least tagged, and an outbound account on hold (or
+        // whose hold state could not be read) is held, unless the admin
+        // says otherwise in [policy.actions].
         let mut actions: HashMap<String, Verdict> = HashMap::from([
             ("scan.limit".to_string(), Verdict::Tag),
             ("scan.too_large".to_string(), Verdict::Tag),
+            ("scan.error".to_string(), Verdict::Tag),
+            ("outbound.held".to_string(), Verdict::Quarantine),
+            ("outbound.hold_unknown".to_string(), Verdict::Quarantine),
         ]);
         for (rule, action) in &config.policy.actions {
             actions.insert(rule.clone(), *action);
@@ -168,7 +174,7 @@ mod tests {
 
     #[test]
     fn thresholds_decide() {
-        let p = policy("[policy]\ntag = 2.0\nquarantine = 4.0\nreject = 6.0\n[policy.scores]\n\"scan.error\" = 1.5\n");
+        let p = policy("[policy]\ntag = 2.0\nquarantine = 4.0\nreject = 6.0\n[policy.scores]\n\"scan.error\" = 1.5\n[policy.actions]\n\"scan.error\" = \"accept\"\n");
         assert_eq!(p.decide(vec![]).verdict, Verdict::Accept);
         assert_eq!(p.decide(vec![raw("scan.error")]).verdict, Verdict::Accept);
         assert_eq!(p.decide(vec![raw("scan.error"); 2]).verdict, Verdict::Tag);

@@ -954,6 +954,9 @@ fn rspamd_file_type_zoo_real_pe_lnk_iso_found_plain_rar_not_locked() {
             "unnamed-2.pe: Windows executable (by content)",
             "unnamed-4.lnk: Windows shortcut (by content)",
             "unnamed-20.iso: disk image (by content)",
+            // An EPUB (an OpenDocument-style zip) is opened as the archive
+            // it is: a zip that claims to be a document hides nothing.
+            "unnamed-22.opendocument/OPS/js/book.js: JScript (by name, inside an archive)",
         ]
     );
     assert!(

@@ -14,6 +14,18 @@
 //! checks the deadline inside its loops. When it stops early it says so in
 //! [`Opened::limits`], which becomes `scan.limit`.
 
+pub mod disk_image;
+pub mod html;
+pub mod lnk;
+pub mod office_crypto;
+pub mod ole_objects;
+pub mod onenote;
+pub mod ooxml;
+pub mod padding;
+pub mod rar;
+pub mod rtf;
+pub mod sevenz;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -114,6 +126,16 @@ impl Budget {
                 Err(now) => left = now,
             }
         }
+    }
+
+    /// Count bytes already produced under a cap from [`Budget::cap_for`]
+    /// (a reader stopped at the cap); never fails, saturates at zero.
+    pub fn charge(&self, n: u64) {
+        let _ = self
+            .bytes_left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                Some(left.saturating_sub(n))
+            });
     }
 
     /// The most bytes one item of `compressed` input may produce: what is

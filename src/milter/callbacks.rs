@@ -34,7 +34,7 @@ pub fn make(daemon: Arc<Daemon>) -> Callbacks<Session> {
         .on_helo(|cx, name| Box::pin(async move { helo(cx, name) }))
         .on_mail(move |cx, args| {
             let daemon = d_mail.clone();
-            Box::pin(async move { mail(&daemon, cx, args) })
+            Box::pin(async move { mail(&daemon, cx, args).await })
         })
         .on_rcpt(|cx, args| Box::pin(async move { rcpt(cx, args) }))
         .on_header(|cx, name, value| Box::pin(async move { header(cx, name, value) }))
@@ -144,7 +144,7 @@ fn helo(cx: &mut Context<Session>, name: CString) -> Status {
     carry_on(&mut cx.data, ProtoOpts::NOREPLY_HELO)
 }
 
-fn mail(daemon: &Daemon, cx: &mut Context<Session>, args: Vec<CString>) -> Status {
+async fn mail(daemon: &Daemon, cx: &mut Context<Session>, args: Vec<CString>) -> Status {
     let from = args
         .first()
         .map(|a| a.to_string_lossy())
@@ -160,6 +160,13 @@ fn mail(daemon: &Daemon, cx: &mut Context<Session>, args: Vec<CString>) -> Statu
         &config.headers,
         in_flight,
     );
+    // The envelope stage: an outbound account on hold is held whatever
+    // becomes of the content scan.
+    if let Some(message) = session(&mut cx.data).message() {
+        message.envelope_findings = daemon
+            .envelope_stage(engine.clone(), &message.envelope)
+            .await;
+    }
     carry_on(&mut cx.data, ProtoOpts::NOREPLY_MAIL)
 }
 
@@ -209,8 +216,9 @@ fn abort(cx: &mut Context<Session>) -> Status {
 async fn eom(daemon: &Daemon, cx: &mut EomContext<Session>) -> Status {
     let queue_id = macro_string(&cx.macros, c"i").map(Cow::into_owned);
     let Some(mut message) = session(&mut cx.data).take_message() else {
-        warn!("end of message without MAIL FROM; accepting unscanned");
-        return Status::Continue;
+        // Never pass what was not scanned: the MTA retries later.
+        warn!("end of message without MAIL FROM; answering tempfail");
+        return Status::Tempfail;
     };
     if let Some(id) = queue_id {
         message.set_queue_id(&id);
@@ -222,11 +230,12 @@ async fn eom(daemon: &Daemon, cx: &mut EomContext<Session>) -> Status {
     let subject = message.subject().map(str::to_owned);
     let started = std::time::Instant::now();
     // Allowlisted mail passes unscanned whatever its size.
+    let pre = message.envelope_findings.clone();
     let report = if message.too_large() && engine.policy().allowlisted(&envelope).is_none() {
-        engine.too_large(message.size())
+        engine.too_large(message.size(), &pre)
     } else {
         daemon
-            .scan(engine.clone(), envelope, message.into_raw())
+            .scan(engine.clone(), pre, envelope, message.into_raw())
             .await
     };
 

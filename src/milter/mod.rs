@@ -42,7 +42,7 @@ use tracing::{error, info, warn};
 use crate::config::{Config, ConfigErrors, ListenAddr};
 use crate::envelope::Envelope;
 use crate::report::Report;
-use crate::scan::Engine;
+use crate::scan::{Engine, EnvelopeFindings};
 use crate::store::Store;
 
 /// Builds an engine from a (re)loaded config. The daemon's default keeps one
@@ -173,29 +173,90 @@ impl Daemon {
     /// Light messages (see [`scans_inline`]) are scanned right here instead:
     /// for plain text mail the hand-off to a pool thread and back costs more
     /// CPU than the scan itself.
-    pub async fn scan(&self, engine: Arc<Engine>, envelope: Envelope, raw: Vec<u8>) -> Report {
+    pub async fn scan(
+        &self,
+        engine: Arc<Engine>,
+        pre: EnvelopeFindings,
+        envelope: Envelope,
+        raw: Vec<u8>,
+    ) -> Report {
         if scans_inline(engine.config(), &envelope, &raw) {
-            return engine.scan(envelope, &raw);
+            return engine.scan_after(&pre, envelope, &raw);
         }
+        // One budget for waiting for a slot and scanning: a flood of big
+        // messages makes the next ones wait, never wait forever.
         let budget = Duration::from_secs(engine.config().limits.scan_timeout_secs) + SCAN_GRACE;
-        let permit = match self.scan_permits.clone().acquire_owned().await {
-            Ok(permit) => permit,
-            Err(_) => return engine.not_scanned("the scan pool is closed"),
+        let deadline = tokio::time::Instant::now() + budget;
+        let permit = match tokio::time::timeout_at(
+            deadline,
+            self.scan_permits.clone().acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return engine.not_scanned("the scan pool is closed", &pre),
+            Err(_) => {
+                return engine.not_scanned(
+                    &format!("every scan slot stayed busy for {} s", budget.as_secs()),
+                    &pre,
+                )
+            }
         };
         let scan_engine = engine.clone();
+        let scan_pre = pre.clone();
         let task = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            scan_engine.scan(envelope, &raw)
+            scan_engine.scan_after(&scan_pre, envelope, &raw)
         });
-        match tokio::time::timeout(budget, task).await {
+        match tokio::time::timeout_at(deadline, task).await {
             Ok(Ok(report)) => report,
-            Ok(Err(join_error)) => {
-                engine.not_scanned(&format!("internal error in the scan: {join_error}"))
-            }
-            Err(_) => engine.not_scanned(&format!(
-                "the scan did not finish within {} s",
-                budget.as_secs()
-            )),
+            Ok(Err(join_error)) => engine.not_scanned(
+                &format!(
+                    "internal error in the scan ({})",
+                    if join_error.is_panic() {
+                        "a panic"
+                    } else {
+                        "cancelled"
+                    }
+                ),
+                &pre,
+            ),
+            Err(_) => engine.not_scanned(
+                &format!("the scan did not finish within {} s", budget.as_secs()),
+                &pre,
+            ),
+        }
+    }
+
+    /// The envelope stage of a message, off the protocol thread when it
+    /// needs the store (outbound mail only), within the store's own
+    /// timeout plus a second: a store that hangs gives
+    /// `outbound.hold_unknown`, held, never a message let out unheld.
+    pub async fn envelope_stage(
+        &self,
+        engine: Arc<Engine>,
+        envelope: &Envelope,
+    ) -> EnvelopeFindings {
+        let config = engine.config();
+        let Some(account) = crate::detectors::outbound::account_of(&config.outbound, envelope)
+        else {
+            return EnvelopeFindings::default();
+        };
+        let limit = Duration::from_millis(config.store.timeout_ms) + Duration::from_secs(1);
+        let stage_engine = engine.clone();
+        let stage_envelope = envelope.clone();
+        let task =
+            tokio::task::spawn_blocking(move || stage_engine.envelope_stage(&stage_envelope));
+        match tokio::time::timeout(limit, task).await {
+            Ok(Ok(found)) => found,
+            _ => EnvelopeFindings(vec![crate::policy::RawFinding {
+                detector: "outbound".into(),
+                rule: "hold_unknown".into(),
+                evidence: crate::scan::clean_evidence(&format!(
+                    "{account}: whether the account is on hold could not be read in {} ms",
+                    limit.as_millis()
+                )),
+            }]),
         }
     }
 
@@ -224,29 +285,38 @@ impl Daemon {
 }
 
 /// Whether a message is scanned on the protocol thread: at most
-/// `milter.inline_scan_max_bytes`, no base64 or uuencoded part (so no
-/// archive or Office file to open, which is where a scan's time goes), a
-/// store that answers without the network, and not outbound mail (whose
-/// counters are written at once, and may wait on a store lock or start a
-/// notify command).
+/// `milter.inline_scan_max_bytes`, nothing but text parts (no attachment,
+/// archive or Office file to open, which is where a scan's time goes, in
+/// whatever transfer encoding it comes), a store that answers without the
+/// network, and not outbound mail (whose counters are written at once, and
+/// may wait on a store lock or start a notify command).
 pub fn scans_inline(config: &Config, envelope: &Envelope, raw: &[u8]) -> bool {
     raw.len() <= config.milter.inline_scan_max_bytes
         && config.store.backend != crate::store::StoreBackend::Redis
         && crate::detectors::outbound::account_of(&config.outbound, envelope).is_none()
-        && !has_encoded_part(raw)
+        && is_plain_text_mail(raw)
 }
 
-/// True when `raw` may carry a base64 or uuencoded part. Errs on the side
-/// of yes: the word "base64" anywhere, or a line starting "begin " followed
-/// by a digit (uuencode's "begin 644 name").
-fn has_encoded_part(raw: &[u8]) -> bool {
-    let base64 = memchr::memmem::find_iter(raw, b"64")
-        .any(|i| i >= 4 && raw[i - 4..i].eq_ignore_ascii_case(b"base"));
-    if base64 {
-        return true;
+/// True only when `raw` plainly has nothing but text: no `name=` or
+/// `filename` parameter, no `Content-Type` other than text/* and
+/// multipart/*, no base64 and no uuencode ("begin 644 name"). Errs on the
+/// side of no: a quoted-printable or 8bit attachment goes to the pool.
+fn is_plain_text_mail(raw: &[u8]) -> bool {
+    let lower = raw.to_ascii_lowercase();
+    let has = |needle: &[u8]| memchr::memmem::find(&lower, needle).is_some();
+    if has(b"base64") || has(b"name=") || has(b"name*") {
+        return false;
     }
-    memchr::memmem::find_iter(raw, b"\nbegin ")
-        .any(|i| raw.get(i + 7).is_some_and(u8::is_ascii_digit))
+    if memchr::memmem::find_iter(&lower, b"\nbegin ")
+        .any(|i| lower.get(i + 7).is_some_and(u8::is_ascii_digit))
+    {
+        return false;
+    }
+    // Every Content-Type must be text/* or multipart/*.
+    memchr::memmem::find_iter(&lower, b"content-type:").all(|i| {
+        let value = lower[i + 13..].trim_ascii_start();
+        value.starts_with(b"text/") || value.starts_with(b"multipart/")
+    })
 }
 
 /// Scan slots from `milter.max_concurrent_scans` (0 = one per core).

@@ -22,7 +22,7 @@ pub fn candidates(view: &MessageView, config: &EncryptedArchiveConfig) -> Vec<Ca
         archive_names: view
             .attachments
             .iter()
-            .filter(|a| a.file_type.is_archive())
+            .filter(|a| a.file_type.is_archive() || a.file_type.is_zip_based())
             .filter_map(|a| a.name.as_deref())
             .collect(),
         max_candidates: config.max_candidates,

@@ -14,6 +14,7 @@ pub mod config;
 pub mod correspondents;
 pub mod embedded;
 pub mod hash;
+pub mod lists;
 pub mod memory;
 mod open;
 pub mod redis;

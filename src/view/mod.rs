@@ -19,6 +19,7 @@ pub use filetype::FileType;
 use crate::config::Limits;
 use crate::detectors::encrypted_archive::EncryptedArchiveConfig;
 use crate::envelope::Envelope;
+use crate::formats::Budget;
 use crate::password::{self, Candidate, MinerInput};
 
 /// A decoded text part: plain text as sent, HTML both as text and as markup.
@@ -156,18 +157,19 @@ impl MessageView {
         MessageView::build_with(envelope, raw, limits, &passwords, deadline)
     }
 
-    /// [`MessageView::build`] with explicit bounds on password guessing.
-    pub fn build_with(
+    /// [`MessageView::build_with`] drawing on a message's shared budget
+    /// (the scan core's: detectors then draw on what the view left).
+    pub fn build_within(
         envelope: Envelope,
         raw: &[u8],
         limits: &Limits,
         passwords: &EncryptedArchiveConfig,
-        deadline: Instant,
+        budget: &Budget,
     ) -> Self {
         let mut builder = Builder {
             limits,
             passwords,
-            deadline,
+            budget,
             subject: String::new(),
             candidates: None,
             password_attempts: 0,
@@ -176,7 +178,6 @@ impl MessageView {
             texts: Vec::new(),
             limits_hit: Vec::new(),
             entries_seen: 0,
-            bytes_inflated: 0,
             parts_seen: 0,
             pending: std::collections::VecDeque::new(),
         };
@@ -193,6 +194,22 @@ impl MessageView {
         view.attachments = builder.attachments;
         view.limits_hit = builder.limits_hit;
         view
+    }
+
+    /// [`MessageView::build`] with explicit bounds on password guessing.
+    pub fn build_with(
+        envelope: Envelope,
+        raw: &[u8],
+        limits: &Limits,
+        passwords: &EncryptedArchiveConfig,
+        deadline: Instant,
+    ) -> Self {
+        let budget = Budget::new(
+            deadline,
+            limits.max_inflated_bytes,
+            limits.max_inflation_ratio,
+        );
+        MessageView::build_within(envelope, raw, limits, passwords, &budget)
     }
 
     fn unparsed(envelope: Envelope, raw: &[u8]) -> Self {
@@ -342,7 +359,8 @@ pub(crate) struct Builder<'l> {
     pub(crate) limits: &'l Limits,
     /// Bounds on password candidates, attempts and decrypted bytes.
     pub(crate) passwords: &'l EncryptedArchiveConfig,
-    pub(crate) deadline: Instant,
+    /// The message's deadline and decompression budget.
+    pub(crate) budget: &'l Budget,
     /// The decoded subject, a source of password candidates.
     pub(crate) subject: String,
     /// Password candidates, mined when the first encrypted entry is met.
@@ -353,7 +371,6 @@ pub(crate) struct Builder<'l> {
     pub(crate) texts: Vec<TextPart>,
     pub(crate) limits_hit: Vec<LimitHit>,
     pub(crate) entries_seen: usize,
-    pub(crate) bytes_inflated: u64,
     pub(crate) parts_seen: usize,
     /// Containers (archives, messages) found but not opened yet. The top
     /// message's text is all read before any archive is opened, so that the
@@ -387,7 +404,7 @@ impl Builder<'_> {
             archive_names: self
                 .attachments
                 .iter()
-                .filter(|a| a.file_type.is_archive())
+                .filter(|a| a.file_type.is_archive() || a.file_type.is_zip_based())
                 .filter_map(|a| a.name.as_deref())
                 .collect(),
             max_candidates: self.passwords.max_candidates,
@@ -398,7 +415,7 @@ impl Builder<'_> {
     }
 
     pub(crate) fn out_of_time(&mut self) -> bool {
-        if Instant::now() >= self.deadline {
+        if self.budget.expired() {
             self.note_limit(
                 "limits.scan_timeout_secs",
                 format!("scan stopped after {} s", self.limits.scan_timeout_secs),
@@ -418,8 +435,8 @@ impl Builder<'_> {
         depth: usize,
     ) {
         let mut message = message;
-        let parts = std::mem::take(&mut message.parts);
-        for (index, part) in parts.into_iter().enumerate() {
+        let mut parts = std::mem::take(&mut message.parts).into_iter().enumerate();
+        while let Some((index, part)) = parts.next() {
             self.parts_seen += 1;
             if self.parts_seen > self.limits.max_mime_parts {
                 self.note_limit(
@@ -429,9 +446,11 @@ impl Builder<'_> {
                         self.limits.max_mime_parts
                     ),
                 );
+                drop_flat(std::iter::once(part).chain(parts.map(|(_, p)| p)));
                 return;
             }
             if self.out_of_time() {
+                drop_flat(std::iter::once(part).chain(parts.map(|(_, p)| p)));
                 return;
             }
             let name = part.attachment_name().map(str::to_string);
@@ -522,6 +541,7 @@ impl Builder<'_> {
                             "limits.max_depth",
                             format!("{label}: nested deeper than {}", self.limits.max_depth),
                         );
+                        drop_flat(inner.parts);
                         continue;
                     }
                     let path = self.attachments[id].path.clone();
@@ -597,7 +617,10 @@ impl Builder<'_> {
     fn open_container(&mut self, id: usize) {
         let node = &self.attachments[id];
         let (file_type, depth) = (node.file_type, node.depth);
-        if !matches!(file_type, FileType::Zip | FileType::Email) {
+        if !matches!(
+            file_type,
+            FileType::Zip | FileType::Ooxml | FileType::OpenDocument | FileType::Email
+        ) {
             return;
         }
         if depth + 1 > self.limits.max_depth {
@@ -609,7 +632,8 @@ impl Builder<'_> {
             return;
         }
         match file_type {
-            FileType::Zip => archive::open_zip(self, id),
+            FileType::Zip => archive::open_zip(self, id, false),
+            FileType::Ooxml | FileType::OpenDocument => archive::open_zip(self, id, true),
             FileType::Email => {
                 let data = self.attachments[id].data.clone();
                 let path = self.attachments[id].path.clone();
@@ -618,6 +642,20 @@ impl Builder<'_> {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+/// Drop MIME parts without recursion. mail-parser builds un-encoded
+/// `message/rfc822` nesting of any depth (it parses with a stack of its
+/// own), but Rust's drop glue recurses once per level: 60,000 levels would
+/// overflow the thread's stack and abort the process. Every part tree we
+/// do not walk goes through here.
+pub(crate) fn drop_flat<'x>(parts: impl IntoIterator<Item = mail_parser::MessagePart<'x>>) {
+    let mut stack: Vec<mail_parser::MessagePart<'x>> = parts.into_iter().collect();
+    while let Some(part) = stack.pop() {
+        if let PartType::Message(mut inner) = part.body {
+            stack.append(&mut inner.parts);
         }
     }
 }

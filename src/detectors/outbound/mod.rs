@@ -53,6 +53,11 @@ pub const RULES: &[RuleInfo] = &[
         default_score: 5.0,
     },
     RuleInfo {
+        name: "hold_unknown",
+        description: "Outbound: whether the account is on hold could not be read (state store error); held by default (fail closed), see [policy.actions]",
+        default_score: 0.0,
+    },
+    RuleInfo {
         name: "held",
         description: "Outbound: the account is on hold after tripping a limit; its mail is quarantined until the hold ends or `outbound release`",
         default_score: 10.0,

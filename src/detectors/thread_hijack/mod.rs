@@ -142,7 +142,9 @@ impl Detector for ThreadHijack {
         ctx: &ScanContext<'_>,
         hits: &mut Vec<Hit>,
     ) -> Result<(), DetectorError> {
-        let facts = self.gather(view);
+        let mut facts = self.gather(view);
+        // Only a post to a list the organisation knows is judged as list mail.
+        facts.is_list = ctx.known_list.is_some();
         let subject = subject::parse(&view.subject);
         let is_reply = subject.outer() == Some(PrefixKind::Reply);
 
@@ -213,7 +215,7 @@ impl Detector for ThreadHijack {
         if let Some(evidence) = self.unknown_participant(&facts, &records) {
             hits.push(Hit::new("unknown_participant", evidence));
         }
-        if let Some(evidence) = self.revived(&facts, &records) {
+        if let Some(evidence) = self.revived(&facts, &records, ctx.now) {
             hits.push(Hit::new("revived_thread", evidence));
         }
         Ok(())
@@ -376,7 +378,9 @@ impl ThreadHijack {
     }
 
     fn unknown_participant(&self, f: &Facts<'_>, records: &[ThreadRecord]) -> Option<String> {
-        if records.is_empty() || f.is_list || records.iter().any(|r| r.list) {
+        // A remembered list thread excuses nobody by itself: a reply that
+        // arrives outside the list is judged like any direct reply.
+        if records.is_empty() || f.is_list {
             return None;
         }
         let address = f.sender_address.as_deref()?;
@@ -386,7 +390,7 @@ impl ThreadHijack {
         }
         let mut domains: Vec<&str> = records
             .iter()
-            .flat_map(|r| r.participants.iter().map(|p| p.domain.as_str()))
+            .flat_map(|r| r.vouching().map(|p| p.domain.as_str()))
             .filter(|d| !d.is_empty())
             .collect();
         domains.sort();
@@ -408,7 +412,9 @@ impl ThreadHijack {
         ))
     }
 
-    fn revived(&self, f: &Facts<'_>, records: &[ThreadRecord]) -> Option<String> {
+    /// `now` is the scan's clock, never the reply's own Date header, which
+    /// the sender writes (a hijacker would date it next to the old thread).
+    fn revived(&self, f: &Facts<'_>, records: &[ThreadRecord], now: i64) -> Option<String> {
         let newest = f
             .quoted
             .blocks
@@ -416,10 +422,6 @@ impl ThreadHijack {
             .filter_map(|b| b.date)
             .chain(records.iter().map(|r| r.date))
             .max()?;
-        let now = f
-            .view
-            .date
-            .unwrap_or_else(|| crate::store::unix_now() as i64);
         let age_days = (now - newest) / 86_400;
         if age_days <= self.config.revived_after_days as i64 {
             return None;
