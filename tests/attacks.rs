@@ -175,22 +175,19 @@ fn corpus_ham_is_never_tagged() {
     let mut tagged = Vec::new();
     let dirs = ["linux-man-list", "spamassassin-tdata/nice", "mikel-mail"];
     let paths: Vec<_> = dirs.iter().map(|d| root.join(d)).collect();
-    malspam_milter::input::walk(
-        &paths,
-        |item| {
-            let Ok(m) = item else { return };
-            checked += 1;
-            let report = engine.scan(Envelope::default(), &m.bytes);
-            if report.verdict >= Verdict::Tag {
-                tagged.push(format!(
-                    "{}: {} {:?}",
-                    m.label,
-                    report.verdict,
-                    report.finding_lines()
-                ));
-            }
-        },
-    );
+    malspam_milter::input::walk(&paths, |item| {
+        let Ok(m) = item else { return };
+        checked += 1;
+        let report = engine.scan(Envelope::default(), &m.bytes);
+        if report.verdict >= Verdict::Tag {
+            tagged.push(format!(
+                "{}: {} {:?}",
+                m.label,
+                report.verdict,
+                report.finding_lines()
+            ));
+        }
+    });
     assert!(checked >= 400, "only {checked} ham messages found");
     assert!(
         tagged.is_empty(),

@@ -292,7 +292,12 @@ pub(crate) fn init_daemon_logging(level: &str, log: &crate::config::LogConfig) {
             Ok(journal) => {
                 let _ = tracing_subscriber::registry()
                     .with(filter)
-                    .with(journal.with_syslog_identifier("malspam-milter".into()))
+                    .with(
+                        journal
+                            .with_syslog_identifier("malspam-milter".into())
+                            // QUEUE_ID, not tracing-journald's default F_QUEUE_ID.
+                            .with_field_prefix(None),
+                    )
                     .try_init();
                 return;
             }

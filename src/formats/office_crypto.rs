@@ -338,12 +338,10 @@ impl<'a> Doc<'a> {
             Scheme::Ecma376Agile => {
                 let xml = self.encryption_info.as_deref().and_then(|i| i.get(8..));
                 match xml.and_then(agile_cipher) {
-                    Some(a) if a.spin_count > limits.max_spin_count => {
-                        return Err(format!(
-                            "ECMA-376 agile: spin count {} is over the limit {}: passwords not tried",
-                            a.spin_count, limits.max_spin_count
-                        ))
-                    }
+                    Some(a) if a.spin_count > limits.max_spin_count => return Err(format!(
+                        "ECMA-376 agile: spin count {} is over the limit {}: passwords not tried",
+                        a.spin_count, limits.max_spin_count
+                    )),
                     other => other.map(Cipher::Agile),
                 }
             }
@@ -411,11 +409,15 @@ fn word_table_name(fib_flags: u16) -> &'static str {
 }
 
 fn u16_at(d: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(d.get(at..at.checked_add(2)?)?.try_into().ok()?))
+    Some(u16::from_le_bytes(
+        d.get(at..at.checked_add(2)?)?.try_into().ok()?,
+    ))
 }
 
 fn u32_at(d: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(d.get(at..at.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        d.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 /// An `EncryptionVersionInfo`: (major, minor).
@@ -793,7 +795,10 @@ fn spin<D: Digest>(salt: &[u8], pw: &[u8], count: u32, budget: &Budget) -> Optio
         if i % 4096 == 0 && budget.expired() {
             return None;
         }
-        h = D::new().chain_update(i.to_le_bytes()).chain_update(&h).finalize();
+        h = D::new()
+            .chain_update(i.to_le_bytes())
+            .chain_update(&h)
+            .finalize();
     }
     Some(h.to_vec())
 }
@@ -830,7 +835,8 @@ impl Rc4 {
             self.i = self.i.wrapping_add(1);
             self.j = self.j.wrapping_add(self.s[self.i as usize]);
             self.s.swap(self.i as usize, self.j as usize);
-            let k = self.s[(self.s[self.i as usize].wrapping_add(self.s[self.j as usize])) as usize];
+            let k =
+                self.s[(self.s[self.i as usize].wrapping_add(self.s[self.j as usize])) as usize];
             *b ^= k;
         }
     }
@@ -1022,7 +1028,10 @@ fn attr<'x>(elem: &'x str, name: &str) -> Option<&'x str> {
     loop {
         let i = elem.get(from..)?.find(name)? + from;
         let rest = elem.get(i + name.len()..)?;
-        let before_ok = matches!(elem.get(..i)?.chars().next_back(), Some(' ' | '\t' | '\r' | '\n'));
+        let before_ok = matches!(
+            elem.get(..i)?.chars().next_back(),
+            Some(' ' | '\t' | '\r' | '\n')
+        );
         if before_ok {
             if let Some(v) = rest.strip_prefix("=\"") {
                 return v.get(..v.find('"')?);
@@ -1033,7 +1042,9 @@ fn attr<'x>(elem: &'x str, name: &str) -> Option<&'x str> {
 }
 
 fn b64(v: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::STANDARD.decode(v.trim()).ok()
+    base64::engine::general_purpose::STANDARD
+        .decode(v.trim())
+        .ok()
 }
 
 fn agile_cipher(xml: &[u8]) -> Option<Agile> {
@@ -1099,7 +1110,9 @@ impl Agile {
         ) else {
             return Verified::Wrong;
         };
-        let expect = self.hash.hash(&[input.get(..self.salt.len().min(input.len())).unwrap_or(&input)]);
+        let expect = self.hash.hash(&[input
+            .get(..self.salt.len().min(input.len()))
+            .unwrap_or(&input)]);
         let n = expect.len();
         if value.len() < n || value[..n] != expect[..] {
             return Verified::Wrong;
@@ -1126,10 +1139,12 @@ fn decrypt_agile_package(
         if i % 256 == 0 && budget.expired() {
             return Err("the scan's time budget ran out".into());
         }
-        let iv = iv16(&key.data_hash.hash(&[&key.data_salt, &(i as u32).to_le_bytes()]));
+        let iv = iv16(
+            &key.data_hash
+                .hash(&[&key.data_salt, &(i as u32).to_le_bytes()]),
+        );
         key.aes.decrypt_cbc(&iv, segment);
     }
     out.truncate(size);
     Ok(out)
 }
-

@@ -110,7 +110,10 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: Limits) -> Opened {
         if limits.padding.padded(e.unpacked, e.packed) {
             out.indicator(
                 IndicatorKind::Padded,
-                format!("{}: declares {} bytes, stored in {}", e.name, e.unpacked, e.packed),
+                format!(
+                    "{}: declares {} bytes, stored in {}",
+                    e.name, e.unpacked, e.packed
+                ),
             );
         }
         if e.encrypted {
@@ -163,11 +166,15 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: Limits) -> Opened {
 }
 
 fn u16_at(d: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(d.get(at..at.checked_add(2)?)?.try_into().ok()?))
+    Some(u16::from_le_bytes(
+        d.get(at..at.checked_add(2)?)?.try_into().ok()?,
+    ))
 }
 
 fn u32_at(d: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(d.get(at..at.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        d.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 /// A name from the archive: UTF-8 where it is, lossy otherwise; RAR4's
