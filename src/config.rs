@@ -280,6 +280,26 @@ impl Default for HeadersConfig {
     }
 }
 
+/// `[log]`: how the daemon writes its log.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text`: one line per event on stderr; under systemd (stderr is the
+    /// journal, `JOURNAL_STREAM`) the events go to the journal with their
+    /// fields (QUEUE_ID, VERDICT, SCORE, RULES). `json`: one JSON object per
+    /// line on stderr, the fields at top level, for log shippers.
+    pub format: LogFormat,
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
 /// Declares the config sections once: the struct fields and the loader's
 /// dispatch from section name to type both come from this list.
 macro_rules! sections {
@@ -318,6 +338,7 @@ sections! {
     limits: Limits,
     organization: OrganizationConfig,
     headers: HeadersConfig,
+    log: LogConfig,
     outbound: crate::detectors::outbound::OutboundConfig,
     metrics: crate::metrics::MetricsConfig,
     encrypted_archive: EncryptedArchiveConfig,
@@ -388,7 +409,14 @@ impl Config {
                 file: file.clone(),
                 line: None,
                 key: None,
-                message: format!("cannot read: {e}"),
+                message: if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    format!(
+                        "cannot read: {e} (the packaged config is readable by root and the \
+                         malspam-milter group only: run as root, or pass --config FILE)"
+                    )
+                } else {
+                    format!("cannot read: {e}")
+                },
             }])
         })?;
         let mut config = Config::parse(&text, &file)?;
@@ -633,7 +661,7 @@ impl Loader<'_> {
             single.insert(key.clone(), value.clone());
             if let Err(e) = T::deserialize(toml::Value::Table(single)) {
                 ok = false;
-                let message = e.message().trim().to_string();
+                let message = humanize(e.message().trim());
                 self.error(&[name, key], message);
             }
         }
@@ -643,11 +671,45 @@ impl Loader<'_> {
         match T::deserialize(toml::Value::Table(table.clone())) {
             Ok(v) => Some(v),
             Err(e) => {
-                self.error(&[name], e.message().trim().to_string());
+                self.error(&[name], humanize(e.message().trim()));
                 None
             }
         }
     }
+}
+
+/// serde's wording (`invalid type: string "high", expected f64`) in words
+/// an admin uses: `expected a number (e.g. 5.0), got the string "high"`.
+fn humanize(message: &str) -> String {
+    let types = [
+        ("f64", "a number (e.g. 5.0)"),
+        ("f32", "a number (e.g. 5.0)"),
+        ("u64", "a whole number, 0 or more"),
+        ("u32", "a whole number, 0 or more"),
+        ("u16", "a whole number from 0 to 65535"),
+        ("u8", "a whole number from 0 to 255"),
+        ("usize", "a whole number, 0 or more"),
+        ("i64", "a whole number"),
+        ("i32", "a whole number"),
+        ("a boolean", "true or false"),
+        ("a sequence", "a list, e.g. [\"a\", \"b\"]"),
+        ("a string", "a string in quotes"),
+    ];
+    let explain = |expected: &str| {
+        types
+            .iter()
+            .find(|(t, _)| *t == expected)
+            .map_or_else(|| expected.to_string(), |(_, words)| words.to_string())
+    };
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            if let Some((got, expected)) = rest.split_once(", expected ") {
+                let got = got.replace('`', "");
+                return format!("expected {}, got {got}", explain(expected));
+            }
+        }
+    }
+    message.to_string()
 }
 
 fn dotted(path: &[&str]) -> String {
@@ -722,6 +784,38 @@ mod tests {
             "{shown:?}"
         );
         assert_eq!(errs.len(), 3, "{shown:?}");
+    }
+
+    #[test]
+    fn type_errors_are_in_words_not_rust_types() {
+        let text = "[policy]\ntag = \"high\"\n\n[limits]\nmax_depth = -1\n\n[headers]\non_accept = \"yes\"\n";
+        let errs = Config::parse(text, "t.toml").unwrap_err().0;
+        let shown: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert!(
+            shown.contains(
+                &"t.toml:2: policy.tag: expected a number (e.g. 5.0), got string \"high\""
+                    .to_string()
+            ),
+            "{shown:?}"
+        );
+        assert!(
+            shown.iter().any(|e| e.starts_with(
+                "t.toml:5: limits.max_depth: expected a whole number, 0 or more, got integer -1"
+            )),
+            "{shown:?}"
+        );
+        assert!(
+            shown
+                .iter()
+                .any(|e| e.starts_with("t.toml:8: headers.on_accept: expected true or false")),
+            "{shown:?}"
+        );
+        assert!(
+            !shown
+                .iter()
+                .any(|e| e.contains("f64") || e.contains("usize")),
+            "{shown:?}"
+        );
     }
 
     #[test]

@@ -20,12 +20,41 @@ pub struct InputError {
     pub error: String,
 }
 
+/// What a walk meets: a message, something unreadable, or a file that is
+/// not mail (a README beside the .eml files), skipped but counted.
+#[derive(Debug)]
+pub enum Walked {
+    Message(InputMessage),
+    Error(InputError),
+    /// The file's path.
+    Skipped(String),
+}
+
 /// Everything found under `paths`, in a stable order: messages or errors.
 pub fn walk(paths: &[PathBuf], mut each: impl FnMut(Result<InputMessage, InputError>)) {
+    walk_all(paths, |w| match w {
+        Walked::Message(m) => each(Ok(m)),
+        Walked::Error(e) => each(Err(e)),
+        Walked::Skipped(_) => {}
+    });
+}
+
+/// Like [`walk`], also telling which files were skipped as not mail, so a
+/// summary can count every file. A file named `.eml` that is not mail is
+/// an error, not a skip: someone meant it to be a message.
+pub fn walk_all(paths: &[PathBuf], mut each: impl FnMut(Walked)) {
+    let mut each = |r: Result<InputMessage, InputError>| match r {
+        Ok(m) => each(Walked::Message(m)),
+        Err(e) if e.error == SKIP => each(Walked::Skipped(e.label)),
+        Err(e) => each(Walked::Error(e)),
+    };
     for path in paths {
         walk_path(path, true, &mut each);
     }
 }
+
+/// Internal marker for a skipped file (never shown).
+const SKIP: &str = "\0skip";
 
 /// `named`: the user named this file (or it sits in a Maildir), so it is read
 /// whatever it holds; files met while walking a directory are read only when
@@ -78,7 +107,19 @@ fn walk_path(path: &Path, named: bool, each: &mut impl FnMut(Result<InputMessage
             if head.starts_with(b"From ") {
                 read_mbox(path, each);
             } else if !named && !looks_like_mail(head) {
-                // Not mail: skipped silently, as `grep -r` skips binaries.
+                let eml = path
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("eml"));
+                each(Err(InputError {
+                    label,
+                    error: if eml {
+                        "not a mail message: it does not start with a header line (Name: value)"
+                            .into()
+                    } else {
+                        // Not mail: skipped (and counted), as `grep -r` skips binaries.
+                        SKIP.into()
+                    },
+                }));
             } else {
                 match fs::read(path) {
                     Ok(bytes) => each(Ok(InputMessage { label, bytes })),
@@ -197,8 +238,22 @@ mod tests {
             fs::create_dir_all(md.join(sub)).unwrap();
         }
         fs::write(md.join("cur/1:2,S"), "Subject: m\r\n\r\nx\r\n").unwrap();
+        fs::write(d.join("broken.eml"), b"\x00\x01 garbage, no header\n").unwrap();
         let (ok, bad) = collect(&[d.to_path_buf(), d.join("missing.eml")]);
-        assert_eq!(bad, [d.join("missing.eml").display().to_string()]);
+        let mut skipped = Vec::new();
+        walk_all(&[d.to_path_buf()], |w| {
+            if let Walked::Skipped(label) = w {
+                skipped.push(label)
+            }
+        });
+        assert_eq!(skipped, [d.join("README.md").display().to_string()]);
+        assert_eq!(
+            bad,
+            [
+                d.join("broken.eml").display().to_string(),
+                d.join("missing.eml").display().to_string()
+            ]
+        );
         let names: Vec<String> = ok
             .iter()
             .map(|l| {

@@ -208,3 +208,30 @@ fn structure_shows_the_attachment_tree_without_content() {
         "no password, no body text: {stdout}"
     );
 }
+
+#[test]
+fn a_directory_walk_counts_every_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "clean.eml", CLEAN);
+    // Named .eml but not a message: an error, not a silent skip.
+    std::fs::write(dir.path().join("broken.eml"), b"\x00\x01\x02 not mail\n").unwrap();
+    write(dir.path(), "README.txt", "Notes about these messages.\n");
+    let out = bin()
+        .env("MALSPAM_MILTER_CONFIG", "")
+        .arg("check")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "an unreadable file is exit 2");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("broken.eml: not a mail message"),
+        "{stderr}"
+    );
+    let last = stderr.lines().last().unwrap();
+    assert!(
+        last.starts_with("1 message(s) scanned, 1 unreadable, 1 file skipped (not mail: ")
+            && last.ends_with("README.txt)"),
+        "{last}"
+    );
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::input::{self, InputMessage};
+use crate::input::{self, InputMessage, Walked};
 use crate::report::{round2, Finding, Report, Verdict};
 use crate::sanitize::escape_controls;
 use crate::{Engine, Envelope};
@@ -53,8 +53,10 @@ pub fn run(engine: &Engine, paths: &[PathBuf], json: bool, fail_on: Option<Verdi
     let mut unreadable = 0usize;
     let mut failed = false;
     let mut scanned = 0usize;
-    input::walk(paths, |item| match item {
-        Ok(InputMessage { label, bytes }) => {
+    let mut skipped: Vec<String> = Vec::new();
+    input::walk_all(paths, |item| match item {
+        Walked::Skipped(label) => skipped.push(label),
+        Walked::Message(InputMessage { label, bytes }) => {
             scanned += 1;
             let report = engine.scan(Envelope::default(), &bytes);
             if fail_on.is_some_and(|v| report.verdict >= v) {
@@ -62,14 +64,14 @@ pub fn run(engine: &Engine, paths: &[PathBuf], json: bool, fail_on: Option<Verdi
             }
             let _ = print_report(&mut out, &label, &report, json);
         }
-        Err(e) => {
+        Walked::Error(e) => {
             unreadable += 1;
             eprintln!("malspam-milter: {}: {}", escape_controls(&e.label), e.error);
         }
     });
     let _ = out.flush();
     if !json {
-        eprintln!("{scanned} message(s) scanned, {unreadable} unreadable");
+        eprintln!("{}", summary(scanned, unreadable, &skipped));
     }
     if unreadable > 0 {
         EXIT_UNREADABLE
@@ -78,6 +80,21 @@ pub fn run(engine: &Engine, paths: &[PathBuf], json: bool, fail_on: Option<Verdi
     } else {
         0
     }
+}
+
+/// The last line of `check`: every message and every file accounted for.
+fn summary(scanned: usize, unreadable: usize, skipped: &[String]) -> String {
+    let mut line = format!("{scanned} message(s) scanned, {unreadable} unreadable");
+    match skipped {
+        [] => {}
+        [one] => line.push_str(&format!(", 1 file skipped (not mail: {one})")),
+        [first, rest @ ..] => line.push_str(&format!(
+            ", {} files skipped (not mail: {first} and {} more)",
+            skipped.len(),
+            rest.len()
+        )),
+    }
+    line
 }
 
 fn print_report(

@@ -75,6 +75,57 @@ pub fn learn(engine: &Engine, paths: &[PathBuf], progress: &ProgressBar) -> Lear
     sum
 }
 
+/// `learn` run as root on the daemon's store (the packaged
+/// `/var/lib/malspam-milter/state.sqlite3`): the files root creates there
+/// (the database, its `-wal` and `-shm`) are given to the owner of the
+/// store's directory, so the daemon can still open them. Nothing happens
+/// when not root, for other backends, or when the directory is root's.
+pub fn hand_store_to_owner(store: &crate::store::StoreConfig) {
+    use std::os::unix::fs::MetadataExt;
+    if store.backend != crate::store::StoreBackend::Embedded || !crate::security::running_as_root()
+    {
+        return;
+    }
+    let Some(path) = store
+        .path
+        .clone()
+        .or_else(crate::store::default_embedded_path)
+    else {
+        return;
+    };
+    let Some(dir) = path.parent() else { return };
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return;
+    };
+    if meta.uid() == 0 {
+        if store.path.is_none() {
+            eprintln!(
+                "malspam-milter: learning into root's own store {} (no config given): \
+                 the daemon reads the store of its config; pass --config",
+                path.display()
+            );
+        }
+        return;
+    }
+    let mut names = vec![path.clone()];
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut name = path.clone().into_os_string();
+        name.push(suffix);
+        names.push(PathBuf::from(name));
+    }
+    for file in names {
+        if std::fs::metadata(&file).is_ok_and(|m| m.uid() == 0) {
+            if let Err(e) = std::os::unix::fs::chown(&file, Some(meta.uid()), Some(meta.gid())) {
+                eprintln!(
+                    "malspam-milter: cannot give {} to the store's owner (uid {}): {e}",
+                    file.display(),
+                    meta.uid()
+                );
+            }
+        }
+    }
+}
+
 /// The command: progress on a terminal, a summary at the end. Exit code 0,
 /// or 2 when some input was unreadable or the store failed.
 pub fn run(engine: &Engine, paths: &[PathBuf]) -> i32 {

@@ -1,6 +1,7 @@
 //! The command line: argument parsing and the offline commands.
 
 pub mod check;
+pub mod docs;
 pub mod learn;
 pub mod outbound;
 pub mod quarantine;
@@ -93,6 +94,51 @@ pub enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Write the man pages and shell completions into DIR (the package
+    /// build runs this; not for everyday use).
+    #[command(hide = true)]
+    GenerateDocs {
+        /// Output directory: man/ and completions/ are created in it.
+        dir: PathBuf,
+    },
+}
+
+/// The config file commands read when `--config` is not given and this file
+/// exists (the packaged config).
+pub const DEFAULT_CONFIG: &str = "/etc/malspam-milter/malspam-milter.toml";
+
+/// The config file a command uses: `--config` if given; else
+/// `$MALSPAM_MILTER_CONFIG` (empty: built-in defaults); else
+/// [`DEFAULT_CONFIG`] when it exists; else None (built-in defaults).
+pub fn config_path(given: Option<PathBuf>) -> Option<PathBuf> {
+    if given.is_some() {
+        return given;
+    }
+    if let Some(env) = std::env::var_os("MALSPAM_MILTER_CONFIG") {
+        return (!env.is_empty()).then(|| PathBuf::from(env));
+    }
+    let default = std::path::Path::new(DEFAULT_CONFIG);
+    default.exists().then(|| default.to_path_buf())
+}
+
+impl Command {
+    /// Fill in the default config file of every command that takes one.
+    pub fn resolve_config(&mut self) {
+        let slot = match self {
+            Command::Run { config }
+            | Command::Check { config, .. }
+            | Command::Learn { config, .. }
+            | Command::Structure { config, .. }
+            | Command::Web { config, .. }
+            | Command::Config {
+                command: ConfigCommand::Check { config },
+            } => config,
+            Command::Outbound { command } => command.config_mut(),
+            Command::Quarantine { command } => command.config_mut(),
+            Command::Rules | Command::GenerateDocs { .. } => return,
+        };
+        *slot = config_path(slot.take());
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,6 +175,7 @@ pub fn config_check(path: Option<&std::path::Path>) -> i32 {
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "built-in defaults".into());
             println!("# effective configuration (from {from})");
+            println!("# state store: {}", store_location(&config.store));
             print!("{}", config.to_toml());
             0
         }
@@ -136,6 +183,52 @@ pub fn config_check(path: Option<&std::path::Path>) -> i32 {
             eprint!("{errors}");
             1
         }
+    }
+}
+
+/// Where the state store is, as `config check` prints it: the resolved
+/// embedded path (also when `store.path` is unset), or the Redis URL with
+/// any password hidden.
+pub fn store_location(store: &crate::store::StoreConfig) -> String {
+    use crate::store::StoreBackend;
+    match store.backend {
+        StoreBackend::Embedded => match store
+            .path
+            .clone()
+            .or_else(crate::store::default_embedded_path)
+        {
+            Some(path) => format!("embedded, {}", path.display()),
+            None => "embedded, no path (store.path unset and no HOME)".into(),
+        },
+        StoreBackend::Redis => {
+            let (url, from) = match std::env::var("MALSPAM_REDIS_URL") {
+                Ok(url) if !url.is_empty() => (url, " (from MALSPAM_REDIS_URL)"),
+                _ => (store.url.clone(), ""),
+            };
+            let shown = if crate::security::url_has_password(&url) {
+                hide_password(&url)
+            } else {
+                url
+            };
+            format!("redis, {shown}{from}")
+        }
+        StoreBackend::Memory => "memory (forgotten when the process ends)".into(),
+    }
+}
+
+/// `redis://user:secret@host/0` → `redis://user:***@host/0`.
+fn hide_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        None => url.to_string(),
     }
 }
 
@@ -181,23 +274,100 @@ pub fn list_rules() -> i32 {
     0
 }
 
-/// Log to stderr (the journal under systemd, the operator's terminal for the
-/// admin commands). `RUST_LOG` overrides `level`.
+/// Log to stderr as text (the admin commands: the operator's terminal).
+/// `RUST_LOG` overrides `level`.
 pub(crate) fn init_logging(level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|e| {
-            eprintln!("malspam-milter: log level {level:?}: {e}; using \"info\"");
-            EnvFilter::new("info")
-        });
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(log_filter(level))
         // Log lines quote mail: one sanitiser keeps each record one safe line.
         .with_writer(|| crate::sanitize::LogWriter(std::io::stderr()))
         .with_target(false)
         .with_ansi(false)
         .try_init();
+}
+
+/// The daemon's log: `[log] format = "json"`: one JSON object per line on
+/// stderr; else, under systemd with stderr connected to the journal
+/// (`JOURNAL_STREAM`), native journal entries whose fields (QUEUE_ID,
+/// VERDICT, SCORE, RULES) can be filtered with `journalctl QUEUE_ID=...`;
+/// else text lines on stderr.
+pub(crate) fn init_daemon_logging(level: &str, log: &crate::config::LogConfig) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = log_filter(level);
+    if log.format == crate::config::LogFormat::Json {
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .try_init();
+        return;
+    }
+    if stderr_is_journal(std::env::var("JOURNAL_STREAM").ok().as_deref()) {
+        match tracing_journald::layer() {
+            Ok(journal) => {
+                let _ = tracing_subscriber::registry()
+                    .with(filter)
+                    .with(
+                        journal
+                            .with_syslog_identifier("malspam-milter".into())
+                            // QUEUE_ID, not tracing-journald's default F_QUEUE_ID.
+                            .with_field_prefix(None),
+                    )
+                    .try_init();
+                return;
+            }
+            Err(e) => {
+                eprintln!("malspam-milter: cannot log to the journal ({e}); logging to stderr")
+            }
+        }
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .fmt_fields(text_fields())
+        // Log lines quote mail: one sanitiser keeps each record one safe line.
+        .with_writer(|| crate::sanitize::LogWriter(std::io::stderr()))
+        .with_target(false)
+        .with_ansi(false)
+        .try_init();
+}
+
+/// The text log writes the message alone: the per-message fields repeat
+/// what the message says (`ID: verdict=... findings=...`).
+fn text_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> {
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| match field.name() {
+        "message" => write!(w, "{value:?}"),
+        "queue_id" | "verdict" | "score" | "rules" => Ok(()),
+        name => write!(w, " {name}={value:?}"),
+    })
+}
+
+fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
+    use tracing_subscriber::EnvFilter;
+    EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|e| {
+            eprintln!("malspam-milter: log level {level:?}: {e}; using \"info\"");
+            EnvFilter::new("info")
+        })
+}
+
+/// systemd sets `JOURNAL_STREAM=DEV:INODE` for a service whose stderr is the
+/// journal; a child that inherited the variable but writes elsewhere (a
+/// pipe, a file) must not switch, so the device and inode must be stderr's.
+pub fn stderr_is_journal(journal_stream: Option<&str>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some((dev, ino)) = journal_stream.and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    std::fs::metadata("/proc/self/fd/2").is_ok_and(|m| m.dev() == dev && m.ino() == ino)
 }
 
 /// Who acted: the login behind sudo if any, else the account we run as.
@@ -224,4 +394,44 @@ fn account_name(uid: u32) -> Option<String> {
         let id: u32 = fields.nth(1)?.parse().ok()?;
         (id == uid).then(|| name.to_string())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_journal_is_used_only_when_stderr_is_the_stream_systemd_named() {
+        use std::os::unix::fs::MetadataExt;
+        let stderr = std::fs::metadata("/proc/self/fd/2").unwrap();
+        let own = format!("{}:{}", stderr.dev(), stderr.ino());
+        assert!(stderr_is_journal(Some(&own)));
+        let other = format!("{}:{}", stderr.dev(), stderr.ino() + 1);
+        assert!(
+            !stderr_is_journal(Some(&other)),
+            "inherited by a child writing elsewhere"
+        );
+        assert!(!stderr_is_journal(Some("garbage")));
+        assert!(!stderr_is_journal(None));
+    }
+
+    #[test]
+    fn redis_passwords_are_hidden_in_the_store_location() {
+        assert_eq!(
+            hide_password("redis://user:s3cret@redis.example:6379/0"),
+            "redis://user:***@redis.example:6379/0"
+        );
+        assert_eq!(
+            hide_password("redis://:s3cret@127.0.0.1/1"),
+            "redis://:***@127.0.0.1/1"
+        );
+        let store = crate::store::StoreConfig {
+            path: Some("/var/lib/malspam-milter/state.sqlite3".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            store_location(&store),
+            "embedded, /var/lib/malspam-milter/state.sqlite3"
+        );
+    }
 }

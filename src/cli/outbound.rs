@@ -29,6 +29,17 @@ pub enum OutboundCommand {
     },
 }
 
+impl OutboundCommand {
+    /// The `--config` slot, for the default config path.
+    pub fn config_mut(&mut self) -> &mut Option<PathBuf> {
+        match self {
+            OutboundCommand::Status { config, .. } | OutboundCommand::Release { config, .. } => {
+                config
+            }
+        }
+    }
+}
+
 /// The state store the daemon uses, from `[store]`: status and release must
 /// see the counters and holds the daemon wrote.
 pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {

@@ -51,6 +51,18 @@ pub enum QuarantineCommand {
     },
 }
 
+impl QuarantineCommand {
+    /// The `--config` slot, for the default config path.
+    pub fn config_mut(&mut self) -> &mut Option<PathBuf> {
+        match self {
+            QuarantineCommand::List { config, .. }
+            | QuarantineCommand::Show { config, .. }
+            | QuarantineCommand::Release { config, .. }
+            | QuarantineCommand::Delete { config, .. } => config,
+        }
+    }
+}
+
 /// Run a `quarantine` subcommand; returns the exit code.
 pub fn run(command: QuarantineCommand) -> i32 {
     super::init_logging("info");

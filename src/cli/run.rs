@@ -22,7 +22,7 @@ pub fn run(config_path: Option<PathBuf>) -> i32 {
         }
     };
     let milter_config = daemon.engine().config().milter.clone();
-    super::init_logging(&milter_config.log_level);
+    super::init_daemon_logging(&milter_config.log_level, &daemon.engine().config().log);
     if crate::security::running_as_root() {
         tracing::warn!(
             "running as root: mail content is parsed with full privileges; \

@@ -241,7 +241,17 @@ async fn eom(daemon: &Daemon, cx: &mut EomContext<Session>) -> Status {
     };
 
     crate::metrics::observe_report(&report, started.elapsed());
-    info!("{id}: {}", report.log_summary());
+    // The fields are for the journal and `[log] format = "json"`; the text
+    // line carries the same in its message.
+    let rules: Vec<String> = report.findings.iter().map(|f| f.full_rule()).collect();
+    info!(
+        queue_id = %id,
+        verdict = %report.verdict,
+        score = crate::report::round2(report.score),
+        rules = %rules.join(","),
+        "{id}: {}",
+        report.log_summary()
+    );
     // Held mail keeps its findings for the reviewer (quarantine show).
     let show_findings = !to_outsiders || report.verdict >= Verdict::Quarantine;
     if !show_findings && !report.findings.is_empty() {

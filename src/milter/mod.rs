@@ -348,6 +348,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
             a.connection_timeout_secs != b.connection_timeout_secs,
         ),
         ("milter.log_level", a.log_level != b.log_level),
+        ("log", old.log != new.log),
         ("store", old.store != new.store),
         ("metrics", old.metrics != new.metrics),
     ]

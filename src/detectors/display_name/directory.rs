@@ -61,7 +61,8 @@ impl Directory {
             vec![DirectoryError {
                 file: path.to_path_buf(),
                 line: None,
-                message: format!("cannot read directory: {e}"),
+                // "directory" alone reads as a folder: name the CSV file.
+                message: format!("cannot read the staff directory CSV file: {e}"),
             }]
         })?;
         Directory::parse(&text, path)
@@ -289,6 +290,6 @@ mod tests {
         let err = Directory::load(Path::new("/nonexistent/staff.csv")).unwrap_err();
         assert!(err[0]
             .to_string()
-            .starts_with("/nonexistent/staff.csv: cannot read directory"));
+            .starts_with("/nonexistent/staff.csv: cannot read the staff directory CSV file: "));
     }
 }
