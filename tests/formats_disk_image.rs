@@ -153,7 +153,7 @@ fn real_lnk_inside_an_image_comes_out_whole() {
             for copy in 0..fats {
                 let at = (reserved + copy * fat_sectors) * bps + c + c / 2;
                 let mut pair = u16_at(&img, at) as u16;
-                pair = if c % 2 == 0 {
+                pair = if c.is_multiple_of(2) {
                     (pair & 0xF000) | value
                 } else {
                     (pair & 0x000F) | (value << 4)

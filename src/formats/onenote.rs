@@ -391,7 +391,7 @@ fn property_string(data: &[u8], p: usize) -> Option<String> {
             at = at.checked_add(property_data_len(data, at, prid)?)?;
         }
         let len = read_u32(data, at)? as usize;
-        if len < 2 || len % 2 != 0 {
+        if len < 2 || !len.is_multiple_of(2) {
             return None;
         }
         return utf16_at(data, at + 4, len / 2);
@@ -421,7 +421,7 @@ mod tests {
         b.extend_from_slice(&(payload.len() as u64).to_le_bytes());
         b.extend_from_slice(&[0u8; 12]);
         b.extend_from_slice(payload);
-        while b.len() % 8 != 0 {
+        while !b.len().is_multiple_of(8) {
             b.push(0);
         }
         b.extend_from_slice(&FDSO_FOOTER);
@@ -468,7 +468,7 @@ mod tests {
         // References (0x094, stp 8 bytes, cb 4 bytes), patched below.
         let refs_at = d.len();
         d.resize(refs_at + 2 * (4 + 8 + 4 + 16), 0);
-        while d.len() % 8 != 0 {
+        while !d.len().is_multiple_of(8) {
             d.push(0);
         }
         let pic_at = d.len();
