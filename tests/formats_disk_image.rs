@@ -10,7 +10,7 @@ use std::io::Read;
 use std::path::Path;
 
 use containers_common::{corpus_files, present, samples, shared};
-use malspam_milter::formats::{disk_image, Budget, Opened, Passwords};
+use malspam_milter::formats::{disk_image, html, lnk, onenote, Budget, Opened, Passwords};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -177,7 +177,8 @@ fn real_lnk_inside_an_image_comes_out_whole() {
     }
 }
 
-/// No malware sample and no corpus file is taken for a disk image.
+/// No malware sample and no corpus file is taken for a disk image, and no
+/// sample is taken for a OneNote, LNK or HTML file unless it is one.
 #[test]
 fn no_other_file_is_taken_for_an_image() {
     let mut checked = 0;
@@ -202,6 +203,10 @@ fn no_other_file_is_taken_for_an_image() {
         for s in &all {
             assert!(!disk_image::sniff(&s.data), "{}", s.path);
             assert!(open(&s.data).is_empty(), "{}", s.path);
+            let c = s.category.as_str();
+            assert_eq!(onenote::sniff(&s.data), c == "onenote", "{}", s.path);
+            assert_eq!(lnk::sniff(&s.data), c == "lnk", "{}", s.path);
+            assert_eq!(html::sniff(&s.data), c == "html", "{}", s.path);
             checked += 1;
         }
     }
@@ -212,6 +217,8 @@ fn no_other_file_is_taken_for_an_image() {
                 continue;
             };
             assert!(!disk_image::sniff(&data), "{}", path.display());
+            assert!(!onenote::sniff(&data), "{}", path.display());
+            assert!(!lnk::sniff(&data), "{}", path.display());
             checked += 1;
         }
     }
