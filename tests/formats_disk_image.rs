@@ -105,6 +105,21 @@ fn udf_only_image_lists_its_files() {
     assert_eq!(listing(&o), expect(&LONG));
 }
 
+/// A real (empty) UDF-only volume: typed, and walked to its empty root
+/// without a note (anchor, partition, file set and root all found).
+#[test]
+fn empty_udf_volume_is_walked() {
+    let udf = fixture("udf-empty.img.gz");
+    assert_eq!(disk_image::kind(&udf), Some(disk_image::ImageKind::Udf));
+    let o = open(&udf);
+    assert!(o.is_empty(), "{o:?}");
+    // Its anchor broken, the volume is typed but not listed, and says so.
+    let mut broken = udf.clone();
+    broken[256 * 2048] = 0;
+    let o = open(&broken);
+    assert_eq!(o.limits, vec!["UDF-only image: files not listed"]);
+}
+
 #[test]
 fn fat_images_list_their_files() {
     for name in ["fat12.img.gz", "fat16.img.gz", "fat32.img.gz"] {
