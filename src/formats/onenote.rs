@@ -95,6 +95,11 @@ pub fn open(data: &[u8], budget: &Budget, _passwords: Passwords<'_>) -> Opened {
             break;
         };
         let start = at + FDSO_HEAD_LEN;
+        if start > data.len() {
+            out.limits
+                .push("OneNote: a file data block is cut short in its header".into());
+            break;
+        }
         let avail = data.len().saturating_sub(start) as u64;
         let len = declared.min(avail);
         // `len <= avail <= data.len()`, so this fits in usize.
@@ -554,10 +559,15 @@ mod tests {
         assert_eq!(&o.embedded[0].data[..], b"short");
         assert_eq!(o.embedded[0].declared_size, Some(u64::MAX));
         assert_eq!(o.limits.len(), 1);
-        // A header cut inside its length field.
-        let o = open(&FDSO_HEADER[..], &Budget::generous(), Passwords::default());
-        assert!(o.embedded.is_empty());
-        assert_eq!(o.limits.len(), 1);
+        // A header cut inside its length field, or just after it.
+        for cut in [16, 24, 30] {
+            let mut d = FDSO_HEADER.to_vec();
+            d.extend_from_slice(&[1u8; 20]);
+            d.truncate(cut);
+            let o = open(&d, &Budget::generous(), Passwords::default());
+            assert!(o.embedded.is_empty());
+            assert_eq!(o.limits.len(), 1);
+        }
     }
 
     #[test]
