@@ -10,7 +10,7 @@ use std::io::Read;
 use std::path::Path;
 
 use containers_common::{corpus_files, present, samples, shared};
-use malspam_milter::formats::{disk_image, Budget, Opened, Passwords};
+use malspam_milter::formats::{disk_image, html, lnk, onenote, Budget, Opened, Passwords};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -105,6 +105,21 @@ fn udf_only_image_lists_its_files() {
     assert_eq!(listing(&o), expect(&LONG));
 }
 
+/// A real (empty) UDF-only volume: typed, and walked to its empty root
+/// without a note (anchor, partition, file set and root all found).
+#[test]
+fn empty_udf_volume_is_walked() {
+    let udf = fixture("udf-empty.img.gz");
+    assert_eq!(disk_image::kind(&udf), Some(disk_image::ImageKind::Udf));
+    let o = open(&udf);
+    assert!(o.is_empty(), "{o:?}");
+    // Its anchor broken, the volume is typed but not listed, and says so.
+    let mut broken = udf.clone();
+    broken[256 * 2048] = 0;
+    let o = open(&broken);
+    assert_eq!(o.limits, vec!["UDF-only image: files not listed"]);
+}
+
 #[test]
 fn fat_images_list_their_files() {
     for name in ["fat12.img.gz", "fat16.img.gz", "fat32.img.gz"] {
@@ -153,7 +168,7 @@ fn real_lnk_inside_an_image_comes_out_whole() {
             for copy in 0..fats {
                 let at = (reserved + copy * fat_sectors) * bps + c + c / 2;
                 let mut pair = u16_at(&img, at) as u16;
-                pair = if c % 2 == 0 {
+                pair = if c.is_multiple_of(2) {
                     (pair & 0xF000) | value
                 } else {
                     (pair & 0x000F) | (value << 4)
@@ -177,7 +192,8 @@ fn real_lnk_inside_an_image_comes_out_whole() {
     }
 }
 
-/// No malware sample and no corpus file is taken for a disk image.
+/// No malware sample and no corpus file is taken for a disk image, and no
+/// sample is taken for a OneNote, LNK or HTML file unless it is one.
 #[test]
 fn no_other_file_is_taken_for_an_image() {
     let mut checked = 0;
@@ -202,6 +218,10 @@ fn no_other_file_is_taken_for_an_image() {
         for s in &all {
             assert!(!disk_image::sniff(&s.data), "{}", s.path);
             assert!(open(&s.data).is_empty(), "{}", s.path);
+            let c = s.category.as_str();
+            assert_eq!(onenote::sniff(&s.data), c == "onenote", "{}", s.path);
+            assert_eq!(lnk::sniff(&s.data), c == "lnk", "{}", s.path);
+            assert_eq!(html::sniff(&s.data), c == "html", "{}", s.path);
             checked += 1;
         }
     }
@@ -212,6 +232,8 @@ fn no_other_file_is_taken_for_an_image() {
                 continue;
             };
             assert!(!disk_image::sniff(&data), "{}", path.display());
+            assert!(!onenote::sniff(&data), "{}", path.display());
+            assert!(!lnk::sniff(&data), "{}", path.display());
             checked += 1;
         }
     }

@@ -95,6 +95,11 @@ pub fn open(data: &[u8], budget: &Budget, _passwords: Passwords<'_>) -> Opened {
             break;
         };
         let start = at + FDSO_HEAD_LEN;
+        if start > data.len() {
+            out.limits
+                .push("OneNote: a file data block is cut short in its header".into());
+            break;
+        }
         let avail = data.len().saturating_sub(start) as u64;
         let len = declared.min(avail);
         // `len <= avail <= data.len()`, so this fits in usize.
@@ -391,7 +396,7 @@ fn property_string(data: &[u8], p: usize) -> Option<String> {
             at = at.checked_add(property_data_len(data, at, prid)?)?;
         }
         let len = read_u32(data, at)? as usize;
-        if len < 2 || len % 2 != 0 {
+        if len < 2 || !len.is_multiple_of(2) {
             return None;
         }
         return utf16_at(data, at + 4, len / 2);
@@ -421,7 +426,7 @@ mod tests {
         b.extend_from_slice(&(payload.len() as u64).to_le_bytes());
         b.extend_from_slice(&[0u8; 12]);
         b.extend_from_slice(payload);
-        while b.len() % 8 != 0 {
+        while !b.len().is_multiple_of(8) {
             b.push(0);
         }
         b.extend_from_slice(&FDSO_FOOTER);
@@ -468,7 +473,7 @@ mod tests {
         // References (0x094, stp 8 bytes, cb 4 bytes), patched below.
         let refs_at = d.len();
         d.resize(refs_at + 2 * (4 + 8 + 4 + 16), 0);
-        while d.len() % 8 != 0 {
+        while !d.len().is_multiple_of(8) {
             d.push(0);
         }
         let pic_at = d.len();
@@ -554,10 +559,15 @@ mod tests {
         assert_eq!(&o.embedded[0].data[..], b"short");
         assert_eq!(o.embedded[0].declared_size, Some(u64::MAX));
         assert_eq!(o.limits.len(), 1);
-        // A header cut inside its length field.
-        let o = open(&FDSO_HEADER[..], &Budget::generous(), Passwords::default());
-        assert!(o.embedded.is_empty());
-        assert_eq!(o.limits.len(), 1);
+        // A header cut inside its length field, or just after it.
+        for cut in [16, 24, 30] {
+            let mut d = FDSO_HEADER.to_vec();
+            d.extend_from_slice(&[1u8; 20]);
+            d.truncate(cut);
+            let o = open(&d, &Budget::generous(), Passwords::default());
+            assert!(o.embedded.is_empty());
+            assert_eq!(o.limits.len(), 1);
+        }
     }
 
     #[test]
