@@ -9,7 +9,9 @@ use malspam_milter::formats::office_crypto::{self, Scheme};
 use malspam_milter::formats::{Budget, IndicatorKind, Opened, Passwords};
 
 fn shared(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared")
+        .join(rel)
 }
 
 /// `None` (after saying why) when the shared folder is absent outside CI.
@@ -88,7 +90,8 @@ fn check_decrypted(name: &str, original: &[u8], o: &Opened) {
     if e.data.starts_with(b"PK\x03\x04") {
         let zip = zip::ZipArchive::new(std::io::Cursor::new(&e.data[..])).expect("decrypted zip");
         assert!(
-            zip.file_names().any(|n| n.is_ok_and(|n| n == "[Content_Types].xml")),
+            zip.file_names()
+                .any(|n| n.is_ok_and(|n| n == "[Content_Types].xml")),
             "{name}: no [Content_Types].xml"
         );
         return;
@@ -130,7 +133,11 @@ fn check_decrypted(name: &str, original: &[u8], o: &Opened) {
     // Every stream of the original is still there.
     let orig = cfb::CompoundFile::open(std::io::Cursor::new(original)).unwrap();
     for entry in orig.walk() {
-        assert!(cf.exists(entry.path()), "{name}: {} lost", entry.path().display());
+        assert!(
+            cf.exists(entry.path()),
+            "{name}: {} lost",
+            entry.path().display()
+        );
     }
     eprintln!("{name}: sheets {sheets:?}");
 }
@@ -163,7 +170,10 @@ fn oletools_encrypted_files() {
         let default = name.contains("standardpassword");
         assert_eq!(has(&o, IndicatorKind::DefaultPassword), default, "{name}");
         if default {
-            assert_eq!(o.encrypted[0].opened_with.as_deref(), Some("VelvetSweatshop"));
+            assert_eq!(
+                o.encrypted[0].opened_with.as_deref(),
+                Some("VelvetSweatshop")
+            );
             check_decrypted(&name, &data, &o);
             opened += 1;
         } else {
@@ -196,7 +206,11 @@ fn poi_files_open_with_a_mined_password() {
         assert!(without.embedded.is_empty(), "{file}");
         assert_eq!(without.encrypted[0].opened_with, None);
         let with = open(&data, &["wrong", "tika"]);
-        assert_eq!(with.encrypted[0].opened_with.as_deref(), Some("tika"), "{file}");
+        assert_eq!(
+            with.encrypted[0].opened_with.as_deref(),
+            Some("tika"),
+            "{file}"
+        );
         assert!(!has(&with, IndicatorKind::DefaultPassword));
         check_decrypted(file, &data, &with);
     }
@@ -241,12 +255,19 @@ fn malware_samples() {
                 told += 1;
                 assert!(has(&o, IndicatorKind::EncryptedDocument), "{name}");
                 assert_eq!(o.encrypted.len(), 1);
-                eprintln!("{name}: {} opened_with={:?}", scheme.name(), o.encrypted[0].opened_with);
+                eprintln!(
+                    "{name}: {} opened_with={:?}",
+                    scheme.name(),
+                    o.encrypted[0].opened_with
+                );
             }
             None => assert!(o.is_empty(), "{name}: {o:?}"),
         }
     }
-    eprintln!("samples: {} read, {told} encrypted Office documents", samples.len());
+    eprintln!(
+        "samples: {} read, {told} encrypted Office documents",
+        samples.len()
+    );
     assert_eq!(told, expected);
     assert!(told > 0);
 }
@@ -268,7 +289,16 @@ fn honest_corpus_files_are_not_told_encrypted() {
         let (Some(path), Some(cat)) = (f.next(), f.next()) else {
             continue;
         };
-        if !matches!(cat, "ole-clean" | "ooxml-clean" | "ole-macro" | "ooxml-macro" | "xlm-macro" | "odf-clean" | "other-doc") {
+        if !matches!(
+            cat,
+            "ole-clean"
+                | "ooxml-clean"
+                | "ole-macro"
+                | "ooxml-macro"
+                | "xlm-macro"
+                | "odf-clean"
+                | "other-doc"
+        ) {
             continue;
         }
         let Ok(data) = std::fs::read(root.join(path)) else {
@@ -278,7 +308,9 @@ fn honest_corpus_files_are_not_told_encrypted() {
         if let Some(s) = office_crypto::scheme(&data) {
             encrypted += 1;
             let o = open(&data, &[]);
-            let named = ["pass", "protect", "encrypt"].iter().any(|w| path.to_lowercase().contains(w));
+            let named = ["pass", "protect", "encrypt"]
+                .iter()
+                .any(|w| path.to_lowercase().contains(w));
             assert!(
                 named || has(&o, IndicatorKind::DefaultPassword),
                 "{path}: told {s:?}"

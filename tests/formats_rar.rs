@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use malspam_milter::formats::{rar, Budget, IndicatorKind, Opened, Passwords};
 
 fn fixture(name: &str) -> Vec<u8> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rar").join(name);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/rar")
+        .join(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -33,7 +35,10 @@ fn rar5_stored_entry_is_returned_and_compressed_one_is_named() {
     assert_eq!(e[0].0, "stest2.txt");
     assert_eq!(e[0].1.len(), 2048);
     assert_eq!(crc32fast::hash(&e[0].1), 0xc5b7_e6a2);
-    assert_eq!(o.limits, ["RAR entry stest1.txt: compressed, not inspected"]);
+    assert_eq!(
+        o.limits,
+        ["RAR entry stest1.txt: compressed, not inspected"]
+    );
     assert!(o.encrypted.is_empty() && o.indicators.is_empty());
 }
 
@@ -44,15 +49,24 @@ fn stored_trees_list_every_file() {
         let mut names: Vec<String> = embedded(&o).into_iter().map(|(n, _)| n).collect();
         names.sort();
         assert_eq!(names.len(), 4, "{f}: {names:?}");
-        assert!(names.contains(&"sub/dir1/file1.txt".to_string()), "{f}: {names:?}");
-        assert!(names.contains(&"sub/with space/long fn.txt".to_string()), "{f}");
+        assert!(
+            names.contains(&"sub/dir1/file1.txt".to_string()),
+            "{f}: {names:?}"
+        );
+        assert!(
+            names.contains(&"sub/with space/long fn.txt".to_string()),
+            "{f}"
+        );
         assert!(o.limits.is_empty() && o.encrypted.is_empty(), "{f}: {o:?}");
     }
 }
 
 #[test]
 fn encrypted_entries_are_reported_never_opened() {
-    for (f, method) in [("rar3-comment-psw.rar", "RAR AES-128"), ("rar5-psw.rar", "RAR5 AES-256")] {
+    for (f, method) in [
+        ("rar3-comment-psw.rar", "RAR AES-128"),
+        ("rar5-psw.rar", "RAR5 AES-256"),
+    ] {
         let o = open(&fixture(f));
         assert!(o.embedded.is_empty(), "{f}");
         assert_eq!(o.encrypted.len(), 2, "{f}: {o:?}");
@@ -77,14 +91,22 @@ fn encrypted_headers_hide_the_names() {
 
 #[test]
 fn plain_compressed_archives_are_listed_without_dangerous_indicators() {
-    for f in ["rar3-comment-plain.rar", "rar3-solid.rar", "rar5-solid.rar", "unicode.rar"] {
+    for f in [
+        "rar3-comment-plain.rar",
+        "rar3-solid.rar",
+        "rar5-solid.rar",
+        "unicode.rar",
+    ] {
         let data = fixture(f);
         assert!(rar::sniff(&data));
         let listing = rar::list(&data, 100).unwrap();
         assert!(listing.stopped.is_none(), "{f}: {:?}", listing.stopped);
         assert!(!listing.entries.is_empty(), "{f}");
         let o = open(&data);
-        assert!(o.indicators.is_empty() && o.encrypted.is_empty(), "{f}: {o:?}");
+        assert!(
+            o.indicators.is_empty() && o.encrypted.is_empty(),
+            "{f}: {o:?}"
+        );
     }
 }
 
@@ -107,7 +129,9 @@ fn truncated_archives_never_panic() {
 }
 
 fn shared(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared")
+        .join(rel)
 }
 
 /// The malware samples hold no RAR today; any that do (told by content)
@@ -133,7 +157,11 @@ fn malware_samples_told_rar_by_content() {
             rars += 1;
             let o = open(&data);
             assert!(rar::list(&data, 10_000).is_some());
-            let _ = o.indicators.iter().filter(|i| i.kind == IndicatorKind::Padded).count();
+            let _ = o
+                .indicators
+                .iter()
+                .filter(|i| i.kind == IndicatorKind::Padded)
+                .count();
         } else {
             assert!(open(&data).is_empty());
         }

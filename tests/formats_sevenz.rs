@@ -12,7 +12,9 @@ use sevenz_rust2::encoder_options::AesEncoderOptions;
 use sevenz_rust2::{ArchiveEntry, ArchiveWriter, EncoderConfiguration, EncoderMethod, Password};
 
 fn shared(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared")
+        .join(rel)
 }
 
 fn present(path: &Path) -> bool {
@@ -33,7 +35,12 @@ fn honest_files() -> Vec<(String, Vec<u8>)> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.is_file())
-        .map(|p| (p.file_name().unwrap().to_string_lossy().to_string(), std::fs::read(&p).unwrap()))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().to_string(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
         .collect();
     files.sort_by_key(|(_, d)| d.len());
     files.truncate(4);
@@ -49,8 +56,14 @@ fn pack(files: &[(String, Vec<u8>)], password: Option<&str>, encrypt_header: boo
     methods.push(EncoderConfiguration::new(EncoderMethod::LZMA2));
     w.set_content_methods(methods);
     w.set_encrypt_header(encrypt_header);
-    let entries = files.iter().map(|(n, _)| ArchiveEntry::new_file(n)).collect();
-    let readers = files.iter().map(|(_, d)| Cursor::new(d.clone()).into()).collect();
+    let entries = files
+        .iter()
+        .map(|(n, _)| ArchiveEntry::new_file(n))
+        .collect();
+    let readers = files
+        .iter()
+        .map(|(_, d)| Cursor::new(d.clone()).into())
+        .collect();
     w.push_archive_entries(entries, readers).unwrap();
     w.finish().unwrap().into_inner()
 }
@@ -79,7 +92,11 @@ fn assert_same(o: &Opened, files: &[(String, Vec<u8>)], decrypted: bool) {
         assert!(gd == d, "{n}: bytes differ");
     }
     assert!(o.embedded.iter().all(|e| e.decrypted == decrypted));
-    assert!(o.indicators.is_empty(), "honest files, no indicator: {:?}", o.indicators);
+    assert!(
+        o.indicators.is_empty(),
+        "honest files, no indicator: {:?}",
+        o.indicators
+    );
 }
 
 #[test]
@@ -106,7 +123,10 @@ fn honest_documents_round_trip_plain_and_encrypted() {
     assert_eq!(names, expect);
     let o = open(&content, &["nope", "PPAP-2024"]);
     assert_same(&o, &files, true);
-    assert!(o.encrypted.iter().all(|i| i.opened_with.as_deref() == Some("PPAP-2024")));
+    assert!(o
+        .encrypted
+        .iter()
+        .all(|i| i.opened_with.as_deref() == Some("PPAP-2024")));
     assert!(o.encrypted.iter().all(|i| i.method == "7z AES-256"));
 
     // Headers encrypted too: nothing but the fact before the password.

@@ -340,9 +340,9 @@ impl<'a> Doc<'a> {
                 match xml.and_then(agile_cipher) {
                     Some(a) if a.spin_count > limits.max_spin_count => {
                         return Err(format!(
-                            "ECMA-376 agile: spin count {} is over the limit {}: passwords not tried",
-                            a.spin_count, limits.max_spin_count
-                        ))
+                        "ECMA-376 agile: spin count {} is over the limit {}: passwords not tried",
+                        a.spin_count, limits.max_spin_count
+                    ))
                     }
                     other => other.map(Cipher::Agile),
                 }
@@ -411,11 +411,15 @@ fn word_table_name(fib_flags: u16) -> &'static str {
 }
 
 fn u16_at(d: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(d.get(at..at.checked_add(2)?)?.try_into().ok()?))
+    Some(u16::from_le_bytes(
+        d.get(at..at.checked_add(2)?)?.try_into().ok()?,
+    ))
 }
 
 fn u32_at(d: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(d.get(at..at.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        d.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 /// An `EncryptionVersionInfo`: (major, minor).
@@ -571,7 +575,7 @@ enum Cipher {
 }
 
 enum Verified {
-    Key(Key),
+    Key(Box<Key>),
     Wrong,
     OutOfTime,
 }
@@ -693,13 +697,13 @@ fn parse_standard(d: &[u8]) -> Option<StandardHeader> {
     }
     let salt = v.get(4..20)?.to_vec();
     let verifier = v.get(20..36)?.try_into().ok()?;
-    let hash_size = u32_at(v, 36)? as usize;
-    // RC4: 20 bytes; AES: the 20-byte hash padded to 32.
-    let stored = if hash_size == 20 && alg_id == 0x6801 || alg_id == 0 && hash_size == 20 {
-        20
-    } else {
-        32
-    };
+    // The verifier hash is 20 bytes (SHA-1), stored padded to 32 for AES
+    // (AlgID 0x660E-0x6610, or 0 with the header's fAES flag 0x20).
+    let header_flags = u32_at(header, 0)?;
+    let aes = (0x660E..=0x6610).contains(&alg_id) || alg_id == 0 && header_flags & 0x20 != 0;
+    // VerifierHashSize (always 20) must be there.
+    u32_at(v, 36)?;
+    let stored = if aes { 32 } else { 20 };
     let verifier_hash = v.get(40..40 + stored)?.to_vec();
     Some(StandardHeader {
         alg_id,
@@ -736,7 +740,7 @@ impl Cipher {
                 let mut v = *verifier;
                 key.block(0).apply(&mut v);
                 if Md5::digest(&v[..16])[..] == v[16..] {
-                    Verified::Key(Key::Rc4(key))
+                    Verified::Key(Box::new(Key::Rc4(key)))
                 } else {
                     Verified::Wrong
                 }
@@ -753,7 +757,7 @@ impl Cipher {
                 v[16..].copy_from_slice(verifier_hash);
                 key.block(0).apply(&mut v);
                 if Sha1::digest(&v[..16])[..] == v[16..] {
-                    Verified::Key(Key::Rc4(key))
+                    Verified::Key(Box::new(Key::Rc4(key)))
                 } else {
                     Verified::Wrong
                 }
@@ -787,7 +791,7 @@ impl Cipher {
                 let mut vh = *verifier_hash;
                 aes.decrypt_ecb(&mut vh);
                 if Sha1::digest(v)[..] == vh[..20] {
-                    Verified::Key(Key::Aes(aes))
+                    Verified::Key(Box::new(Key::Aes(aes)))
                 } else {
                     Verified::Wrong
                 }
@@ -805,7 +809,10 @@ fn spin<D: Digest>(salt: &[u8], pw: &[u8], count: u32, budget: &Budget) -> Optio
         if i % 4096 == 0 && budget.expired() {
             return None;
         }
-        h = D::new().chain_update(i.to_le_bytes()).chain_update(&h).finalize();
+        h = D::new()
+            .chain_update(i.to_le_bytes())
+            .chain_update(&h)
+            .finalize();
     }
     Some(h.to_vec())
 }
@@ -842,7 +849,8 @@ impl Rc4 {
             self.i = self.i.wrapping_add(1);
             self.j = self.j.wrapping_add(self.s[self.i as usize]);
             self.s.swap(self.i as usize, self.j as usize);
-            let k = self.s[(self.s[self.i as usize].wrapping_add(self.s[self.j as usize])) as usize];
+            let k =
+                self.s[(self.s[self.i as usize].wrapping_add(self.s[self.j as usize])) as usize];
             *b ^= k;
         }
     }
@@ -1034,7 +1042,10 @@ fn attr<'x>(elem: &'x str, name: &str) -> Option<&'x str> {
     loop {
         let i = elem.get(from..)?.find(name)? + from;
         let rest = elem.get(i + name.len()..)?;
-        let before_ok = matches!(elem.get(..i)?.chars().next_back(), Some(' ' | '\t' | '\r' | '\n'));
+        let before_ok = matches!(
+            elem.get(..i)?.chars().next_back(),
+            Some(' ' | '\t' | '\r' | '\n')
+        );
         if before_ok {
             if let Some(v) = rest.strip_prefix("=\"") {
                 return v.get(..v.find('"')?);
@@ -1045,7 +1056,9 @@ fn attr<'x>(elem: &'x str, name: &str) -> Option<&'x str> {
 }
 
 fn b64(v: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::STANDARD.decode(v.trim()).ok()
+    base64::engine::general_purpose::STANDARD
+        .decode(v.trim())
+        .ok()
 }
 
 fn agile_cipher(xml: &[u8]) -> Option<Agile> {
@@ -1111,17 +1124,19 @@ impl Agile {
         ) else {
             return Verified::Wrong;
         };
-        let expect = self.hash.hash(&[input.get(..self.salt.len().min(input.len())).unwrap_or(&input)]);
+        let expect = self.hash.hash(&[input
+            .get(..self.salt.len().min(input.len()))
+            .unwrap_or(&input)]);
         let n = expect.len();
         if value.len() < n || value[..n] != expect[..] {
             return Verified::Wrong;
         }
         match key.get(..self.key_bytes).and_then(AesKey::new) {
-            Some(aes) => Verified::Key(Key::Agile(AgileKey {
+            Some(aes) => Verified::Key(Box::new(Key::Agile(AgileKey {
                 aes,
                 data_hash: self.data_hash,
                 data_salt: self.data_salt.clone(),
-            })),
+            }))),
             None => Verified::Wrong,
         }
     }
@@ -1138,13 +1153,15 @@ fn decrypt_agile_package(
         if i % 256 == 0 && budget.expired() {
             return Err("the scan's time budget ran out".into());
         }
-        let iv = iv16(&key.data_hash.hash(&[&key.data_salt, &(i as u32).to_le_bytes()]));
+        let iv = iv16(
+            &key.data_hash
+                .hash(&[&key.data_salt, &(i as u32).to_le_bytes()]),
+        );
         key.aes.decrypt_cbc(&iv, segment);
     }
     out.truncate(size);
     Ok(out)
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -1276,7 +1293,10 @@ mod tests {
             kind: IndicatorKind::DefaultPassword,
             detail: DEFAULT_PASSWORD.into()
         }));
-        assert_eq!(o.encrypted[0].opened_with.as_deref(), Some(DEFAULT_PASSWORD));
+        assert_eq!(
+            o.encrypted[0].opened_with.as_deref(),
+            Some(DEFAULT_PASSWORD)
+        );
         assert!(o.embedded[0].decrypted);
         let wb = decrypted_stream(&o, "/Workbook");
         // Clear again, FILEPASS neutralised (type 0, same size).
@@ -1298,12 +1318,18 @@ mod tests {
         assert_eq!(o.encrypted[0].opened_with, None);
         let o = run(&doc, &["wrong", "secret"], 2);
         assert_eq!(o.encrypted[0].opened_with.as_deref(), Some("secret"));
-        assert!(!o.indicators.iter().any(|i| i.kind == IndicatorKind::DefaultPassword));
+        assert!(!o
+            .indicators
+            .iter()
+            .any(|i| i.kind == IndicatorKind::DefaultPassword));
         let wb = decrypted_stream(&o, "/Workbook");
         assert_eq!(wb.len(), plain.len());
         // The sheet name and the long record read in the clear.
         assert!(wb.windows(6).any(|w| w == b"Macro1"));
-        assert_eq!(&wb[wb.len() - 3004..wb.len() - 4], &plain[plain.len() - 3004..plain.len() - 4]);
+        assert_eq!(
+            &wb[wb.len() - 3004..wb.len() - 4],
+            &plain[plain.len() - 3004..plain.len() - 4]
+        );
     }
 
     #[test]
@@ -1360,13 +1386,20 @@ mod tests {
         assert_eq!(scheme(&doc), Some(Scheme::Ecma376Agile));
         let o = run(&doc, &["a", "b"], 2);
         assert_eq!(o.limits.len(), 1);
-        assert!(o.limits[0].contains("spin count 4294967295"), "{:?}", o.limits);
+        assert!(
+            o.limits[0].contains("spin count 4294967295"),
+            "{:?}",
+            o.limits
+        );
         assert!(o.embedded.is_empty());
         assert_eq!(o.encrypted[0].method, "ECMA-376 agile");
         // Over u32 does not parse: told, not tried.
         let o = run(&agile_doc(1 << 40, 256), &["a"], 1);
         assert!(o.limits.is_empty() && o.embedded.is_empty());
-        assert!(o.indicators.iter().any(|i| i.kind == IndicatorKind::EncryptedDocument));
+        assert!(o
+            .indicators
+            .iter()
+            .any(|i| i.kind == IndicatorKind::EncryptedDocument));
     }
 
     #[test]
@@ -1385,14 +1418,25 @@ mod tests {
         let doc = cfb_with(&[("/Workbook", &enc)]);
         let budget = Budget::new(Instant::now() - Duration::from_secs(1), 1 << 20, 100);
         let c = vec!["secret".to_string()];
-        let o = open(&doc, &budget, Passwords { candidates: &c, max_attempts: 5 });
+        let o = open(
+            &doc,
+            &budget,
+            Passwords {
+                candidates: &c,
+                max_attempts: 5,
+            },
+        );
         assert!(o.embedded.is_empty());
         assert!(o.limits[0].contains("time budget"), "{:?}", o.limits);
     }
 
     #[test]
     fn xor_obfuscation_and_powerpoint_are_told_not_opened() {
-        let wb = [record(BOF, &[0, 6, 5, 0]), record(FILEPASS, &[0, 0, 0x12, 0x34, 0x56, 0x78])].concat();
+        let wb = [
+            record(BOF, &[0, 6, 5, 0]),
+            record(FILEPASS, &[0, 0, 0x12, 0x34, 0x56, 0x78]),
+        ]
+        .concat();
         let doc = cfb_with(&[("/Workbook", &wb)]);
         assert_eq!(scheme(&doc), Some(Scheme::XlsXor));
         let o = run(&doc, &["x"], 1);

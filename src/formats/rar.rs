@@ -75,10 +75,9 @@ pub struct Listing {
 pub fn list(data: &[u8], max_headers: usize) -> Option<Listing> {
     if let Some(rest) = data.strip_prefix(RAR5_SIGNATURE) {
         Some(rar5(data, data.len() - rest.len(), max_headers))
-    } else if let Some(rest) = data.strip_prefix(RAR4_SIGNATURE) {
-        Some(rar4(data, data.len() - rest.len(), max_headers))
     } else {
-        None
+        data.strip_prefix(RAR4_SIGNATURE)
+            .map(|rest| rar4(data, data.len() - rest.len(), max_headers))
     }
 }
 
@@ -110,7 +109,10 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: Limits) -> Opened {
         if limits.padding.padded(e.unpacked, e.packed) {
             out.indicator(
                 IndicatorKind::Padded,
-                format!("{}: declares {} bytes, stored in {}", e.name, e.unpacked, e.packed),
+                format!(
+                    "{}: declares {} bytes, stored in {}",
+                    e.name, e.unpacked, e.packed
+                ),
             );
         }
         if e.encrypted {
@@ -163,11 +165,15 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: Limits) -> Opened {
 }
 
 fn u16_at(d: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(d.get(at..at.checked_add(2)?)?.try_into().ok()?))
+    Some(u16::from_le_bytes(
+        d.get(at..at.checked_add(2)?)?.try_into().ok()?,
+    ))
 }
 
 fn u32_at(d: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(d.get(at..at.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        d.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 /// A name from the archive: UTF-8 where it is, lossy otherwise; RAR4's
@@ -534,7 +540,10 @@ mod tests {
             .filter(|i| i.kind == IndicatorKind::Padded)
             .collect();
         assert_eq!(p.len(), 1);
-        assert_eq!(p[0].detail, "invoice.doc: declares 524288000 bytes, stored in 4096");
+        assert_eq!(
+            p[0].detail,
+            "invoice.doc: declares 524288000 bytes, stored in 4096"
+        );
     }
 
     #[test]
@@ -577,9 +586,21 @@ mod tests {
     #[test]
     fn vints_over_64_bits_and_endless_headers_are_refused() {
         let mut at = 0;
-        assert_eq!(vint(&[0xFF; 9].iter().chain(&[0x01]).copied().collect::<Vec<_>>(), &mut at), Some(u64::MAX));
+        assert_eq!(
+            vint(
+                &[0xFF; 9].iter().chain(&[0x01]).copied().collect::<Vec<_>>(),
+                &mut at
+            ),
+            Some(u64::MAX)
+        );
         let mut at = 0;
-        assert_eq!(vint(&[0xFF; 9].iter().chain(&[0x02]).copied().collect::<Vec<_>>(), &mut at), None);
+        assert_eq!(
+            vint(
+                &[0xFF; 9].iter().chain(&[0x02]).copied().collect::<Vec<_>>(),
+                &mut at
+            ),
+            None
+        );
         let mut at = 0;
         assert_eq!(vint(&[0x80; 12], &mut at), None);
         // A header size of 2^63: refused, not allocated.
@@ -591,7 +612,10 @@ mod tests {
         // Thousands of empty service blocks: the header count bounds the walk.
         let many: Vec<Vec<u8>> = (0..50).map(|_| block5(&[3, 0, 0])).collect();
         let listing = list(&rar5(&many), 10).unwrap();
-        assert_eq!(listing.stopped.as_deref(), Some("RAR archive has more than 10 headers"));
+        assert_eq!(
+            listing.stopped.as_deref(),
+            Some("RAR archive has more than 10 headers")
+        );
         // A data size past the end of the file.
         let mut h = v(2);
         h.extend(v(0x02));
@@ -609,6 +633,10 @@ mod tests {
         let b = Budget::new(Instant::now() + Duration::from_secs(60), 150, 1000);
         let o = open(&a, &b, Passwords::default());
         assert_eq!(o.embedded.len(), 1);
-        assert!(o.limits[0].starts_with("RAR entry b.txt: "), "{:?}", o.limits);
+        assert!(
+            o.limits[0].starts_with("RAR entry b.txt: "),
+            "{:?}",
+            o.limits
+        );
     }
 }

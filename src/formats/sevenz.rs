@@ -117,7 +117,10 @@ pub fn open_with(data: &[u8], budget: &Budget, passwords: Passwords<'_>, limits:
     let listed = files.len().min(limits.max_entries);
 
     // Padded entries (declared huge, stored tiny), told from the headers.
-    let packed_total: u64 = archive.pack_sizes().iter().fold(0, |a, b| a.saturating_add(*b));
+    let packed_total: u64 = archive
+        .pack_sizes()
+        .iter()
+        .fold(0, |a, b| a.saturating_add(*b));
     for (bi, block) in archive.blocks.iter().enumerate() {
         let unpack = block.get_unpack_size();
         let packed = block_packed(&archive, bi).unwrap_or(packed_total);
@@ -136,7 +139,7 @@ pub fn open_with(data: &[u8], budget: &Budget, passwords: Passwords<'_>, limits:
     // Which blocks are encrypted, and with what password each opened.
     let mut opened_with: Vec<Option<&str>> = vec![header_password; archive.blocks.len()];
     let mut extracted = 0usize;
-    for bi in 0..archive.blocks.len() {
+    for (bi, block) in archive.blocks.iter().enumerate() {
         if budget.expired() {
             out.limits
                 .push("7z: the scan's time budget ran out".to_string());
@@ -145,7 +148,6 @@ pub fn open_with(data: &[u8], budget: &Budget, passwords: Passwords<'_>, limits:
         if extracted >= listed {
             break;
         }
-        let block = &archive.blocks[bi];
         let unpack = block.get_unpack_size();
         let packed = block_packed(&archive, bi).unwrap_or(packed_total);
         let first_name = archive
@@ -186,7 +188,15 @@ pub fn open_with(data: &[u8], budget: &Budget, passwords: Passwords<'_>, limits:
                 attempts_left -= 1;
             }
             let password = pw.map_or_else(Password::empty, Password::new);
-            match decode_block(data, &archive, bi, &password, budget, limits, listed - extracted) {
+            match decode_block(
+                data,
+                &archive,
+                bi,
+                &password,
+                budget,
+                limits,
+                listed - extracted,
+            ) {
                 Ok(entries) => {
                     extracted += entries.len();
                     out.embedded.extend(entries.into_iter().map(|mut e| {
@@ -223,7 +233,12 @@ pub fn open_with(data: &[u8], budget: &Budget, passwords: Passwords<'_>, limits:
 
     for (i, f) in files.iter().take(listed).enumerate() {
         if archive.is_file_encrypted(i) {
-            let block = archive.stream_map.file_block_index.get(i).copied().flatten();
+            let block = archive
+                .stream_map
+                .file_block_index
+                .get(i)
+                .copied()
+                .flatten();
             out.encrypted.push(EncryptedItem {
                 name: f.name().to_string(),
                 method: "7z AES-256".into(),
@@ -310,7 +325,11 @@ fn decode_block(
 }
 
 /// An entry's bytes, read chunk by chunk, each charged before it is kept.
-fn read_entry(entry: &ArchiveEntry, reader: &mut dyn Read, budget: &Budget) -> Result<Vec<u8>, Stop> {
+fn read_entry(
+    entry: &ArchiveEntry,
+    reader: &mut dyn Read,
+    budget: &Budget,
+) -> Result<Vec<u8>, Stop> {
     let declared = entry.size();
     budget.take(0).map_err(Stop::Budget)?;
     let mut out = Vec::new();
@@ -343,7 +362,10 @@ mod tests {
     use std::time::{Duration, Instant};
 
     const FILES: [(&str, &[u8]); 2] = [
-        ("invoice.xls", b"not really a workbook, but bytes to find again"),
+        (
+            "invoice.xls",
+            b"not really a workbook, but bytes to find again",
+        ),
         ("readme.txt", b"hello hello hello hello hello hello"),
     ];
 
@@ -359,7 +381,10 @@ mod tests {
         w.set_content_methods(methods);
         w.set_encrypt_header(encrypt_header);
         if solid {
-            let entries = FILES.iter().map(|(n, _)| ArchiveEntry::new_file(n)).collect();
+            let entries = FILES
+                .iter()
+                .map(|(n, _)| ArchiveEntry::new_file(n))
+                .collect();
             let readers = FILES.iter().map(|(_, d)| Cursor::new(*d).into()).collect();
             w.push_archive_entries(entries, readers).unwrap();
         } else {
@@ -405,7 +430,10 @@ mod tests {
             let o = run(&a, &[], 0);
             assert_eq!(names_and_data(&o), expected(), "solid={solid}");
             assert!(o.encrypted.is_empty() && o.limits.is_empty());
-            assert!(o.embedded.iter().all(|e| !e.decrypted && e.how == "7z entry"));
+            assert!(o
+                .embedded
+                .iter()
+                .all(|e| !e.decrypted && e.how == "7z entry"));
         }
     }
 
@@ -473,7 +501,11 @@ mod tests {
         };
         let o = open_with(&a, &Budget::generous(), Passwords::default(), limits);
         assert!(o.embedded.is_empty());
-        assert!(o.limits[0].contains("over the 10 byte limit"), "{:?}", o.limits);
+        assert!(
+            o.limits[0].contains("over the 10 byte limit"),
+            "{:?}",
+            o.limits
+        );
     }
 
     #[test]
@@ -500,7 +532,9 @@ mod tests {
             .filter(|i| i.kind == IndicatorKind::Padded)
             .collect();
         assert_eq!(padded.len(), 1);
-        assert!(padded[0].detail.starts_with("invoice.doc: declares 4194304 bytes"));
+        assert!(padded[0]
+            .detail
+            .starts_with("invoice.doc: declares 4194304 bytes"));
         // And the block itself is not inflated: over the ratio.
         assert!(o.embedded.is_empty());
         assert!(!o.limits.is_empty());
