@@ -53,7 +53,8 @@ const FIB_BASE_LEN: usize = 68;
 /// Agile packages are encrypted in segments of this size.
 const AGILE_SEGMENT: usize = 4096;
 
-/// Limits of this opener (config: `[formats.office_crypto]`).
+/// Limits of this opener (proposed config key: `[limits]
+/// max_office_spin_count`, default 100000).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Largest agile `spinCount` tried. Office writes 100,000; the spec

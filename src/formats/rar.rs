@@ -12,7 +12,8 @@ use super::{Budget, Embedded, EncryptedItem, IndicatorKind, Opened, Passwords};
 const RAR4_SIGNATURE: &[u8] = b"Rar!\x1A\x07\x00";
 const RAR5_SIGNATURE: &[u8] = b"Rar!\x1A\x07\x01\x00";
 
-/// Limits of this opener (config: `[formats.rar]`).
+/// Limits of this opener (proposed config key: `[limits] max_rar_headers`,
+/// default 10000).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Block headers walked at most.

@@ -20,7 +20,9 @@ const SIGNATURE: &[u8] = b"7z\xBC\xAF\x27\x1C";
 /// Bytes read from an entry at a time (each chunk charged first).
 const CHUNK: usize = 64 * 1024;
 
-/// Limits of this opener (config: `[formats.sevenz]`).
+/// Limits of this opener (proposed config keys, `[limits]`:
+/// `max_7z_dictionary_kb` = 262144, `max_7z_block_bytes` = 268435456;
+/// entries: `max_archive_entries`).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Entries listed and extracted at most.
