@@ -234,6 +234,11 @@ fn open_cfb(data: &[u8]) -> std::io::Result<Cfb<'_>> {
 
 /// A stream read whole; no stream may be larger than the file holding it.
 fn read_stream(cf: &mut Cfb<'_>, path: &Path, file_len: usize) -> Option<Vec<u8>> {
+    read_stream_head(cf, path, file_len, usize::MAX)
+}
+
+/// The first `max` bytes of a stream (all of it if shorter).
+fn read_stream_head(cf: &mut Cfb<'_>, path: &Path, file_len: usize, max: usize) -> Option<Vec<u8>> {
     if !cf.is_stream(path) {
         return None;
     }
@@ -242,20 +247,37 @@ fn read_stream(cf: &mut Cfb<'_>, path: &Path, file_len: usize) -> Option<Vec<u8>
     if len > file_len {
         return None;
     }
+    let len = len.min(max);
     let mut buf = Vec::new();
     buf.try_reserve_exact(len).ok()?;
     s.by_ref().take(len as u64).read_to_end(&mut buf).ok()?;
     Some(buf)
 }
 
+/// How much of each stream telling the scheme needs: FILEPASS sits among
+/// the first records, the FIB flags in the first bytes, and so on. Whole
+/// streams are read only to decrypt.
+const WORKBOOK_HEAD: usize = 64 << 10;
+const WORD_HEAD: usize = 4 << 10;
+const CURRENT_USER_HEAD: usize = 64;
+const ENCRYPTION_INFO_MAX: usize = 1 << 20;
+/// The Word encryption header (`lKey` bytes) is read at most this long.
+const WORD_HEADER_MAX: usize = 64 << 10;
+
 impl<'a> Doc<'a> {
     fn read(data: &'a [u8]) -> std::io::Result<Doc<'a>> {
         let mut cf = open_cfb(data)?;
         let n = data.len();
-        let workbook = read_stream(&mut cf, Path::new("/Workbook"), n);
-        let word = read_stream(&mut cf, Path::new("/WordDocument"), n);
-        let current_user = read_stream(&mut cf, Path::new("/Current User"), n);
-        let encryption_info = read_stream(&mut cf, Path::new("/EncryptionInfo"), n);
+        let workbook = read_stream_head(&mut cf, Path::new("/Workbook"), n, WORKBOOK_HEAD);
+        let word = read_stream_head(&mut cf, Path::new("/WordDocument"), n, WORD_HEAD);
+        let current_user =
+            read_stream_head(&mut cf, Path::new("/Current User"), n, CURRENT_USER_HEAD);
+        let encryption_info = read_stream_head(
+            &mut cf,
+            Path::new("/EncryptionInfo"),
+            n,
+            ENCRYPTION_INFO_MAX,
+        );
         let has_package = cf.is_stream("/EncryptedPackage");
         Ok(Doc {
             data,
@@ -292,7 +314,7 @@ impl<'a> Doc<'a> {
                     return Some(Scheme::DocXor);
                 }
                 // The header's version is read when the table stream is.
-                return Some(match self.word_table().as_deref().and_then(version) {
+                return Some(match self.word_table(4).as_deref().and_then(version) {
                     Some((1, 1)) => Scheme::DocRc4,
                     _ => Scheme::DocRc4CryptoApi,
                 });
@@ -307,11 +329,17 @@ impl<'a> Doc<'a> {
         None
     }
 
-    /// The Word table stream named by `fWhichTblStm`.
-    fn word_table(&self) -> Option<Vec<u8>> {
+    /// The first `max` bytes of the Word table stream named by
+    /// `fWhichTblStm`.
+    fn word_table(&self, max: usize) -> Option<Vec<u8>> {
         let flags = u16_at(self.word.as_ref()?, 0x0A)?;
+        self.stream(word_table_name(flags), max)
+    }
+
+    /// The first `max` bytes of a stream, read again from the file.
+    fn stream(&self, path: &str, max: usize) -> Option<Vec<u8>> {
         let mut cf = open_cfb(self.data).ok()?;
-        read_stream(&mut cf, Path::new(word_table_name(flags)), self.data.len())
+        read_stream_head(&mut cf, Path::new(path), self.data.len(), max)
     }
 
     /// The verifier of the scheme: `Ok(None)` when it is not one we
@@ -327,7 +355,7 @@ impl<'a> Doc<'a> {
             Scheme::DocRc4 | Scheme::DocRc4CryptoApi => {
                 let word = self.word.as_deref().unwrap_or_default();
                 let lkey = u32_at(word, 0x0E).unwrap_or(0) as usize;
-                self.word_table()
+                self.word_table(WORD_HEADER_MAX)
                     .and_then(|t| t.get(..lkey).map(<[u8]>::to_vec))
                     .and_then(|h| rc4_cipher(&h))
             }
@@ -355,25 +383,32 @@ impl<'a> Doc<'a> {
     /// The decrypted document: a compound file for `.xls`/`.doc`, the inner
     /// zip for OOXML.
     fn decrypt(&self, scheme: Scheme, key: &Key, budget: &Budget) -> Result<Vec<u8>, String> {
+        if matches!(key, Key::Rc4(_)) {
+            // The decrypted streams, before they are written back (which
+            // `rewrite_cfb` charges again): together no larger than the file.
+            budget
+                .take(self.data.len() as u64)
+                .map_err(|e| e.to_string())?;
+        }
         match (scheme, key) {
             (Scheme::XlsRc4 | Scheme::XlsRc4CryptoApi, Key::Rc4(k)) => {
-                let wb = self.workbook.as_deref().unwrap_or_default();
-                let clear = decrypt_workbook(wb, k);
+                let wb = self.stream("/Workbook", usize::MAX).unwrap_or_default();
+                let clear = decrypt_workbook(&wb, k);
                 rewrite_cfb(self.data, budget, &[("/Workbook".into(), clear)])
             }
             (Scheme::DocRc4 | Scheme::DocRc4CryptoApi, Key::Rc4(k)) => {
-                let word = self.word.as_deref().unwrap_or_default();
-                let flags = u16_at(word, 0x0A).unwrap_or(0);
-                let lkey = u32_at(word, 0x0E).unwrap_or(0) as usize;
-                let mut clear_word = rc4_positional(word, k, DOC_BLOCK);
-                restore(&mut clear_word, word, 0, FIB_BASE_LEN);
+                let word = self.stream("/WordDocument", usize::MAX).unwrap_or_default();
+                let flags = u16_at(&word, 0x0A).unwrap_or(0);
+                let lkey = u32_at(&word, 0x0E).unwrap_or(0) as usize;
+                let mut clear_word = rc4_positional(&word, k, DOC_BLOCK);
+                restore(&mut clear_word, &word, 0, FIB_BASE_LEN);
                 if let Some(f) = clear_word.get_mut(0x0B) {
                     // fEncrypted (0x0100) and fObfuscated (0x8000) off.
                     *f &= !(0x01 | 0x80);
                 }
                 let mut replaced = vec![(PathBuf::from("/WordDocument"), clear_word)];
                 let table_name = word_table_name(flags);
-                if let Some(table) = self.word_table() {
+                if let Some(table) = self.word_table(usize::MAX) {
                     let mut clear = rc4_positional(&table, k, DOC_BLOCK);
                     restore(&mut clear, &table, 0, lkey);
                     replaced.push((table_name.into(), clear));
