@@ -1,7 +1,8 @@
 //! What the scan core costs per message, on one core: `Engine::scan` over a
 //! mixed set built from the shared corpus (plain and HTML mail, Office
-//! attachments, encrypted zips with their password in the body), and one
-//! mail with a 10 MB attachment.
+//! attachments, encrypted zips with their password in the body), one mail
+//! with a 10 MB attachment, and one with a 10 MB OneNote section, a 10 MB
+//! ISO and a 10 MB RTF.
 //!
 //! Run: `cargo bench --bench scan` (criterion; the "mix" group reports
 //! messages per second as elem/s). Without ../shared/corpus the mix is
@@ -107,6 +108,138 @@ fn ten_mb_mail() -> Vec<u8> {
     mail_with("The backup you asked for.", "backup.zip", &zip.into_inner())
 }
 
+/// `n` bytes that do not compress (xorshift).
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A 10 MB OneNote section with one 10 MB embedded file (a
+/// FileDataStoreObject between its header and footer GUIDs).
+fn onenote_10mb() -> Vec<u8> {
+    const ONE: [u8; 16] = [
+        0xE4, 0x52, 0x5C, 0x7B, 0x8C, 0xD8, 0xA7, 0x4D, 0xAE, 0xB1, 0x53, 0x78, 0xD0, 0x29, 0x96,
+        0xD3,
+    ];
+    const FDSO: [u8; 16] = [
+        0xE7, 0x16, 0xE3, 0xBD, 0x65, 0x26, 0x11, 0x45, 0xA4, 0xC4, 0x8D, 0x4D, 0x0B, 0x7A, 0x9E,
+        0xAC,
+    ];
+    const FOOTER: [u8; 16] = [
+        0x22, 0xA7, 0xFB, 0x71, 0x79, 0x0F, 0x0B, 0x4A, 0xBB, 0x13, 0x89, 0x92, 0x56, 0x42, 0x6B,
+        0x24,
+    ];
+    let data = noise(10 << 20, 7);
+    let mut one = ONE.to_vec();
+    one.resize(1024, 0);
+    one.extend_from_slice(&FDSO);
+    one.extend_from_slice(&(data.len() as u64).to_le_bytes());
+    one.extend_from_slice(&[0; 12]);
+    one.extend_from_slice(&data);
+    one.extend_from_slice(&FOOTER);
+    one
+}
+
+/// A 10 MB ISO 9660 image holding one 10 MB file.
+fn iso_10mb() -> Vec<u8> {
+    const SECTOR: usize = 2048;
+    fn both(v: u32) -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b[..4].copy_from_slice(&v.to_le_bytes());
+        b[4..].copy_from_slice(&v.to_be_bytes());
+        b
+    }
+    fn record(extent: u32, size: u32, dir: bool, name: &[u8]) -> Vec<u8> {
+        let mut r = vec![0u8; 33];
+        r[2..10].copy_from_slice(&both(extent));
+        r[10..18].copy_from_slice(&both(size));
+        r[25] = if dir { 2 } else { 0 };
+        r[32] = name.len() as u8;
+        r.extend_from_slice(name);
+        if r.len() % 2 == 1 {
+            r.push(0);
+        }
+        r[0] = r.len() as u8;
+        r
+    }
+    let file = noise(10 << 20, 11);
+    let mut img = vec![0u8; 20 * SECTOR];
+    img[16 * SECTOR] = 1;
+    img[16 * SECTOR + 1..16 * SECTOR + 6].copy_from_slice(b"CD001");
+    img[16 * SECTOR + 6] = 1;
+    img[16 * SECTOR + 128..16 * SECTOR + 130].copy_from_slice(&2048u16.to_le_bytes());
+    let root = record(18, 2048, true, &[0]);
+    img[16 * SECTOR + 156..16 * SECTOR + 156 + root.len()].copy_from_slice(&root);
+    img[17 * SECTOR] = 255;
+    img[17 * SECTOR + 1..17 * SECTOR + 6].copy_from_slice(b"CD001");
+    let dir = [
+        record(18, 2048, true, &[0]),
+        record(18, 2048, true, &[1]),
+        record(20, file.len() as u32, false, b"DATA.BIN;1"),
+    ]
+    .concat();
+    img[18 * SECTOR..18 * SECTOR + dir.len()].copy_from_slice(&dir);
+    img.extend_from_slice(&file);
+    img
+}
+
+/// A 10 MB RTF: text, a picture, and an embedded OLE object of 4 MB in
+/// hex (\objdata).
+fn rtf_10mb() -> Vec<u8> {
+    let mut rtf = b"{\\rtf1\\ansi{\\fonttbl{\\f0 Arial;}}\\f0 ".to_vec();
+    while rtf.len() < 2 << 20 {
+        rtf.extend_from_slice(b"Quarterly figures follow in the table below.\\par ");
+    }
+    rtf.extend_from_slice(b"{\\object\\objemb{\\*\\objclass Package}{\\*\\objdata ");
+    let mut objdata = Vec::new();
+    objdata.extend_from_slice(&0x0501u32.to_le_bytes());
+    objdata.extend_from_slice(&2u32.to_le_bytes());
+    objdata.extend_from_slice(&8u32.to_le_bytes());
+    objdata.extend_from_slice(b"Package\0");
+    objdata.extend_from_slice(&0u64.to_le_bytes());
+    let native = noise(4 << 20, 13);
+    objdata.extend_from_slice(&(native.len() as u32).to_le_bytes());
+    objdata.extend_from_slice(&native);
+    for b in &objdata {
+        rtf.extend_from_slice(format!("{b:02x}").as_bytes());
+    }
+    rtf.extend_from_slice(b"}}");
+    while rtf.len() < 10 << 20 {
+        rtf.extend_from_slice(b"\\par More text after the object.");
+    }
+    rtf.extend_from_slice(b"}");
+    rtf
+}
+
+/// One mail carrying a 10 MB OneNote section, a 10 MB ISO and a 10 MB RTF.
+fn payloads_30mb_mail() -> Vec<u8> {
+    let part = |name: &str, data: &[u8]| {
+        format!(
+            "--b1\r\nContent-Type: application/octet-stream; name=\"{name}\"\r\n\
+Content-Disposition: attachment; filename=\"{name}\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\n{}",
+            base64_lines(data)
+        )
+    };
+    format!(
+        "From: Accounts <accounts@supplier.example>\r\nTo: staff@example.com\r\n\
+Subject: files\r\nMessage-ID: <files@supplier.example>\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\n\
+Content-Type: text/plain\r\n\r\nThe files.\r\n{}{}{}--b1--\r\n",
+        part("notes.one", &onenote_10mb()),
+        part("disk.iso", &iso_10mb()),
+        part("letter.rtf", &rtf_10mb()),
+    )
+    .into_bytes()
+}
+
 /// A plain text mail of about `size` bytes, like the ones
 /// `scripts/postfix-bench.sh` sends through Postfix (smtp-source).
 fn plain_mail(size: usize, n: usize) -> Vec<u8> {
@@ -191,6 +324,21 @@ fn bench(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("scan", |b| {
         b.iter(|| std::hint::black_box(engine.scan(Envelope::default(), &big)))
+    });
+    group.finish();
+    // OneNote + ISO + RTF, 10 MB each, in one mail (issue: <= 100 ms).
+    let payloads = payloads_30mb_mail();
+    let report = engine.scan(Envelope::default(), &payloads);
+    println!(
+        "payloads_30mb: {:.1} MB mail, verdict {} {:?}",
+        payloads.len() as f64 / 1e6,
+        report.verdict,
+        report.finding_lines()
+    );
+    let mut group = c.benchmark_group("payloads_30mb");
+    group.sample_size(10);
+    group.bench_function("scan", |b| {
+        b.iter(|| std::hint::black_box(engine.scan(Envelope::default(), &payloads)))
     });
     group.finish();
 }

@@ -33,6 +33,9 @@ pub struct MilterConfig {
     pub inline_scan_max_bytes: usize,
     /// Close an MTA connection that sends no complete command for this long.
     pub connection_timeout_secs: u64,
+    /// Close an MTA connection that has not started a message (MAIL FROM)
+    /// this long after it connected: idle connections cannot pile up.
+    pub idle_timeout_secs: u64,
     /// MTA connections served at once; more wait to be accepted.
     pub max_connections: usize,
     /// Permissions of the unix socket, octal as a string.
@@ -50,6 +53,7 @@ impl Default for MilterConfig {
             io_threads: 1,
             inline_scan_max_bytes: 256 * 1024,
             connection_timeout_secs: 7210,
+            idle_timeout_secs: 60,
             max_connections: 1000,
             socket_mode: "0660".into(),
             log_level: "info".into(),
@@ -117,6 +121,11 @@ pub struct PolicyConfig {
     /// A forced action is a floor: the verdict is at least this. `accept` removes
     /// a built-in floor (e.g. for `scan.limit`).
     pub actions: BTreeMap<String, Verdict>,
+    /// Forced actions that apply to mail from outside the organisation
+    /// only (not outbound: not authenticated, not from an internal
+    /// network). Built in: files that run on a double-click and the
+    /// payload rules of issue-grade attacks are quarantined.
+    pub inbound_actions: BTreeMap<String, Verdict>,
 }
 
 impl Default for PolicyConfig {
@@ -129,6 +138,7 @@ impl Default for PolicyConfig {
             reject_message: "Message rejected as malspam".into(),
             scores: BTreeMap::new(),
             actions: BTreeMap::new(),
+            inbound_actions: BTreeMap::new(),
         }
     }
 }
@@ -185,6 +195,47 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// A fresh per-message budget: `scan_timeout_secs` from now,
+    /// `max_inflated_bytes` to produce, `max_inflation_ratio` per item.
+    pub fn budget(&self) -> crate::formats::Budget {
+        crate::formats::Budget::new(
+            std::time::Instant::now() + std::time::Duration::from_secs(self.scan_timeout_secs),
+            self.max_inflated_bytes,
+            self.max_inflation_ratio,
+        )
+    }
+}
+
+/// `[encrypted_archive]`: bounds on password guessing and decryption.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EncryptedArchiveConfig {
+    /// Password candidates mined from one message (subject and text parts).
+    pub max_candidates: usize,
+    /// Password checks per message, over all archives and entries.
+    pub max_attempts: usize,
+    /// Bytes decrypted (after inflation) per message; decrypted entries also
+    /// count against `[limits]` like any archive entry.
+    pub max_decrypted_bytes: u64,
+    /// Wall-clock budget for trying passwords on one archive, in seconds.
+    pub max_seconds_per_archive: u64,
+    /// Bytes read from the start of each text part when mining candidates.
+    pub max_text_bytes: usize,
+}
+
+impl Default for EncryptedArchiveConfig {
+    fn default() -> Self {
+        EncryptedArchiveConfig {
+            max_candidates: 16,
+            max_attempts: 64,
+            max_decrypted_bytes: 64 * 1024 * 1024,
+            max_seconds_per_archive: 5,
+            max_text_bytes: 1024 * 1024,
+        }
+    }
+}
+
 /// `[organization]`: who "we" are.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -193,6 +244,9 @@ pub struct OrganizationConfig {
     pub domains: Vec<String>,
     /// Names the organisation goes by, e.g. "Example Holdings", "株式会社例".
     pub names: Vec<String>,
+    /// List-Ids of mailing lists the organisation reads (known at once;
+    /// others become known after posts on several days from one server).
+    pub mailing_lists: Vec<String>,
 }
 
 /// `[headers]`: what the milter writes into scanned messages.
@@ -208,6 +262,11 @@ pub struct HeadersConfig {
     /// Prefix added to the Subject of tagged and quarantined mail, e.g.
     /// "[SUSPICIOUS]"; empty = leave the Subject alone.
     pub subject_prefix: String,
+    /// Write X-Malspam-Findings (and the rule names in X-Spam-Status) into
+    /// outbound mail for recipients outside `[organization] domains` too.
+    /// Off: such mail carries only verdict and score, since findings name
+    /// the sender's login and addresses; the log and quarantine keep them.
+    pub findings_on_outbound_external: bool,
 }
 
 impl Default for HeadersConfig {
@@ -216,6 +275,7 @@ impl Default for HeadersConfig {
             on_accept: true,
             spam_compat: false,
             subject_prefix: String::new(),
+            findings_on_outbound_external: false,
         }
     }
 }
@@ -260,13 +320,14 @@ sections! {
     headers: HeadersConfig,
     outbound: crate::detectors::outbound::OutboundConfig,
     metrics: crate::metrics::MetricsConfig,
-    encrypted_archive: crate::detectors::encrypted_archive::EncryptedArchiveConfig,
+    encrypted_archive: EncryptedArchiveConfig,
     display_name: crate::detectors::display_name::DisplayNameConfig,
     store: crate::store::StoreConfig,
     thread_hijack: crate::detectors::thread_hijack::ThreadHijackConfig,
     quarantine: crate::quarantine::QuarantineConfig,
     office_macro: crate::detectors::office_macro::OfficeMacroConfig,
     links: crate::detectors::links::LinksConfig,
+    web: crate::web::WebConfig,
 }
 
 /// One problem in a config file.
@@ -406,6 +467,12 @@ impl Config {
         if let Err(e) = self.milter.listen_addr() {
             push(&["milter", "listen"], e);
         }
+        if self.milter.idle_timeout_secs == 0 {
+            push(
+                &["milter", "idle_timeout_secs"],
+                "must be at least 1".into(),
+            );
+        }
         if u32::from_str_radix(&self.milter.socket_mode, 8).is_err() {
             push(
                 &["milter", "socket_mode"],
@@ -445,12 +512,35 @@ impl Config {
                 );
             }
         }
+        for rule in p.inbound_actions.keys() {
+            if !known.contains(rule) {
+                push(
+                    &["policy", "inbound_actions", rule],
+                    unknown_rule_message(rule, &known),
+                );
+            }
+        }
         for (path, message) in self.outbound.problems(&known) {
             let path: Vec<&str> = path.iter().map(String::as_str).collect();
             push(&path, message);
         }
+        for (path, message) in self.quarantine.problems() {
+            push(&path, message);
+        }
+        for (path, message) in self.web.problems() {
+            push(&path, message);
+        }
         if let Err(e) = self.metrics.listen_addr() {
             push(&["metrics", "listen"], e);
+        }
+        if self.metrics.max_connections == 0 {
+            push(&["metrics", "max_connections"], "must be at least 1".into());
+        }
+        if self.metrics.held_refresh_secs == 0 {
+            push(
+                &["metrics", "held_refresh_secs"],
+                "must be at least 1".into(),
+            );
         }
         if self.store.timeout_ms == 0 {
             push(&["store", "timeout_ms"], "must be at least 1".into());

@@ -46,6 +46,17 @@ pub struct ScanContext<'a> {
     /// Memory of earlier mail. Its errors are the detector's to report
     /// (as a `DetectorError`, which becomes `scan.error`): never block mail.
     pub store: &'a dyn crate::store::Store,
+    /// The message's deadline and decompression budget, shared with the
+    /// view: every byte a detector inflates is drawn from it, and loops
+    /// over parts stop when it has expired.
+    pub budget: &'a crate::formats::Budget,
+    /// The scan's "now" (Unix seconds), from the engine's clock: never a
+    /// date the message itself claims.
+    pub now: i64,
+    /// The message's List-Id when it is a post to a mailing list the
+    /// organisation knows (`store::lists`); None for any other mail, with
+    /// or without a List-Id header.
+    pub known_list: Option<&'a str>,
 }
 
 pub trait Detector: Send + Sync {

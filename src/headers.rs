@@ -1,9 +1,15 @@
 //! The verdict headers a reviewer reads: X-Malspam-Verdict, -Score, -Findings,
 //! and optionally SpamAssassin-compatible X-Spam-Flag / X-Spam-Status and a
 //! Subject prefix, so existing filters sort tagged mail.
+//!
+//! Every value goes through [`crate::sanitize`]: no control or bidi
+//! characters, 7-bit (RFC 2047 for non-ASCII), lines of at most 78
+//! characters, long tokens split into encoded-words.
 
-use crate::config::HeadersConfig;
+use crate::config::{Config, HeadersConfig};
+use crate::envelope::Envelope;
 use crate::report::{round2, Report, Verdict};
+use crate::sanitize::{self, CONTINUATION};
 
 pub const VERDICT: &str = "X-Malspam-Verdict";
 pub const SCORE: &str = "X-Malspam-Score";
@@ -25,6 +31,19 @@ pub fn verdict_headers(
     config: &HeadersConfig,
     tag_threshold: f64,
 ) -> Vec<(&'static str, String)> {
+    verdict_headers_for(report, config, tag_threshold, true)
+}
+
+/// [`verdict_headers`], with the findings (X-Malspam-Findings and the
+/// rule names in X-Spam-Status) left out when `findings` is false: mail
+/// leaving for outside recipients carries only verdict and score
+/// ([`findings_shown`]).
+pub fn verdict_headers_for(
+    report: &Report,
+    config: &HeadersConfig,
+    tag_threshold: f64,
+    findings: bool,
+) -> Vec<(&'static str, String)> {
     let flagged = report.verdict >= Verdict::Tag;
     let mut out = Vec::new();
     if flagged || config.on_accept {
@@ -34,14 +53,15 @@ pub fn verdict_headers(
         }
         out.push((VERDICT, verdict));
         out.push((SCORE, format!("{}", round2(report.score))));
-        if !report.findings.is_empty() {
-            out.push((FINDINGS, fold_findings(&report.finding_lines())));
+        if findings && !report.findings.is_empty() {
+            out.push((FINDINGS, fold_findings(&finding_lines(report))));
         }
     }
     if config.spam_compat {
         out.push((SPAM_FLAG, if flagged { "YES" } else { "NO" }.to_string()));
         let mut tests: Vec<String> = Vec::new();
-        for rule in report.findings.iter().map(|f| f.full_rule()) {
+        let shown = if findings { &report.findings[..] } else { &[] };
+        for rule in shown.iter().map(|f| f.full_rule()) {
             if !tests.contains(&rule) {
                 tests.push(rule);
             }
@@ -57,39 +77,146 @@ pub fn verdict_headers(
                 tests.join(",")
             }
         );
+        let room = FOLD_WIDTH - SPAM_STATUS.len() - 2;
+        let status = sanitize::one_line(&status);
+        // Rule names are ASCII identifiers; anything else is encoded.
+        let plain = status.is_ascii()
+            && !status.contains("=?")
+            && status.split([' ', ',']).all(|w| w.len() <= FOLD_WIDTH - 10);
         out.push((
             SPAM_STATUS,
-            fold_line(&status, FOLD_WIDTH - SPAM_STATUS.len() - 2),
+            if plain {
+                fold_line(&status, room)
+            } else {
+                sanitize::encode_header(&status, room)
+            },
         ));
     }
     out
 }
 
-/// The new Subject for flagged mail when a prefix is configured and not
-/// already there; None to leave the Subject alone.
-pub fn prefixed_subject(report: &Report, config: &HeadersConfig, subject: &str) -> Option<String> {
-    let prefix = config.subject_prefix.trim();
-    if prefix.is_empty()
-        || report.verdict < Verdict::Tag
-        || subject.trim_start().starts_with(prefix)
-    {
-        return None;
+/// The finding lines as headers write them: evidence cleaned again
+/// ([`sanitize::evidence`]), whatever path it came by.
+fn finding_lines(report: &Report) -> Vec<String> {
+    report
+        .findings
+        .iter()
+        .map(|f| {
+            format!(
+                "{} ({:+}): {}",
+                f.full_rule(),
+                round2(f.score),
+                sanitize::evidence(&f.evidence)
+            )
+        })
+        .collect()
+}
+
+/// Whether a message's headers may carry its findings. Findings name
+/// attachments, addresses and, on outbound mail, the sender's login and
+/// other From addresses: mail submitted by a user (SASL) or sent from
+/// `[outbound] internal_networks` to any recipient outside
+/// `[organization] domains` gets only verdict and score, unless
+/// `[headers] findings_on_outbound_external`. The milter logs the findings
+/// it leaves out, and quarantined mail keeps them (the reviewer reads them
+/// in the held message).
+pub fn findings_shown(config: &Config, envelope: &Envelope) -> bool {
+    if config.headers.findings_on_outbound_external {
+        return true;
     }
-    Some(if subject.is_empty() {
-        prefix.to_string()
-    } else {
-        format!("{prefix} {subject}")
+    let submitted = envelope
+        .auth_user
+        .as_deref()
+        .is_some_and(|u| !u.trim().is_empty());
+    let internal = envelope.client_addr.is_some_and(|ip| {
+        config
+            .outbound
+            .internal_networks
+            .iter()
+            .any(|n| n.contains(&ip))
+    });
+    if !submitted && !internal {
+        return true;
+    }
+    envelope
+        .rcpt_to
+        .iter()
+        .all(|r| is_organization_address(&config.organization.domains, r))
+}
+
+/// `<bob@mail.example.jp>` is the organisation's when its domain is one of
+/// `domains` or below one.
+fn is_organization_address(domains: &[String], rcpt: &str) -> bool {
+    let addr = rcpt.trim().trim_start_matches('<').trim_end_matches('>');
+    let Some((_, domain)) = addr.rsplit_once('@') else {
+        return false;
+    };
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    domains.iter().any(|d| {
+        let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
+        !d.is_empty()
+            && (domain == d
+                || domain
+                    .strip_suffix(&d)
+                    .is_some_and(|rest| rest.ends_with('.')))
     })
 }
 
-/// One finding per line; long lines folded at spaces (RFC 5322 2.2.3).
+/// The new Subject for flagged mail when a prefix is configured and not
+/// already there; None to leave the Subject alone. `subject` is the raw
+/// header value: kept as it is when it is already 7-bit, free of controls
+/// and folded within 998 bytes; otherwise decoded and re-encoded.
+pub fn prefixed_subject(report: &Report, config: &HeadersConfig, subject: &str) -> Option<String> {
+    let prefix = sanitize::one_line(&config.subject_prefix);
+    if prefix.is_empty() || report.verdict < Verdict::Tag {
+        return None;
+    }
+    let decoded = sanitize::decode_header(subject);
+    if subject.trim_start().starts_with(&prefix) || decoded.starts_with(&prefix) {
+        return None;
+    }
+    let room = FOLD_WIDTH - "Subject: ".len();
+    let encoded_prefix = sanitize::encode_header(&prefix, room);
+    if subject.trim().is_empty() {
+        return Some(encoded_prefix);
+    }
+    // Two encoded-words side by side lose the space between them: then
+    // the whole Subject is encoded afresh.
+    let joins_words = encoded_prefix.ends_with("?=") && subject.trim_start().starts_with("=?");
+    Some(if is_safe_raw_value(subject) && !joins_words {
+        format!("{encoded_prefix} {}", subject.trim_start())
+    } else {
+        sanitize::encode_header(&format!("{prefix} {decoded}"), room)
+    })
+}
+
+/// A raw header value that may be written back unchanged: ASCII, no
+/// control characters but folding (a line break followed by a space or
+/// tab), no line over 998 bytes.
+fn is_safe_raw_value(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    value.is_ascii()
+        && value.split('\n').all(|l| l.len() <= 998)
+        && bytes.iter().enumerate().all(|(i, &b)| match b {
+            b'\t' => true,
+            b'\r' => bytes.get(i + 1) == Some(&b'\n'),
+            b'\n' => i > 0 && matches!(bytes.get(i + 1), Some(b' ' | b'\t')),
+            b => !b.is_ascii_control(),
+        })
+}
+
+/// One finding per line; long lines folded at spaces (RFC 5322 2.2.3),
+/// 7-bit ([`sanitize::encode_header`]).
 pub fn fold_findings(lines: &[String]) -> String {
     let mut out = String::new();
     for (i, line) in lines.iter().enumerate() {
-        if i > 0 {
+        let room = if i == 0 {
+            FOLD_WIDTH - FINDINGS.len() - 2
+        } else {
             out.push_str("\n\t");
-        }
-        out.push_str(&fold_line(line, FOLD_WIDTH - FINDINGS.len() - 2));
+            FOLD_WIDTH - 1
+        };
+        out.push_str(&sanitize::encode_header(line, room));
     }
     out
 }
@@ -126,7 +253,10 @@ fn fold_line(line: &str, first_width: usize) -> String {
 /// Headers a sender must not be able to set: ours always, and the
 /// SpamAssassin-style ones when we write them.
 pub fn is_own_header(name: &str, config: &HeadersConfig) -> bool {
-    let starts = |p: &str| name.len() >= p.len() && name[..p.len()].eq_ignore_ascii_case(p);
+    // Bytes, not a str slice: the name may hold multibyte characters.
+    let starts = |p: &str| {
+        name.len() >= p.len() && name.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
+    };
     starts(OWN_PREFIX)
         || (config.spam_compat
             && (name.eq_ignore_ascii_case(SPAM_FLAG) || name.eq_ignore_ascii_case(SPAM_STATUS)))
@@ -140,9 +270,9 @@ pub fn parse_verdict_headers<'a>(
     let (mut verdict, mut score, mut findings) = (None, None, Vec::new());
     for (name, value) in headers {
         if name.eq_ignore_ascii_case(VERDICT) {
-            verdict = Some(value.trim().to_string());
+            verdict = Some(sanitize::decode_header(value).trim().to_string());
         } else if name.eq_ignore_ascii_case(SCORE) {
-            score = Some(value.trim().to_string());
+            score = Some(sanitize::decode_header(value).trim().to_string());
         } else if name.eq_ignore_ascii_case(FINDINGS) {
             findings = unfold_findings(value);
         }
@@ -151,8 +281,17 @@ pub fn parse_verdict_headers<'a>(
 }
 
 /// Undo `fold_findings`: continuation lines (indented deeper) join their
-/// finding; each other line is a finding.
+/// finding; each other line is a finding; encoded-words (RFC 2047) are
+/// decoded. The text is not yet safe for a terminal
+/// ([`sanitize::escape_controls`]).
 pub fn unfold_findings(value: &str) -> Vec<String> {
+    unfold_raw(value)
+        .iter()
+        .map(|f| sanitize::decode_header(f))
+        .collect()
+}
+
+fn unfold_raw(value: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for line in value.split('\n') {
         let line = line.trim_end_matches('\r');
@@ -160,7 +299,7 @@ pub fn unfold_findings(value: &str) -> Vec<String> {
         if content.is_empty() {
             continue;
         }
-        let is_continuation = line.starts_with("\t  ") || line.starts_with("   ");
+        let is_continuation = line.starts_with(CONTINUATION) || line.starts_with("   ");
         match out.last_mut() {
             Some(last) if is_continuation => {
                 last.push(' ');
@@ -234,6 +373,7 @@ mod tests {
             on_accept: false,
             spam_compat: true,
             subject_prefix: "[SUSPICIOUS]".into(),
+            ..HeadersConfig::default()
         };
         let h = verdict_headers(&report(Verdict::Tag), &cfg, 5.0);
         let flag = h.iter().find(|(n, _)| *n == SPAM_FLAG).unwrap();
@@ -298,6 +438,46 @@ mod tests {
         }
         let unfolded = status.replace("\n\t  ", "");
         assert!(unfolded.ends_with("tests=office_macro.autoexec,display_name.directory_person,office_macro.suspicious,office_macro.present,office_macro.renamed,office_macro.xlm"), "{unfolded}");
+    }
+
+    /// Evidence that reaches the writer raw (limit messages, zip entry
+    /// names, inner Subjects, panic texts once did): the headers are 7-bit,
+    /// short-lined, one header each, and read back as the cleaned evidence.
+    #[test]
+    fn raw_evidence_is_cleaned_and_encoded() {
+        let hostile = format!(
+            "limits.max_depth: 請求書.zip/\u{202E}fdp.exe\r\nX-Injected: yes\0 \u{1b}[2J {}",
+            "T".repeat(2000)
+        );
+        let mut r = report(Verdict::Tag);
+        r.findings[0].evidence = hostile.clone();
+        let cfg = HeadersConfig {
+            spam_compat: true,
+            ..HeadersConfig::default()
+        };
+        for (name, value) in verdict_headers(&r, &cfg, 5.0) {
+            for (i, line) in value.split('\n').enumerate() {
+                let width = line.len() + if i == 0 { name.len() + 2 } else { 0 };
+                assert!(width <= FOLD_WIDTH, "{name}: {line:?}");
+                assert!(line.is_ascii(), "{name}: {line:?}");
+                assert!(
+                    !line.chars().any(|c| c.is_control() && c != '\t'),
+                    "{line:?}"
+                );
+                assert!(i == 0 || line.starts_with('\t'), "{name}: {line:?}");
+            }
+            if name == FINDINGS {
+                let back = unfold_findings(&value);
+                assert_eq!(
+                    back[0],
+                    format!(
+                        "office_macro.autoexec (+8): {}",
+                        sanitize::evidence(&hostile)
+                    )
+                );
+                assert!(back[0].contains("請求書.zip/\\u{202E}fdp.exe X-Injected: yes [2J TTTT"));
+            }
+        }
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! [`Report`]; the milter daemon ([`milter`]) and the offline `check` command
 //! ([`cli`]) are thin front ends over it.
 
+#![forbid(unsafe_code)]
+
 pub mod cli;
 pub mod config;
 pub mod detector;
@@ -16,14 +18,18 @@ pub mod input;
 pub mod metrics;
 pub mod milter;
 pub mod names;
-pub mod password;
 pub mod policy;
 pub mod quarantine;
 pub mod report;
+pub mod sanitize;
 pub mod scan;
 pub mod security;
 pub mod store;
 pub mod view;
+pub mod web;
+
+/// Password candidates from a mail's text: a derivation of the view.
+pub use view::password;
 
 pub use config::Config;
 pub use envelope::Envelope;

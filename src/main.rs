@@ -60,6 +60,7 @@ fn main() {
         Command::Rules => cli::list_rules(),
         Command::Outbound { command } => cli::outbound::run(command),
         Command::Quarantine { command } => cli::quarantine::run(command),
+        Command::Web { config, command } => cli::web::run(config, command),
         Command::Structure { config, paths } => match Config::load(config.as_deref()) {
             Ok(config) => cli::structure(&config, &paths),
             Err(e) => {

@@ -4,6 +4,11 @@
 //!
 //! The daemon calls [`observe_report`] once per scanned message and runs
 //! [`serve_metrics`] beside the milter listener.
+//!
+//! The endpoint serves at most `max_connections` clients at once (others
+//! get 503 at once) and never reads the store per request: the held
+//! accounts gauge is refreshed every `held_refresh_secs`, since counting
+//! holds lists keys (a SCAN of the whole keyspace with Redis).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,17 +24,32 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
 use crate::report::Report;
 use crate::store::Store;
 
 /// `[metrics]`: the Prometheus endpoint.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     /// `HOST:PORT` to serve `GET /metrics` on, e.g. `127.0.0.1:9357`.
     /// Empty (the default): no endpoint.
     pub listen: String,
+    /// Clients served at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// How often the held accounts gauge is read from the store (seconds).
+    pub held_refresh_secs: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: String::new(),
+            max_connections: 16,
+            held_refresh_secs: 60,
+        }
+    }
 }
 
 impl MetricsConfig {
@@ -101,20 +121,23 @@ pub fn observe_report(report: &Report, elapsed: Duration) {
     m.scan_seconds.observe(elapsed.as_secs_f64());
 }
 
-/// The metrics in the OpenMetrics text format. With a store, the held
-/// accounts gauge is refreshed from it first (so every milter sharing a
-/// Redis store reports the same number).
-pub fn render(store: Option<&dyn Store>) -> String {
-    let m = &*METRICS;
-    if let Some(store) = store {
-        let now = crate::store::unix_now();
-        match crate::detectors::outbound::holds::active_count(store, now) {
-            Ok(n) => {
-                m.accounts_held.set(n as i64);
-            }
-            Err(e) => tracing::warn!("metrics: cannot count held accounts: {e}"),
+/// Set the held accounts gauge from the store (so every milter sharing a
+/// Redis store reports the same number). Lists keys: call it on a timer,
+/// never per request.
+pub fn refresh_held(store: &dyn Store) {
+    let now = crate::store::unix_now();
+    match crate::detectors::outbound::holds::active_count(store, now) {
+        Ok(n) => METRICS.accounts_held.set(n as i64),
+        Err(e) => {
+            tracing::warn!("metrics: cannot count held accounts: {e}");
+            0
         }
-    }
+    };
+}
+
+/// The metrics in the OpenMetrics text format.
+pub fn render() -> String {
+    let m = &*METRICS;
     let mut out = String::new();
     if let Err(e) = encode(&mut out, &m.registry) {
         tracing::warn!("metrics: cannot encode: {e}");
@@ -126,32 +149,57 @@ pub fn render(store: Option<&dyn Store>) -> String {
 pub async fn serve_metrics(
     addr: SocketAddr,
     store: Option<Arc<dyn Store>>,
+    config: &MetricsConfig,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!("metrics: serving http://{addr}/metrics");
-    serve_metrics_on(listener, store, shutdown).await
+    serve_metrics_on(listener, store, config, shutdown).await
 }
 
 /// Serve `GET /metrics` on an already bound listener (tests bind port 0).
+/// With a store, the held accounts gauge is read first, then every
+/// `held_refresh_secs`.
 pub async fn serve_metrics_on(
     listener: TcpListener,
     store: Option<Arc<dyn Store>>,
+    config: &MetricsConfig,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     tokio::pin!(shutdown);
+    let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let every = Duration::from_secs(config.held_refresh_secs.max(1));
+    // The gauge is right before the first request is read.
+    if let Some(store) = store.clone() {
+        let _ = tokio::task::spawn_blocking(move || refresh_held(store.as_ref())).await;
+    }
+    let mut refresh = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let store = store.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = answer(stream, store).await {
-                            tracing::debug!("metrics: connection: {e}");
-                        }
-                    });
+            _ = refresh.tick(), if store.is_some() => {
+                if let Some(store) = store.clone() {
+                    let _ = tokio::task::spawn_blocking(move || refresh_held(store.as_ref())).await;
                 }
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => match permits.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        tokio::spawn(async move {
+                            let _permit = permit;
+                            match tokio::time::timeout(REQUEST_TIMEOUT, answer(stream)).await {
+                                Ok(Err(e)) => tracing::debug!("metrics: connection: {e}"),
+                                Err(_) => tracing::debug!("metrics: connection timed out"),
+                                Ok(Ok(())) => {}
+                            }
+                        });
+                    }
+                    Err(_) => {
+                        // Busy: say so without waiting on the client, close.
+                        let _ = stream.try_write(BUSY);
+                    }
+                },
                 Err(e) => {
                     // E.g. out of file descriptors: wait instead of spinning.
                     tracing::warn!("metrics: accept: {e}");
@@ -163,10 +211,12 @@ pub async fn serve_metrics_on(
 }
 
 const MAX_REQUEST_HEAD: usize = 8192;
+/// A whole exchange (request and answer) ends within this time.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const BUSY: &[u8] = b"HTTP/1.0 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
 /// A minimal HTTP/1.0 exchange: read the request head, answer, close.
-async fn answer(mut stream: TcpStream, store: Option<Arc<dyn Store>>) -> std::io::Result<()> {
+async fn answer(mut stream: TcpStream) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let read = tokio::time::timeout(REQUEST_TIMEOUT, async {
         let mut chunk = [0u8; 1024];
@@ -192,9 +242,7 @@ async fn answer(mut stream: TcpStream, store: Option<Arc<dyn Store>>) -> std::io
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
     let (status, content_type, body) = if method == "GET" && path == "/metrics" {
-        let body = tokio::task::spawn_blocking(move || render(store.as_deref()))
-            .await
-            .unwrap_or_default();
+        let body = render();
         (
             "200 OK",
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -224,10 +272,12 @@ mod tests {
         assert_eq!(MetricsConfig::default().listen_addr(), Ok(None));
         let c = MetricsConfig {
             listen: "127.0.0.1:9357".into(),
+            ..MetricsConfig::default()
         };
         assert_eq!(c.listen_addr(), Ok(Some("127.0.0.1:9357".parse().unwrap())));
         let c = MetricsConfig {
             listen: "localhost".into(),
+            ..MetricsConfig::default()
         };
         assert!(c.listen_addr().is_err());
     }

@@ -15,6 +15,8 @@ pub struct Policy {
     observe: bool,
     scores: HashMap<String, f64>,
     actions: HashMap<String, Verdict>,
+    /// Floors for mail from outside the organisation only.
+    inbound_actions: HashMap<String, Verdict>,
     allow_senders: Vec<String>,
     allow_networks: Vec<ipnet::IpNet>,
     allow_auth_users: Vec<String>,
@@ -39,13 +41,36 @@ impl Policy {
         for (rule, score) in &config.policy.scores {
             scores.insert(rule.clone(), *score);
         }
-        // "Not fully scanned" is tagged unless the admin says otherwise.
+        // Fail closed: a message not fully judged (a limit, an internal
+        // error) is at least tagged, and an outbound account on hold (or
+        // whose hold state could not be read) is held, unless the admin
+        // says otherwise in [policy.actions].
         let mut actions: HashMap<String, Verdict> = HashMap::from([
             ("scan.limit".to_string(), Verdict::Tag),
             ("scan.too_large".to_string(), Verdict::Tag),
+            ("scan.error".to_string(), Verdict::Tag),
+            ("outbound.held".to_string(), Verdict::Quarantine),
+            ("outbound.hold_unknown".to_string(), Verdict::Quarantine),
         ]);
         for (rule, action) in &config.policy.actions {
             actions.insert(rule.clone(), *action);
+        }
+        // From outside, what runs on a double-click and the payloads that
+        // came after macros (RTF exploits, remote templates, shortcuts,
+        // smuggling, padding) are held: no honest sender needs them.
+        let mut inbound_actions: HashMap<String, Verdict> = [
+            "attachment.dangerous_type",
+            "payload.equation_editor",
+            "payload.remote_template",
+            "payload.shortcut_command",
+            "payload.html_smuggling",
+            "payload.padded",
+        ]
+        .into_iter()
+        .map(|r| (r.to_string(), Verdict::Quarantine))
+        .collect();
+        for (rule, action) in &config.policy.inbound_actions {
+            inbound_actions.insert(rule.clone(), *action);
         }
         let p = &config.policy;
         Policy {
@@ -55,6 +80,7 @@ impl Policy {
             observe: p.observe,
             scores,
             actions,
+            inbound_actions,
             allow_senders: config
                 .allowlist
                 .senders
@@ -103,14 +129,26 @@ impl Policy {
         None
     }
 
-    /// Score the findings and decide.
+    /// Score the findings and decide, for mail from outside the
+    /// organisation (the strictest case: `[policy.inbound_actions]` apply).
     pub fn decide(&self, raw: Vec<RawFinding>) -> Report {
+        self.decide_for(raw, true)
+    }
+
+    /// Score the findings and decide; `inbound`: mail from outside the
+    /// organisation (not outbound), to which `inbound_actions` apply.
+    pub fn decide_for(&self, raw: Vec<RawFinding>, inbound: bool) -> Report {
         let mut findings = Vec::with_capacity(raw.len());
         let mut forced = Verdict::Accept;
         for f in raw {
             let name = format!("{}.{}", f.detector, f.rule);
             if let Some(action) = self.actions.get(&name) {
                 forced = forced.max(*action);
+            }
+            if inbound {
+                if let Some(action) = self.inbound_actions.get(&name) {
+                    forced = forced.max(*action);
+                }
             }
             findings.push(Finding {
                 score: self.score_of(&name),
@@ -149,6 +187,40 @@ impl Policy {
     }
 }
 
+/// After every detector ran (detectors do not see each other's hits): outbound mail with a finding of `payload_rules`
+/// gets `outbound.payload`, naming those rules. Called by the engine after
+/// every detector ran (detectors do not see each other's hits).
+pub fn weigh_outbound_payload(
+    config: &crate::Config,
+    envelope: &Envelope,
+    findings: &mut Vec<RawFinding>,
+) {
+    let cfg = &config.outbound;
+    let Some(account) = crate::detectors::outbound::account_of(cfg, envelope) else {
+        return;
+    };
+    let patterns = cfg.payload_patterns();
+    let mut matched: Vec<String> = Vec::new();
+    for f in findings.iter() {
+        if crate::detectors::outbound::config::is_payload(&patterns, &f.detector, &f.rule) {
+            let name = format!("{}.{}", f.detector, f.rule);
+            if !matched.contains(&name) {
+                matched.push(name);
+            }
+        }
+    }
+    if !matched.is_empty() {
+        findings.push(RawFinding {
+            detector: crate::detectors::outbound::NAME.into(),
+            rule: "payload".into(),
+            evidence: format!(
+                "outbound mail from {account} carries {}",
+                matched.join(", ")
+            ),
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,7 +240,7 @@ mod tests {
 
     #[test]
     fn thresholds_decide() {
-        let p = policy("[policy]\ntag = 2.0\nquarantine = 4.0\nreject = 6.0\n[policy.scores]\n\"scan.error\" = 1.5\n");
+        let p = policy("[policy]\ntag = 2.0\nquarantine = 4.0\nreject = 6.0\n[policy.scores]\n\"scan.error\" = 1.5\n[policy.actions]\n\"scan.error\" = \"accept\"\n");
         assert_eq!(p.decide(vec![]).verdict, Verdict::Accept);
         assert_eq!(p.decide(vec![raw("scan.error")]).verdict, Verdict::Accept);
         assert_eq!(p.decide(vec![raw("scan.error"); 2]).verdict, Verdict::Tag);

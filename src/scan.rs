@@ -3,13 +3,14 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::config::{Config, ConfigErrors};
 use crate::detector::{Detector, Hit, ScanContext};
+use crate::detectors::outbound::{holds, Clock};
 use crate::envelope::Envelope;
 use crate::policy::{Policy, RawFinding};
-use crate::report::{Finding, Report, Verdict};
+use crate::report::{Report, Verdict};
 use crate::store::threads::{self, Remembered};
 use crate::store::{MemoryStore, Store, StoreError};
 use crate::view::MessageView;
@@ -23,6 +24,8 @@ pub struct Engine {
     /// Remember every message that passes (thread memory, correspondents).
     /// On in the milter; off in `check`, which only reads the store.
     remember: bool,
+    /// Where "now" comes from (Unix seconds).
+    clock: Clock,
 }
 
 impl Engine {
@@ -41,6 +44,7 @@ impl Engine {
             policy,
             store,
             remember: false,
+            clock: Arc::new(crate::store::unix_now),
         })
     }
 
@@ -53,33 +57,54 @@ impl Engine {
 
     /// Record `view` in the thread memory and known correspondents.
     /// Idempotent per Message-ID.
+    /// Outbound mail (the organisation's own) is believed whole; inbound
+    /// mail only as far as [`threads::Trust`] says.
     pub fn remember(&self, view: &MessageView) -> Result<Remembered, StoreError> {
+        let believed =
+            crate::detectors::outbound::account_of(&self.config.outbound, &view.envelope).is_some();
+        self.remember_as(view, believed)
+    }
+
+    /// Remember `view`, believed whole (`learn`: mail an admin vouches for)
+    /// or as inbound mail.
+    pub fn remember_as(
+        &self,
+        view: &MessageView,
+        believed: bool,
+    ) -> Result<Remembered, StoreError> {
+        let org_domains: Vec<String> = self
+            .config
+            .organization
+            .domains
+            .iter()
+            .map(|d| crate::domains::registrable(&d.trim().to_ascii_lowercase()))
+            .collect();
         threads::remember(
             self.store.as_ref(),
             view,
             self.config.store.thread_ttl(),
-            crate::store::unix_now() as i64,
+            (self.clock)() as i64,
+            &threads::Trust {
+                believed,
+                org_domains: &org_domains,
+            },
         )
     }
 
     /// After a scan: remember the message if it passes clean (accepted).
     /// Tagged or held mail is not remembered, so that a hijack attempt
     /// cannot make its sender a participant of the thread it attacks.
-    /// A store error becomes `scan.error` evidence; the verdict stands.
-    fn remember_passed(&self, view: &MessageView, report: &mut Report) {
+    /// The verdict is already made: a store error here is logged, never
+    /// turned into a finding after the policy decided.
+    fn remember_passed(&self, view: &MessageView, report: &Report) {
         if !self.remember || report.verdict != Verdict::Accept {
             return;
         }
         if let Err(e) = self.remember(view) {
-            let finding = scan_finding("error", format!("remembering the message: {e}"));
-            let score = self.policy.score_of("scan.error");
-            report.score += score;
-            report.findings.push(Finding {
-                detector: finding.detector,
-                rule: finding.rule,
-                score,
-                evidence: clean_evidence(&finding.evidence),
-            });
+            tracing::warn!(
+                "{}: could not remember the message in the store: {e}",
+                view.envelope.log_id()
+            );
         }
     }
 
@@ -96,6 +121,15 @@ impl Engine {
 
     /// Replace the detector with the same name (tests give the outbound
     /// detector a clock of their own). False when there is none to replace.
+    /// Read "now" from `clock` (Unix seconds) everywhere the engine needs
+    /// it: the envelope stage and the outbound detector. Tests move time.
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock.clone();
+        self.replace_detector(Box::new(crate::detectors::outbound::Outbound::with_clock(
+            clock,
+        )));
+    }
+
     pub fn replace_detector(&mut self, detector: Box<dyn Detector>) -> bool {
         match self
             .detectors
@@ -118,47 +152,116 @@ impl Engine {
         &self.policy
     }
 
+    /// The envelope stage: what is known before any content is read. An
+    /// outbound account on hold is held here, apart from the content scan,
+    /// so that no timeout, panic or store error in the scan lets its mail
+    /// out. Read-only: it never writes the store.
+    pub fn envelope_stage(&self, envelope: &Envelope) -> EnvelopeFindings {
+        let mut findings = Vec::new();
+        let cfg = &self.config.outbound;
+        if let Some(account) = crate::detectors::outbound::account_of(cfg, envelope) {
+            let now = (self.clock)();
+            match holds::get(self.store.as_ref(), &account) {
+                Ok(Some(ep)) if ep.active(now) => findings.push(RawFinding {
+                    detector: "outbound".into(),
+                    rule: "held".into(),
+                    evidence: clean_evidence(&format!(
+                        "{account} on hold since {} until {} (first queue id {}): {}",
+                        holds::utc(ep.since),
+                        holds::utc(ep.until),
+                        ep.first_queue_id,
+                        ep.reason
+                    )),
+                }),
+                Ok(_) => {}
+                Err(e) => findings.push(RawFinding {
+                    detector: "outbound".into(),
+                    rule: "hold_unknown".into(),
+                    evidence: clean_evidence(&format!(
+                        "{account}: whether the account is on hold could not be read ({e})"
+                    )),
+                }),
+            }
+        }
+        EnvelopeFindings(findings)
+    }
+
     /// Scan one message. Deterministic for the same input and state; never panics.
     pub fn scan(&self, envelope: Envelope, raw: &[u8]) -> Report {
-        let deadline = Instant::now() + Duration::from_secs(self.config.limits.scan_timeout_secs);
+        let pre = self.envelope_stage(&envelope);
+        self.scan_after(&pre, envelope, raw)
+    }
+
+    /// Scan one message whose envelope stage already ran (the milter runs
+    /// it at MAIL FROM). Its findings are part of every report, whatever
+    /// happens to the content scan.
+    pub fn scan_after(&self, pre: &EnvelopeFindings, envelope: Envelope, raw: &[u8]) -> Report {
+        let budget = self.config.limits.budget();
         if let Some(why) = self.policy.allowlisted(&envelope) {
-            let mut report = self.policy.decide(Vec::new());
+            let mut report = self.decide(pre, Vec::new());
             report.allowlisted = Some(why);
             if self.remember {
                 // Allowlisted mail (often our own outbound) is still worth remembering.
                 if let Ok(view) = catch_unwind(AssertUnwindSafe(|| {
-                    MessageView::build(envelope, raw, &self.config.limits, deadline)
+                    MessageView::build_within(
+                        envelope,
+                        raw,
+                        &self.config.limits,
+                        &self.config.encrypted_archive,
+                        &budget,
+                    )
                 })) {
-                    self.remember_passed(&view, &mut report);
+                    self.remember_passed(&view, &report);
                 }
             }
             return report;
         }
         let built = catch_unwind(AssertUnwindSafe(|| {
-            MessageView::build_with(
+            MessageView::build_within(
                 envelope,
                 raw,
                 &self.config.limits,
                 &self.config.encrypted_archive,
-                deadline,
+                &budget,
             )
         }));
         let view = match built {
             Ok(view) => view,
             Err(panic) => {
-                return self.policy.decide(vec![scan_finding(
-                    "error",
-                    format!("message view: internal error: {}", panic_text(&panic)),
-                )]);
+                return self.decide(
+                    pre,
+                    vec![scan_finding(
+                        "error",
+                        format!(
+                            "message view: internal error ({}); no detector ran",
+                            panic_location(&panic)
+                        ),
+                    )],
+                );
             }
         };
-        let mut report = self.scan_view(&view, deadline);
-        self.remember_passed(&view, &mut report);
+        let report = self.scan_view_within(pre, &view, &budget);
+        self.remember_passed(&view, &report);
         report
     }
 
-    /// Run every detector over an already built view.
+    /// Run every detector over an already built view (tests and benches).
     pub fn scan_view(&self, view: &MessageView, deadline: Instant) -> Report {
+        let limits = &self.config.limits;
+        let budget = crate::formats::Budget::new(
+            deadline,
+            limits.max_inflated_bytes,
+            limits.max_inflation_ratio,
+        );
+        self.scan_view_within(&EnvelopeFindings::default(), view, &budget)
+    }
+
+    fn scan_view_within(
+        &self,
+        pre: &EnvelopeFindings,
+        view: &MessageView,
+        budget: &crate::formats::Budget,
+    ) -> Report {
         let mut raw = Vec::new();
         if !view.parsed {
             raw.push(scan_finding(
@@ -172,12 +275,32 @@ impl Engine {
                 format!("{}: {}", limit.limit, limit.detail),
             ));
         }
+        // Lookup: is this a post to a mailing list the organisation knows?
+        let known_list = match view.list_id.as_deref() {
+            Some(id) => match crate::store::lists::is_known(
+                self.store.as_ref(),
+                &self.config.organization.mailing_lists,
+                id,
+                &crate::store::lists::server_of(view),
+            ) {
+                Ok(true) => Some(id),
+                Ok(false) => None,
+                Err(e) => {
+                    raw.push(scan_finding("error", format!("mailing list lookup: {e}")));
+                    None
+                }
+            },
+            None => None,
+        };
         let ctx = ScanContext {
             config: &self.config,
             store: self.store.as_ref(),
+            budget,
+            now: (self.clock)() as i64,
+            known_list,
         };
         for detector in &self.detectors {
-            if Instant::now() >= deadline {
+            if budget.expired() {
                 raw.push(scan_finding(
                     "limit",
                     format!(
@@ -190,30 +313,61 @@ impl Engine {
             }
             raw.extend(run_detector(detector.as_ref(), view, &ctx));
         }
-        // Post-detector step (detectors/outbound): payload findings on
-        // outbound mail add `outbound.payload`.
-        crate::detectors::outbound::weigh_payload(&self.config, &view.envelope, &mut raw);
-        self.policy.decide(raw)
+        // The policy weighs payload findings on outbound mail
+        // (`outbound.payload`), once every detector ran.
+        crate::policy::weigh_outbound_payload(&self.config, &view.envelope, &mut raw);
+        let inbound =
+            crate::detectors::outbound::account_of(&self.config.outbound, &view.envelope).is_none();
+        self.decide_for(pre, raw, inbound)
+    }
+
+    /// The policy's verdict over the envelope stage's findings and the
+    /// content's.
+    fn decide(&self, pre: &EnvelopeFindings, content: Vec<RawFinding>) -> Report {
+        self.decide_for(pre, content, true)
+    }
+
+    fn decide_for(
+        &self,
+        pre: &EnvelopeFindings,
+        content: Vec<RawFinding>,
+        inbound: bool,
+    ) -> Report {
+        let mut all = pre.0.clone();
+        // The detector also sees a hold (one started since MAIL FROM):
+        // one `outbound.held` is enough.
+        let held_before = all
+            .iter()
+            .any(|f| f.detector == "outbound" && f.rule == "held");
+        all.extend(
+            content
+                .into_iter()
+                .filter(|f| !(held_before && f.detector == "outbound" && f.rule == "held")),
+        );
+        self.policy.decide_for(all, inbound)
     }
 
     /// The report for a message too large to buffer: not scanned, tagged.
-    pub fn too_large(&self, size: u64) -> Report {
-        self.policy.decide(vec![scan_finding(
-            "too_large",
-            format!(
-                "not scanned: too large ({size} bytes, limit milter.max_message_size = {})",
-                self.config.milter.max_message_size
-            ),
-        )])
+    pub fn too_large(&self, size: u64, pre: &EnvelopeFindings) -> Report {
+        self.decide(
+            pre,
+            vec![scan_finding(
+                "too_large",
+                format!(
+                    "not scanned: too large ({size} bytes, limit milter.max_message_size = {})",
+                    self.config.milter.max_message_size
+                ),
+            )],
+        )
     }
 
     /// The report when the scan itself could not finish (e.g. the milter's
     /// time budget ran out): not fully scanned, tagged.
-    pub fn not_scanned(&self, why: &str) -> Report {
-        self.policy.decide(vec![scan_finding(
-            "limit",
-            format!("not fully scanned: {why}"),
-        )])
+    pub fn not_scanned(&self, why: &str, pre: &EnvelopeFindings) -> Report {
+        self.decide(
+            pre,
+            vec![scan_finding("limit", format!("not fully scanned: {why}"))],
+        )
     }
 
     /// The verdict the policy gives a message with no findings (for tests).
@@ -221,6 +375,11 @@ impl Engine {
         self.policy.decide(Vec::new()).verdict
     }
 }
+
+/// Findings of the envelope stage (an outbound account on hold), carried
+/// into every report of the message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvelopeFindings(pub Vec<RawFinding>);
 
 /// Run one detector, turning errors, panics and undeclared rules into `scan.error`.
 fn run_detector(
@@ -253,10 +412,16 @@ fn run_detector(
             "error",
             format!("{name}: {}", clean_evidence(&e.0)),
         )),
-        Err(panic) => out.push(scan_finding(
-            "error",
-            format!("{name}: internal error (panic): {}", panic_text(&panic)),
-        )),
+        Err(panic) => {
+            tracing::warn!(
+                "{name}: internal error: {}",
+                clean_evidence(&panic_text(&panic))
+            );
+            out.push(scan_finding(
+                "error",
+                format!("{name}: internal error ({})", panic_location(&panic)),
+            ))
+        }
     }
     out
 }
@@ -269,29 +434,26 @@ fn scan_finding(rule: &str, evidence: String) -> RawFinding {
     }
 }
 
-/// Evidence goes into headers and logs: one line, no control characters, bounded.
-/// Bidi controls would make a file name read backwards in a mail client
-/// (`invoice\u{202E}fdp.exe` shows as "invoiceexe.pdf"): shown escaped.
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+/// Evidence goes into headers and logs: one line, no control characters,
+/// bidi controls shown escaped, bounded ([`crate::sanitize`]).
+pub fn clean_evidence(s: &str) -> String {
+    crate::sanitize::evidence(s)
 }
 
-pub fn clean_evidence(s: &str) -> String {
-    /// Characters, not bytes: Japanese evidence is as long as English.
-    const MAX_CHARS: usize = 240;
-    let mut out = String::with_capacity(s.len().min(MAX_CHARS * 4));
-    for (i, c) in s.chars().enumerate() {
-        if i >= MAX_CHARS {
-            out.push('…');
-            break;
-        }
-        if is_bidi_control(c) {
-            out.push_str(&format!("\\u{{{:X}}}", c as u32));
-        } else {
-            out.push(if c.is_control() { ' ' } else { c });
-        }
+/// Where a panic happened, without its message: a panic text may quote
+/// the message being scanned (a slice of its text, a password), and
+/// `scan.error` evidence goes into headers and logs.
+fn panic_location(panic: &Box<dyn std::any::Any + Send>) -> String {
+    let text = panic_text(panic);
+    if text.contains("byte index") || text.contains("char boundary") {
+        "a text slice at a bad offset".to_string()
+    } else if text.contains("out of range") || text.contains("out of bounds") {
+        "an index out of range".to_string()
+    } else if text.contains("overflow") {
+        "an arithmetic overflow".to_string()
+    } else {
+        "a panic".to_string()
     }
-    out.trim().to_string()
 }
 
 fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
@@ -355,30 +517,33 @@ mod tests {
         );
         let rules: Vec<String> = report.findings.iter().map(|f| f.full_rule()).collect();
         assert_eq!(rules, ["scan.error", "scan.error"]);
-        assert!(report.findings[0]
-            .evidence
-            .contains("panics: internal error (panic): boom"));
+        // The panic's own text ("boom") may quote the message: not shown.
+        assert_eq!(
+            report.findings[0].evidence,
+            "panics: internal error (a panic)"
+        );
         assert_eq!(report.findings[1].evidence, "fails: cannot parse");
-        assert_eq!(report.verdict, Verdict::Accept);
+        // Not fully judged: never accepted.
+        assert_eq!(report.verdict, Verdict::Tag);
     }
 
     #[test]
     fn evidence_is_one_bounded_line_without_bidi_tricks() {
-        assert_eq!(clean_evidence("a\r\nb\tc"), "a  b c");
+        assert_eq!(clean_evidence("a\r\nb\tc"), "a b c");
         assert_eq!(
             clean_evidence("invoice\u{202E}fdp.exe"),
             "invoice\\u{202E}fdp.exe"
         );
         let long = "請".repeat(500);
         let cut = clean_evidence(&long);
-        assert_eq!(cut.chars().count(), 241);
+        assert_eq!(cut.chars().count(), 240);
         assert!(cut.ends_with('…'));
     }
 
     #[test]
     fn too_large_is_tagged() {
         let engine = Engine::new(Config::default()).unwrap();
-        let r = engine.too_large(99_999_999);
+        let r = engine.too_large(99_999_999, &EnvelopeFindings::default());
         assert_eq!(r.verdict, Verdict::Tag);
         assert!(r.findings[0].evidence.contains("too large"));
     }

@@ -87,7 +87,8 @@ fn config(dir: &Path) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "[store]\nbackend = \"embedded\"\npath = \"{}\"\n",
+            "[organization]\nmailing_lists = [\"users.lists.example.org\"]\n\
+[store]\nbackend = \"embedded\"\npath = \"{}\"\n",
             dir.join("state.sqlite3").display()
         ),
     )
@@ -172,7 +173,7 @@ fn learned_names_on_strangers_addresses_are_found() {
         let got = display_findings(&config, dir.path(), raw);
         assert_eq!(&got, expected, "{what}");
     }
-    // A mailing-list post only gets the weak list note.
+    // A post to a list the organisation reads only gets the weak list note...
     let list_post = message(
         "Taro Yamada <taro@lists.example.org>",
         to,
@@ -185,6 +186,19 @@ fn learned_names_on_strangers_addresses_are_found() {
         got[0].starts_with(
             "display_name.via_mailing_list: list users.lists.example.org: known_correspondent:"
         ),
+        "{got:?}"
+    );
+    // ...but a List-Id of a list nobody knows is only a claim.
+    let forged = message(
+        "Taro Yamada <taro@lists.example.org>",
+        to,
+        "i@x",
+        "List-Id: <other.lists.example.org>\r\n",
+    );
+    let got = display_findings(&config, dir.path(), &forged);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with("display_name.known_correspondent:"),
         "{got:?}"
     );
 }

@@ -793,7 +793,9 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 #[test]
-fn encrypted_7z_is_flagged_from_its_header() {
+fn encrypted_7z_is_opened_with_the_password_beside_it() {
+    // Headers and content encrypted (7z -mhe=on), the password in the body:
+    // opened like a zip, and judged like one.
     let raw = mail(
         "x",
         "パスワード：k7Pq2x\n",
@@ -801,18 +803,25 @@ fn encrypted_7z_is_flagged_from_its_header() {
         &[("enc.7z", &fixture("enc-header.7z"))],
     );
     let report = scan(&raw);
-    assert_eq!(
-        rules(&report),
-        [
-            "encrypted_archive.locked",
-            "encrypted_archive.password_for_unopenable"
-        ]
+    assert_eq!(rules(&report), ["encrypted_archive.password_in_body"]);
+    assert!(
+        evidence(&report, "encrypted_archive.password_in_body")[0]
+            .starts_with("enc.7z: opened with the password from body"),
+        "{:?}",
+        report.findings
+    );
+    assert!(view(&raw).attachments.iter().any(|a| a.decrypted));
+    // Without the password it stays locked, named from its headers.
+    let raw = mail(
+        "x",
+        "hello\n",
+        ASCII,
+        &[("enc.7z", &fixture("enc-header.7z"))],
     );
     assert_eq!(
-        evidence(&report, "encrypted_archive.locked"),
+        evidence(&scan(&raw), "encrypted_archive.locked"),
         ["enc.7z: 7z with encrypted headers (file names hidden); not opened"]
     );
-    assert_eq!(report.verdict, Verdict::Tag);
 
     let raw = mail(
         "x",
@@ -895,8 +904,9 @@ fn dangerous_types_by_content_in_plain_archives() {
         evidence(&report, "attachment.dangerous_type"),
         [
             "files.zip/photo.jpg: Windows shortcut (by content, inside an archive)",
-            "files.zip/disk.dat: disk image (by content, inside an archive)",
-            "files.zip/notes.bin: OneNote section (by content, inside an archive)",
+            // A disk image is judged by its files; this one lists none.
+            "files.zip/disk.dat: disk image whose files could not be listed (by content, inside an archive)",
+            // A OneNote section is judged by its embedded files: it has none.
         ]
     );
     let clean = make_zip(
@@ -947,13 +957,25 @@ fn rspamd_file_type_zoo_real_pe_lnk_iso_found_plain_rar_not_locked() {
     };
     let v = view(&raw);
     assert!(v.attachments.iter().any(|a| a.file_type == FileType::Rar));
+    let iso = v
+        .attachments
+        .iter()
+        .find(|a| a.file_type == FileType::Iso)
+        .expect("the zoo's ISO");
+    assert!(
+        v.children(iso.id).next().is_some(),
+        "the ISO's files are listed"
+    );
     let report = scan(&raw);
     assert_eq!(
         evidence(&report, "attachment.dangerous_type"),
         [
             "unnamed-2.pe: Windows executable (by content)",
             "unnamed-4.lnk: Windows shortcut (by content)",
-            "unnamed-20.iso: disk image (by content)",
+            // The ISO is opened: its files are judged, none runs.
+            // An EPUB (an OpenDocument-style zip) is opened as the archive
+            // it is: a zip that claims to be a document hides nothing.
+            "unnamed-22.opendocument/OPS/js/book.js: JScript (by name, inside an archive)",
         ]
     );
     assert!(

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use malspam_milter::detector::{Detector, DetectorError, Hit, RuleInfo, ScanContext};
-use malspam_milter::detectors::outbound::{holds, Outbound};
+use malspam_milter::detectors::outbound::holds;
 use malspam_milter::store::{MemoryStore, Store};
 use malspam_milter::view::MessageView;
 use malspam_milter::{Config, Engine, Envelope, Report, Verdict};
@@ -26,11 +26,7 @@ fn setup_with_store(toml: &str, store: Arc<dyn Store>, clock: Arc<AtomicU64>) ->
     let config = Config::parse(toml, "test.toml").expect("valid test config");
     let mut engine = Engine::with_store(config, store.clone()).unwrap();
     let c = clock.clone();
-    assert!(
-        engine.replace_detector(Box::new(Outbound::with_clock(Arc::new(move || {
-            c.load(Ordering::SeqCst)
-        }))))
-    );
+    engine.set_clock(Arc::new(move || c.load(Ordering::SeqCst)));
     Setup {
         engine,
         clock,

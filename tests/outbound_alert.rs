@@ -5,7 +5,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use malspam_milter::detectors::outbound::Outbound;
 use malspam_milter::store::MemoryStore;
 use malspam_milter::{Config, Engine, Envelope};
 
@@ -40,9 +39,7 @@ fn one_alert_line_per_episode_prefixed_with_the_queue_id() {
         let mut engine = Engine::with_store(config, Arc::new(MemoryStore::new())).unwrap();
         let clock = Arc::new(AtomicU64::new(T0));
         let c = clock.clone();
-        engine.replace_detector(Box::new(Outbound::with_clock(Arc::new(move || {
-            c.load(Ordering::SeqCst)
-        }))));
+        engine.set_clock(Arc::new(move || c.load(Ordering::SeqCst)));
         let send = |t: u64, qid: &str| {
             clock.store(t, Ordering::SeqCst);
             let envelope = Envelope {

@@ -250,15 +250,16 @@ async fn two_milters_share_counters_and_holds_through_redis() {
     let actions = a.submit(alice, "AL7").await;
     assert_eq!(verdict(&actions), "quarantine", "{actions:?}");
     let held = findings(&actions);
-    // Still over the limit (7 in the minute), which extends the hold.
+    // The hold, read at the envelope stage, comes first; the message is
+    // still over the limit (7 in the minute), which extends the hold.
     assert_eq!(
-        held[0],
+        held[1],
         "outbound.rate_exceeded (+10): alice@customer.example: 7 messages in 1m (limit 5)"
     );
     assert!(
-        held[1].starts_with("outbound.held (+10): alice@customer.example on hold since ")
-            && held[1].contains("(first queue id AL6)")
-            && held[1].contains("6 messages in 1m (limit 5)"),
+        held[0].starts_with("outbound.held (+10): alice@customer.example on hold since ")
+            && held[0].contains("(first queue id AL6)")
+            && held[0].contains("6 messages in 1m (limit 5)"),
         "{held:?}"
     );
     assert_eq!(held.len(), 2, "{held:?}");

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::input::{self, InputMessage};
 use crate::report::{round2, Finding, Report, Verdict};
+use crate::sanitize::escape_controls;
 use crate::{Engine, Envelope};
 
 /// Exit codes: 0 all read; 1 `--fail-on` matched; 2 some input unreadable.
@@ -30,7 +31,8 @@ struct JsonFinding<'a> {
     detector: &'a str,
     rule: &'a str,
     score: f64,
-    evidence: &'a str,
+    /// One line without control or bidi characters, like the headers.
+    evidence: String,
 }
 
 impl<'a> From<&'a Finding> for JsonFinding<'a> {
@@ -39,7 +41,7 @@ impl<'a> From<&'a Finding> for JsonFinding<'a> {
             detector: &f.detector,
             rule: &f.rule,
             score: round2(f.score),
-            evidence: &f.evidence,
+            evidence: crate::sanitize::one_line(&f.evidence),
         }
     }
 }
@@ -62,7 +64,7 @@ pub fn run(engine: &Engine, paths: &[PathBuf], json: bool, fail_on: Option<Verdi
         }
         Err(e) => {
             unreadable += 1;
-            eprintln!("malspam-milter: {}: {}", e.label, e.error);
+            eprintln!("malspam-milter: {}: {}", escape_controls(&e.label), e.error);
         }
     });
     let _ = out.flush();
@@ -93,8 +95,8 @@ fn print_report(
             subject: None,
             allowlisted: report.allowlisted.as_deref(),
         };
-        serde_json::to_writer(&mut *out, &line)?;
-        writeln!(out)
+        let json = serde_json::to_string(&line).map_err(std::io::Error::other)?;
+        writeln!(out, "{}", crate::sanitize::json_escape_controls(&json))
     } else {
         let observe = if report.observed_only {
             " (observe)"
@@ -103,12 +105,13 @@ fn print_report(
         };
         writeln!(
             out,
-            "{label}: {}{observe} score {}",
+            "{}: {}{observe} score {}",
+            escape_controls(label),
             report.verdict,
             round2(report.score)
         )?;
         for line in report.finding_lines() {
-            writeln!(out, "    {line}")?;
+            writeln!(out, "    {}", escape_controls(&line))?;
         }
         Ok(())
     }

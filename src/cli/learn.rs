@@ -39,19 +39,31 @@ pub fn learn(engine: &Engine, paths: &[PathBuf], progress: &ProgressBar) -> Lear
                 sum.read += 1;
                 let deadline = Instant::now() + Duration::from_secs(limits.scan_timeout_secs);
                 let view = MessageView::build(Envelope::default(), &bytes, limits, deadline);
-                match engine.remember(&view) {
+                // An admin vouches for what they feed: believed whole.
+                match engine.remember_as(&view, true) {
                     Ok(Remembered::New) => sum.new += 1,
                     Ok(Remembered::Known) => sum.known += 1,
                     Ok(Remembered::Empty) => sum.empty += 1,
                     Err(e) => {
                         sum.failed += 1;
-                        progress.suspend(|| eprintln!("malspam-milter: {label}: {e}"));
+                        progress.suspend(|| {
+                            eprintln!(
+                                "malspam-milter: {}: {e}",
+                                crate::sanitize::escape_controls(&label)
+                            )
+                        });
                     }
                 }
             }
             Err(e) => {
                 sum.unreadable += 1;
-                progress.suspend(|| eprintln!("malspam-milter: {}: {}", e.label, e.error));
+                progress.suspend(|| {
+                    eprintln!(
+                        "malspam-milter: {}: {}",
+                        crate::sanitize::escape_controls(&e.label),
+                        e.error
+                    )
+                });
             }
         }
         progress.set_message(format!(

@@ -5,6 +5,7 @@ pub mod learn;
 pub mod outbound;
 pub mod quarantine;
 pub mod run;
+pub mod web;
 
 use std::path::PathBuf;
 
@@ -75,6 +76,15 @@ pub enum Command {
         #[command(subcommand)]
         command: quarantine::QuarantineCommand,
     },
+    /// The quarantine reviewers' web page (`web --config FILE`), and its
+    /// users (`web user add NAME --role reviewer --domains '*'`, `web user del NAME`).
+    Web {
+        /// Config file; its [web] and [quarantine] sections are used.
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: Option<web::WebCommand>,
+    },
     /// Print the structure of messages: text parts, attachment tree with
     /// detected types (never attachment content).
     Structure {
@@ -142,10 +152,18 @@ pub fn structure(config: &crate::Config, paths: &[PathBuf]) -> i32 {
                 &config.limits,
                 deadline,
             );
-            println!("== {}\n{}", m.label, view.describe());
+            println!(
+                "== {}\n{}",
+                crate::sanitize::escape_controls(&m.label),
+                crate::sanitize::escape_lines(&view.describe())
+            );
         }
         Err(e) => {
-            eprintln!("malspam-milter: {}: {}", e.label, e.error);
+            eprintln!(
+                "malspam-milter: {}: {}",
+                crate::sanitize::escape_controls(&e.label),
+                e.error
+            );
             code = 2;
         }
     });
@@ -175,7 +193,8 @@ pub(crate) fn init_logging(level: &str) {
         });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Log lines quote mail: one sanitiser keeps each record one safe line.
+        .with_writer(|| crate::sanitize::LogWriter(std::io::stderr()))
         .with_target(false)
         .with_ansi(false)
         .try_init();

@@ -66,7 +66,7 @@ pub fn run(command: OutboundCommand) -> i32 {
     };
     match result {
         Ok(text) => {
-            print!("{text}");
+            print!("{}", crate::sanitize::escape_lines(&text));
             0
         }
         Err(e) => {

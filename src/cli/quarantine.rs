@@ -28,7 +28,10 @@ pub enum QuarantineCommand {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Release a held message: Postfix delivers it.
+    /// Release a held message: Postfix delivers it now (`postsuper -H` and
+    /// `postqueue -i`, `postsuper -r` when it was held long enough to risk
+    /// expiry, or re-injected with `X-Malspam-Released` when
+    /// `[quarantine] reinject` is set).
     Release {
         id: String,
         /// Do not ask (required when stdin is not a terminal).
@@ -111,7 +114,10 @@ fn list(config: &Config, json: bool) -> Result<(), String> {
         let text = if json {
             let mut value = serde_json::to_value(&message).map_err(|e| e.to_string())?;
             value["age_secs"] = now.saturating_sub(message.arrival_time).into();
-            format!("{value}\n")
+            format!(
+                "{}\n",
+                crate::sanitize::json_escape_controls(&value.to_string())
+            )
         } else {
             message.list_text(now, config.quarantine.list_findings)
         };
@@ -179,11 +185,21 @@ fn decide(config: &Config, id: &str, action: Action, yes: bool) -> Result<(), St
             return Ok(());
         }
     }
-    match action {
-        Action::Release => postfix.release(id)?,
-        Action::Delete => postfix.delete(id)?,
-    }
     let who = super::invoking_user();
+    let released = match action {
+        Action::Release => Some(crate::quarantine::release::release(
+            &postfix,
+            config,
+            &entry,
+            &message,
+            &who,
+            now(),
+        )?),
+        Action::Delete => {
+            postfix.delete(id)?;
+            None
+        }
+    };
     let verdict = message
         .verdict
         .as_ref()
@@ -197,9 +213,9 @@ fn decide(config: &Config, id: &str, action: Action, yes: bool) -> Result<(), St
         clean(&verdict),
         clean(&message.subject)
     );
-    match action {
-        Action::Release => println!("{id}: released from hold; Postfix delivers it now"),
-        Action::Delete => println!("{id}: deleted"),
+    match released {
+        Some(how) => println!("{id}: {}", how.describe()),
+        None => println!("{id}: deleted"),
     }
     Ok(())
 }

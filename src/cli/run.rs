@@ -32,6 +32,7 @@ pub fn run(config_path: Option<PathBuf>) -> i32 {
     if let Some(warning) = crate::security::config_secret_warning(daemon.engine().config()) {
         tracing::warn!("{warning}");
     }
+    open_files_limit(milter_config.max_connections);
 
     // One event-loop thread by default: with several, every message wakes
     // and hands work between threads, which costs more CPU than the
@@ -75,11 +76,11 @@ pub fn run(config_path: Option<PathBuf>) -> i32 {
                 Ok(listener) => {
                     tracing::info!("metrics: serving http://{addr}/metrics");
                     let store = Some(engine.store().clone());
-                    tokio::spawn(metrics::serve_metrics_on(
-                        listener,
-                        store,
-                        std::future::pending(),
-                    ));
+                    let config = engine.config().metrics.clone();
+                    tokio::spawn(async move {
+                        metrics::serve_metrics_on(listener, store, &config, std::future::pending())
+                            .await
+                    });
                 }
                 Err(e) => {
                     error!("cannot listen on metrics.listen = {addr}: {e}");
@@ -124,4 +125,38 @@ pub fn run(config_path: Option<PathBuf>) -> i32 {
             }
         }
     })
+}
+
+/// Descriptors the daemon needs beside one per MTA connection: listeners,
+/// the runtime, the store, the metrics endpoint, notify commands.
+const SPARE_DESCRIPTORS: u64 = 128;
+
+/// Raise the soft limit of open files to the hard one (the default soft
+/// limit, 1,024, is about `milter.max_connections`), and warn when it is
+/// still too low: past it, connections wait until others end.
+fn open_files_limit(max_connections: usize) {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    let below_hard = match (limit.current, limit.maximum) {
+        (Some(current), Some(hard)) => current < hard,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if below_hard {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => limit = raised,
+            Err(e) => tracing::debug!("cannot raise the open files limit: {e}"),
+        }
+    }
+    let needed = max_connections as u64 + SPARE_DESCRIPTORS;
+    if let Some(current) = limit.current.filter(|&n| n < needed) {
+        tracing::warn!(
+            "open files limit {current} is below milter.max_connections ({max_connections}) + {SPARE_DESCRIPTORS}: \
+             raise it (systemd: LimitNOFILE=) or lower max_connections; meanwhile accepting waits for free descriptors"
+        );
+    }
 }

@@ -48,23 +48,60 @@ const DANGEROUS_EXTENSIONS: &[(&str, &str)] = &[
 
 pub struct Attachment;
 
+/// Containers whose files are judged one by one once listed: a disk image
+/// or OneNote section is dangerous itself only when nothing inside it could
+/// be read (a VHD, a UDF-only image, a damaged file).
+const CONTAINER_EXTENSIONS: &[&str] = &["iso", "img", "vhd", "vhdx", "one"];
+
 /// Why a node is dangerous: (what it is, how we know), or None.
-fn dangerous(node: &view::Attachment) -> Option<(&'static str, &'static str)> {
-    let by_content = match node.file_type {
-        FileType::Pe => Some("Windows executable"),
-        FileType::Lnk => Some("Windows shortcut"),
-        FileType::Iso => Some("disk image"),
-        FileType::OneNote => Some("OneNote section"),
-        _ => None,
-    };
-    if let Some(what) = by_content {
-        return Some((what, "by content"));
+fn dangerous(view: &MessageView, node: &view::Attachment) -> Option<(&'static str, &'static str)> {
+    let ext = node.extension();
+    let listed = || view.children(node.id).next().is_some();
+    match node.file_type {
+        // UEFI boot loaders on an installer image are PE files that no
+        // double-click runs.
+        FileType::Pe if ext.as_deref() == Some("efi") => return None,
+        // Inside a mounted disk image Windows runs what the name says: a
+        // Linux kernel (an "MZ" bzImage) named vmlinuz runs nothing.
+        FileType::Pe if in_disk_image(view, node) && !runs_by_name(ext.as_deref()) => return None,
+        FileType::Pe => return Some(("Windows executable", "by content")),
+        FileType::Lnk => return Some(("Windows shortcut", "by content")),
+        FileType::Iso if !listed() => {
+            return Some(("disk image whose files could not be listed", "by content"))
+        }
+        FileType::Iso | FileType::OneNote => return None,
+        FileType::Text | FileType::Unknown => {
+            if let Some(language) = crate::formats::script::sniff(&node.data) {
+                return Some((language, "by content"));
+            }
+            if crate::formats::disk_image::sniff_vhd(&node.data) {
+                return Some(("virtual disk image (not opened)", "by content"));
+            }
+        }
+        _ => {}
     }
-    let ext = node.extension()?;
+    let ext = ext?;
+    if CONTAINER_EXTENSIONS.contains(&ext.as_str()) && listed() {
+        return None;
+    }
     DANGEROUS_EXTENSIONS
         .iter()
         .find(|(e, _)| *e == ext)
         .map(|(_, what)| (*what, "by name"))
+}
+
+fn in_disk_image(view: &MessageView, node: &view::Attachment) -> bool {
+    node.parent
+        .and_then(|p| view.attachments.get(p))
+        .is_some_and(|p| p.file_type == FileType::Iso || crate::formats::disk_image::sniff(&p.data))
+}
+
+/// Names Windows runs (or loads, beside a shortcut) as programs.
+fn runs_by_name(ext: Option<&str>) -> bool {
+    matches!(
+        ext,
+        Some("exe" | "scr" | "com" | "pif" | "cpl" | "msi" | "dll" | "sys" | "ocx" | "xll")
+    )
 }
 
 impl Detector for Attachment {
@@ -86,11 +123,12 @@ impl Detector for Attachment {
             .attachments
             .iter()
             .filter_map(|node| {
-                let (what, how) = dangerous(node)?;
+                let (what, how) = dangerous(message, node)?;
                 let place = match (node.origin, node.decrypted) {
-                    (Origin::ArchiveEntry, true) => ", inside an encrypted archive",
-                    (Origin::ArchiveEntry, false) => ", inside an archive",
-                    (Origin::MimePart, _) => "",
+                    (Origin::ArchiveEntry, true) => ", inside an encrypted archive".to_string(),
+                    (Origin::ArchiveEntry, false) => ", inside an archive".to_string(),
+                    (Origin::MimePart, _) => String::new(),
+                    (Origin::Embedded(how), _) => format!(", {how}"),
                 };
                 Some(format!("{}: {what} ({how}{place})", node.path))
             })

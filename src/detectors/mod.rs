@@ -14,6 +14,7 @@ use crate::detector::{Detector, RuleInfo};
 pub mod links;
 pub mod office_macro;
 pub mod outbound;
+pub mod payload;
 
 /// Rules the scan core itself emits.
 pub const SCAN_RULES: &[RuleInfo] = &[
@@ -45,6 +46,7 @@ pub fn catalog() -> Vec<(&'static str, &'static [RuleInfo])> {
         (thread_hijack::NAME, thread_hijack::RULES),
         (office_macro::NAME, office_macro::RULES),
         (links::NAME, links::RULES),
+        (payload::NAME, payload::RULES),
     ]
 }
 
@@ -68,5 +70,6 @@ pub fn build(config: &Config) -> Vec<Box<dyn Detector>> {
         Box::new(outbound::Outbound::new()),
         Box::new(office_macro::OfficeMacro::new(&config.office_macro)),
         Box::new(links::Links::new(&config.links)),
+        Box::new(payload::Payload),
     ]
 }

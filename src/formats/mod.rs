@@ -14,9 +14,18 @@
 //! checks the deadline inside its loops. When it stops early it says so in
 //! [`Opened::limits`], which becomes `scan.limit`.
 
+pub mod disk_image;
+pub mod html;
+pub mod lnk;
 pub mod office_crypto;
+pub mod ole_objects;
+pub mod onenote;
+pub mod ooxml;
 pub mod padding;
+pub mod pdf;
 pub mod rar;
+pub mod rtf;
+pub mod script;
 pub mod sevenz;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -119,6 +128,16 @@ impl Budget {
                 Err(now) => left = now,
             }
         }
+    }
+
+    /// Count bytes already produced under a cap from [`Budget::cap_for`]
+    /// (a reader stopped at the cap); never fails, saturates at zero.
+    pub fn charge(&self, n: u64) {
+        let _ = self
+            .bytes_left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                Some(left.saturating_sub(n))
+            });
     }
 
     /// The most bytes one item of `compressed` input may produce: what is
@@ -254,6 +273,14 @@ pub enum IndicatorKind {
     /// Structure that only an evasion would produce (an RTF header
     /// broken on purpose, an object hidden in junk); detail says what.
     Malformed,
+    /// A link a document shows its reader (PDF `/URI`); detail: the URL.
+    Link,
+    /// A document action that starts a program (PDF `/Launch`); detail:
+    /// the program and arguments when given.
+    LaunchAction,
+    /// Script that runs when a document opens (PDF `/OpenAction` or `/AA`
+    /// with JavaScript); detail says which.
+    AutoScript,
 }
 
 /// An encrypted item inside a file (an archive entry, an encrypted

@@ -15,7 +15,7 @@ use tracing::{debug, error, info, warn};
 
 use super::session::Session;
 use super::Daemon;
-use crate::headers::{prefixed_subject, verdict_headers};
+use crate::headers::{findings_shown, prefixed_subject, verdict_headers_for};
 use crate::report::{Report, Verdict};
 
 /// Longest quarantine reason we send; Postfix logs it and keeps it in the queue file.
@@ -34,7 +34,7 @@ pub fn make(daemon: Arc<Daemon>) -> Callbacks<Session> {
         .on_helo(|cx, name| Box::pin(async move { helo(cx, name) }))
         .on_mail(move |cx, args| {
             let daemon = d_mail.clone();
-            Box::pin(async move { mail(&daemon, cx, args) })
+            Box::pin(async move { mail(&daemon, cx, args).await })
         })
         .on_rcpt(|cx, args| Box::pin(async move { rcpt(cx, args) }))
         .on_header(|cx, name, value| Box::pin(async move { header(cx, name, value) }))
@@ -144,7 +144,7 @@ fn helo(cx: &mut Context<Session>, name: CString) -> Status {
     carry_on(&mut cx.data, ProtoOpts::NOREPLY_HELO)
 }
 
-fn mail(daemon: &Daemon, cx: &mut Context<Session>, args: Vec<CString>) -> Status {
+async fn mail(daemon: &Daemon, cx: &mut Context<Session>, args: Vec<CString>) -> Status {
     let from = args
         .first()
         .map(|a| a.to_string_lossy())
@@ -160,6 +160,13 @@ fn mail(daemon: &Daemon, cx: &mut Context<Session>, args: Vec<CString>) -> Statu
         &config.headers,
         in_flight,
     );
+    // The envelope stage: an outbound account on hold is held whatever
+    // becomes of the content scan.
+    if let Some(message) = session(&mut cx.data).message() {
+        message.envelope_findings = daemon
+            .envelope_stage(engine.clone(), &message.envelope)
+            .await;
+    }
     carry_on(&mut cx.data, ProtoOpts::NOREPLY_MAIL)
 }
 
@@ -209,8 +216,9 @@ fn abort(cx: &mut Context<Session>) -> Status {
 async fn eom(daemon: &Daemon, cx: &mut EomContext<Session>) -> Status {
     let queue_id = macro_string(&cx.macros, c"i").map(Cow::into_owned);
     let Some(mut message) = session(&mut cx.data).take_message() else {
-        warn!("end of message without MAIL FROM; accepting unscanned");
-        return Status::Continue;
+        // Never pass what was not scanned: the MTA retries later.
+        warn!("end of message without MAIL FROM; answering tempfail");
+        return Status::Tempfail;
     };
     if let Some(id) = queue_id {
         message.set_queue_id(&id);
@@ -220,19 +228,34 @@ async fn eom(daemon: &Daemon, cx: &mut EomContext<Session>) -> Status {
     let id = envelope.log_id().to_string();
     let to_delete = message.own_headers_to_delete();
     let subject = message.subject().map(str::to_owned);
+    let to_outsiders = !findings_shown(engine.config(), &envelope);
     let started = std::time::Instant::now();
     // Allowlisted mail passes unscanned whatever its size.
+    let pre = message.envelope_findings.clone();
     let report = if message.too_large() && engine.policy().allowlisted(&envelope).is_none() {
-        engine.too_large(message.size())
+        engine.too_large(message.size(), &pre)
     } else {
         daemon
-            .scan(engine.clone(), envelope, message.into_raw())
+            .scan(engine.clone(), pre, envelope, message.into_raw())
             .await
     };
 
     crate::metrics::observe_report(&report, started.elapsed());
     info!("{id}: {}", report.log_summary());
-    match act(&engine, cx, &report, &to_delete, subject.as_deref()).await {
+    // Held mail keeps its findings for the reviewer (quarantine show).
+    let show_findings = !to_outsiders || report.verdict >= Verdict::Quarantine;
+    if !show_findings && !report.findings.is_empty() {
+        info!(
+            "{id}: findings (left out of the headers of outbound mail to outside recipients): {}",
+            crate::sanitize::one_line(&report.finding_lines().join("; "))
+        );
+    }
+    let headers = Headers {
+        to_delete: &to_delete,
+        subject: subject.as_deref(),
+        show_findings,
+    };
+    match act(&engine, cx, &report, headers).await {
         Ok(status) => status,
         Err(e) => {
             // The verdict could not be applied: never pass (or lose) the
@@ -246,15 +269,28 @@ async fn eom(daemon: &Daemon, cx: &mut EomContext<Session>) -> Status {
     }
 }
 
+/// What [`act`] needs of the message's headers.
+struct Headers<'a> {
+    /// Incoming copies of our headers: (name, index).
+    to_delete: &'a [(String, i32)],
+    subject: Option<&'a str>,
+    /// False for outbound mail to outside recipients ([`findings_shown`]).
+    show_findings: bool,
+}
+
 /// Apply the verdict: delete forged headers, add ours (and the Subject
 /// prefix if configured), quarantine or reject.
 async fn act(
     engine: &crate::Engine,
     cx: &mut EomContext<Session>,
     report: &Report,
-    to_delete: &[(String, i32)],
-    subject: Option<&str>,
+    headers: Headers<'_>,
 ) -> Result<Status, indymilter::ActionError> {
+    let Headers {
+        to_delete,
+        subject,
+        show_findings,
+    } = headers;
     let config = engine.config();
     if report.verdict == Verdict::Reject {
         let text = &config.policy.reject_message;
@@ -272,7 +308,9 @@ async fn act(
             .change_header(name.as_str(), *index, None::<&str>)
             .await?;
     }
-    for (name, value) in verdict_headers(report, &config.headers, config.policy.tag) {
+    for (name, value) in
+        verdict_headers_for(report, &config.headers, config.policy.tag, show_findings)
+    {
         cx.actions.add_header(name, value).await?;
     }
     if let Some(new) = prefixed_subject(report, &config.headers, subject.unwrap_or("")) {
@@ -289,11 +327,11 @@ async fn act(
 
 /// `malspam: score 12; office_macro.autoexec (+8): invoice.doc: …; …`, bounded.
 fn quarantine_reason(report: &Report) -> String {
-    let mut reason = format!(
+    let mut reason = crate::sanitize::one_line(&format!(
         "malspam-milter: score {}; {}",
         crate::report::round2(report.score),
         report.finding_lines().join("; ")
-    );
+    ));
     if reason.len() > MAX_REASON {
         let mut cut = MAX_REASON;
         while !reason.is_char_boundary(cut) {

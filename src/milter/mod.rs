@@ -22,6 +22,7 @@
 //! flight, then closes the remaining connections.
 
 mod callbacks;
+mod listener;
 pub use callbacks::NO_REPLY_STAGES;
 pub mod session;
 
@@ -30,9 +31,8 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::task::{Context, Poll, Waker};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, UnixListener};
@@ -42,8 +42,9 @@ use tracing::{error, info, warn};
 use crate::config::{Config, ConfigErrors, ListenAddr};
 use crate::envelope::Envelope;
 use crate::report::Report;
-use crate::scan::Engine;
+use crate::scan::{Engine, EnvelopeFindings};
 use crate::store::Store;
+use listener::{GracefulListener, StopAccepting};
 
 /// Builds an engine from a (re)loaded config. The daemon's default keeps one
 /// state store across reloads; tests add their own detectors.
@@ -173,29 +174,90 @@ impl Daemon {
     /// Light messages (see [`scans_inline`]) are scanned right here instead:
     /// for plain text mail the hand-off to a pool thread and back costs more
     /// CPU than the scan itself.
-    pub async fn scan(&self, engine: Arc<Engine>, envelope: Envelope, raw: Vec<u8>) -> Report {
+    pub async fn scan(
+        &self,
+        engine: Arc<Engine>,
+        pre: EnvelopeFindings,
+        envelope: Envelope,
+        raw: Vec<u8>,
+    ) -> Report {
         if scans_inline(engine.config(), &envelope, &raw) {
-            return engine.scan(envelope, &raw);
+            return engine.scan_after(&pre, envelope, &raw);
         }
+        // One budget for waiting for a slot and scanning: a flood of big
+        // messages makes the next ones wait, never wait forever.
         let budget = Duration::from_secs(engine.config().limits.scan_timeout_secs) + SCAN_GRACE;
-        let permit = match self.scan_permits.clone().acquire_owned().await {
-            Ok(permit) => permit,
-            Err(_) => return engine.not_scanned("the scan pool is closed"),
+        let deadline = tokio::time::Instant::now() + budget;
+        let permit = match tokio::time::timeout_at(
+            deadline,
+            self.scan_permits.clone().acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return engine.not_scanned("the scan pool is closed", &pre),
+            Err(_) => {
+                return engine.not_scanned(
+                    &format!("every scan slot stayed busy for {} s", budget.as_secs()),
+                    &pre,
+                )
+            }
         };
         let scan_engine = engine.clone();
+        let scan_pre = pre.clone();
         let task = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            scan_engine.scan(envelope, &raw)
+            scan_engine.scan_after(&scan_pre, envelope, &raw)
         });
-        match tokio::time::timeout(budget, task).await {
+        match tokio::time::timeout_at(deadline, task).await {
             Ok(Ok(report)) => report,
-            Ok(Err(join_error)) => {
-                engine.not_scanned(&format!("internal error in the scan: {join_error}"))
-            }
-            Err(_) => engine.not_scanned(&format!(
-                "the scan did not finish within {} s",
-                budget.as_secs()
-            )),
+            Ok(Err(join_error)) => engine.not_scanned(
+                &format!(
+                    "internal error in the scan ({})",
+                    if join_error.is_panic() {
+                        "a panic"
+                    } else {
+                        "cancelled"
+                    }
+                ),
+                &pre,
+            ),
+            Err(_) => engine.not_scanned(
+                &format!("the scan did not finish within {} s", budget.as_secs()),
+                &pre,
+            ),
+        }
+    }
+
+    /// The envelope stage of a message, off the protocol thread when it
+    /// needs the store (outbound mail only), within the store's own
+    /// timeout plus a second: a store that hangs gives
+    /// `outbound.hold_unknown`, held, never a message let out unheld.
+    pub async fn envelope_stage(
+        &self,
+        engine: Arc<Engine>,
+        envelope: &Envelope,
+    ) -> EnvelopeFindings {
+        let config = engine.config();
+        let Some(account) = crate::detectors::outbound::account_of(&config.outbound, envelope)
+        else {
+            return EnvelopeFindings::default();
+        };
+        let limit = Duration::from_millis(config.store.timeout_ms) + Duration::from_secs(1);
+        let stage_engine = engine.clone();
+        let stage_envelope = envelope.clone();
+        let task =
+            tokio::task::spawn_blocking(move || stage_engine.envelope_stage(&stage_envelope));
+        match tokio::time::timeout(limit, task).await {
+            Ok(Ok(found)) => found,
+            _ => EnvelopeFindings(vec![crate::policy::RawFinding {
+                detector: "outbound".into(),
+                rule: "hold_unknown".into(),
+                evidence: crate::scan::clean_evidence(&format!(
+                    "{account}: whether the account is on hold could not be read in {} ms",
+                    limit.as_millis()
+                )),
+            }]),
         }
     }
 
@@ -224,29 +286,38 @@ impl Daemon {
 }
 
 /// Whether a message is scanned on the protocol thread: at most
-/// `milter.inline_scan_max_bytes`, no base64 or uuencoded part (so no
-/// archive or Office file to open, which is where a scan's time goes), a
-/// store that answers without the network, and not outbound mail (whose
-/// counters are written at once, and may wait on a store lock or start a
-/// notify command).
+/// `milter.inline_scan_max_bytes`, nothing but text parts (no attachment,
+/// archive or Office file to open, which is where a scan's time goes, in
+/// whatever transfer encoding it comes), a store that answers without the
+/// network, and not outbound mail (whose counters are written at once, and
+/// may wait on a store lock or start a notify command).
 pub fn scans_inline(config: &Config, envelope: &Envelope, raw: &[u8]) -> bool {
     raw.len() <= config.milter.inline_scan_max_bytes
         && config.store.backend != crate::store::StoreBackend::Redis
         && crate::detectors::outbound::account_of(&config.outbound, envelope).is_none()
-        && !has_encoded_part(raw)
+        && is_plain_text_mail(raw)
 }
 
-/// True when `raw` may carry a base64 or uuencoded part. Errs on the side
-/// of yes: the word "base64" anywhere, or a line starting "begin " followed
-/// by a digit (uuencode's "begin 644 name").
-fn has_encoded_part(raw: &[u8]) -> bool {
-    let base64 = memchr::memmem::find_iter(raw, b"64")
-        .any(|i| i >= 4 && raw[i - 4..i].eq_ignore_ascii_case(b"base"));
-    if base64 {
-        return true;
+/// True only when `raw` plainly has nothing but text: no `name=` or
+/// `filename` parameter, no `Content-Type` other than text/* and
+/// multipart/*, no base64 and no uuencode ("begin 644 name"). Errs on the
+/// side of no: a quoted-printable or 8bit attachment goes to the pool.
+fn is_plain_text_mail(raw: &[u8]) -> bool {
+    let lower = raw.to_ascii_lowercase();
+    let has = |needle: &[u8]| memchr::memmem::find(&lower, needle).is_some();
+    if has(b"base64") || has(b"name=") || has(b"name*") {
+        return false;
     }
-    memchr::memmem::find_iter(raw, b"\nbegin ")
-        .any(|i| raw.get(i + 7).is_some_and(u8::is_ascii_digit))
+    if memchr::memmem::find_iter(&lower, b"\nbegin ")
+        .any(|i| lower.get(i + 7).is_some_and(u8::is_ascii_digit))
+    {
+        return false;
+    }
+    // Every Content-Type must be text/* or multipart/*.
+    memchr::memmem::find_iter(&lower, b"content-type:").all(|i| {
+        let value = lower[i + 13..].trim_ascii_start();
+        value.starts_with(b"text/") || value.starts_with(b"multipart/")
+    })
 }
 
 /// Scan slots from `milter.max_concurrent_scans` (0 = one per core).
@@ -382,50 +453,6 @@ async fn remove_stale_socket(path: &Path) -> io::Result<()> {
     std::fs::remove_file(path)
 }
 
-/// Lets shutdown close the listening socket while sessions go on.
-#[derive(Default)]
-struct StopAccepting {
-    stopped: AtomicBool,
-    waker: Mutex<Option<Waker>>,
-}
-
-impl StopAccepting {
-    fn stop(&self) {
-        self.stopped.store(true, Ordering::SeqCst);
-        if let Some(w) = self.waker.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            w.wake();
-        }
-    }
-}
-
-/// The listener as indymilter sees it: once stopped, it drops the socket
-/// (new connections are refused at once) and accepts nothing more.
-struct GracefulListener {
-    inner: Option<MilterListener>,
-    stop: Arc<StopAccepting>,
-}
-
-type Stream = indymilter::EitherStream<tokio::net::TcpStream, tokio::net::UnixStream>;
-
-impl indymilter::Listener for GracefulListener {
-    type Io = Stream;
-
-    fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Stream>> {
-        *self.stop.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(cx.waker().clone());
-        if self.stop.stopped.load(Ordering::SeqCst) {
-            self.inner = None;
-            return Poll::Pending;
-        }
-        match &mut self.inner {
-            None => Poll::Pending,
-            Some(MilterListener::Tcp(l)) => l.poll_accept(cx).map_ok(indymilter::EitherStream::Tcp),
-            Some(MilterListener::Unix(l, _)) => {
-                l.poll_accept(cx).map_ok(indymilter::EitherStream::Unix)
-            }
-        }
-    }
-}
-
 /// Serve the milter protocol on `listener` until `shutdown` completes.
 ///
 /// Each message on `reload` rereads the config ([`Daemon::reload_and_log`]).
@@ -444,10 +471,7 @@ pub async fn run(
         daemon.scan_slots
     );
     let stop = Arc::new(StopAccepting::default());
-    let listener = GracefulListener {
-        inner: Some(listener),
-        stop: stop.clone(),
-    };
+    let listener = GracefulListener::new(listener, stop.clone(), daemon.clone());
     let milter_config = daemon.engine().config().milter.clone();
     let config = indymilter::Config {
         max_connections: milter_config.max_connections.max(1),
@@ -593,5 +617,34 @@ Content-Transfer-Encoding: BASE64\r\n\r\nUEsDBA==\r\n";
         let mut redis = Config::default();
         redis.store.backend = crate::store::StoreBackend::Redis;
         assert!(!scans_inline(&redis, &env, PLAIN));
+    }
+
+    #[test]
+    fn attachments_in_any_transfer_encoding_go_to_the_pool() {
+        let config = Config::default();
+        let env = inbound();
+        // 150 quoted-printable Office parts under 256 KiB: no "base64"
+        // anywhere, yet each is a document to open.
+        let mut qp = String::from(
+            "From: a@example.com\r\nSubject: x\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=b\r\n\r\n",
+        );
+        for _ in 0..150 {
+            qp.push_str(
+                "--b\r\nContent-Type: application/vnd.ms-word.document.macroEnabled.12\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\r\nPK=03=04=14=00\r\n",
+            );
+        }
+        qp.push_str("--b--\r\n");
+        assert!(qp.len() < 256 * 1024);
+        assert!(!scans_inline(&config, &env, qp.as_bytes()));
+        // An 8bit part with a file name, whatever its type claims.
+        let named = b"Content-Type: text/plain; name=\"run.js\"\r\n\
+Content-Transfer-Encoding: 8bit\r\n\r\nWScript.Echo(1)\r\n";
+        assert!(!scans_inline(&config, &env, named));
+        // Text and HTML alternatives stay inline.
+        let alt = b"Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\n\
+Content-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: text/html\r\n\r\n<p>hi</p>\r\n--b--\r\n";
+        assert!(scans_inline(&config, &env, alt));
     }
 }

@@ -7,6 +7,7 @@
 //! and no attachment content is ever printed.
 
 pub mod postfix;
+pub mod release;
 
 use serde::{Deserialize, Serialize};
 
@@ -24,8 +25,25 @@ pub struct QuarantineConfig {
     pub postqueue: String,
     pub postcat: String,
     pub postsuper: String,
+    pub postconf: String,
+    pub postkick: String,
+    /// A command prefix (no shell) for postcat, postsuper and postkick when
+    /// not running as root, e.g. ["/usr/bin/sudo", "-n"] for the `web`
+    /// process (see README for the sudoers lines). Empty: run them directly.
+    pub privileged: Vec<String>,
     /// Findings shown per message by `quarantine list` (highest score first).
     pub list_findings: usize,
+    /// A message held this fraction of `maximal_queue_lifetime` (or
+    /// `bounce_queue_lifetime`) or longer is released with `postsuper -r`,
+    /// so that it does not bounce as expired.
+    pub requeue_after_fraction: f64,
+    /// `host:port` of a milter-free smtpd (see README): when set, release
+    /// re-injects the message there with the verdict headers replaced by
+    /// `X-Malspam-Released`, then deletes the held copy. Empty: release in
+    /// place (the message keeps its verdict headers).
+    pub reinject: String,
+    /// Seconds to wait for the re-injection smtpd at each step.
+    pub reinject_timeout_secs: u64,
 }
 
 impl Default for QuarantineConfig {
@@ -35,8 +53,35 @@ impl Default for QuarantineConfig {
             postqueue: "/usr/sbin/postqueue".into(),
             postcat: "/usr/sbin/postcat".into(),
             postsuper: "/usr/sbin/postsuper".into(),
+            postconf: "/usr/sbin/postconf".into(),
+            postkick: "/usr/sbin/postkick".into(),
+            privileged: Vec::new(),
             list_findings: 3,
+            requeue_after_fraction: 0.5,
+            reinject: String::new(),
+            reinject_timeout_secs: 30,
         }
+    }
+}
+
+impl QuarantineConfig {
+    /// Invalid values, as (key path, message), for `config check`.
+    pub fn problems(&self) -> Vec<([&'static str; 2], String)> {
+        let mut out = Vec::new();
+        if !(0.0..=1.0).contains(&self.requeue_after_fraction) {
+            out.push((
+                ["quarantine", "requeue_after_fraction"],
+                "must be between 0.0 and 1.0".to_string(),
+            ));
+        }
+        let r = self.reinject.trim();
+        if !r.is_empty() && r.parse::<std::net::SocketAddr>().is_err() {
+            out.push((
+                ["quarantine", "reinject"],
+                format!("expected host:port as IP:port, e.g. \"127.0.0.1:10026\", got {r:?}"),
+            ));
+        }
+        out
     }
 }
 
@@ -260,18 +305,7 @@ fn shorten(s: &str, max_chars: usize) -> String {
 /// Text from a message made safe for a terminal: control characters
 /// (C0, DEL, C1: escape sequences, carriage returns, newlines) and the
 /// bidi controls that reorder what a reviewer reads are shown as `\u{..}`.
-pub fn clean(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-        if c.is_control() || bidi {
-            out.push_str(&c.escape_unicode().to_string());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+pub use crate::sanitize::escape_controls as clean;
 
 #[cfg(test)]
 mod tests {
@@ -381,6 +415,30 @@ mod tests {
     }
 
     #[test]
+    fn encoded_findings_are_decoded_for_the_reviewer() {
+        let lines = vec![
+            "encrypted_archive.password_in_body (+6): 請求書.zip: パスワード abc123".to_string(),
+            format!("links.long (+1): {}", "x".repeat(300)),
+        ];
+        let value = headers::fold_findings(&lines);
+        assert!(value.is_ascii(), "{value}");
+        let block = format!(
+            "Subject: =?UTF-8?B?6KuL5rGC5pu4?=\nX-Malspam-Verdict: quarantine\n\
+             X-Malspam-Score: 7\nX-Malspam-Findings: {value}\n"
+        );
+        let held = HeldMessage::new(&entries()[0], block.as_bytes());
+        assert_eq!(held.subject, "請求書");
+        assert_eq!(held.verdict.as_ref().unwrap().findings, lines);
+        let shown = held.show_text(held.arrival_time);
+        assert!(
+            shown.contains(
+                "  encrypted_archive.password_in_body (+6): 請求書.zip: パスワード abc123\n"
+            ),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn terminal_controls_are_escaped() {
         assert_eq!(clean("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
         assert_eq!(clean("x\r\ny\u{9b}"), "x\\u{d}\\u{a}y\\u{9b}");
@@ -397,6 +455,24 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains('\u{1b}'));
+    }
+
+    #[test]
+    fn release_settings_are_checked() {
+        let text = "[quarantine]\nrequeue_after_fraction = 1.5\nreinject = \"localhost\"\n";
+        let errors = crate::Config::parse(text, "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            errors.contains("t.toml:2: quarantine.requeue_after_fraction: must be between"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("t.toml:3: quarantine.reinject: expected"),
+            "{errors}"
+        );
+        let ok = "[quarantine]\nrequeue_after_fraction = 0.0\nreinject = \"127.0.0.1:10026\"\n";
+        assert!(crate::Config::parse(ok, "t.toml").is_ok());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Postfix's hold queue, through Postfix's own tools: `postqueue -j` lists
 //! the queue (one JSON object per line), `postcat` prints a queued message,
-//! `postsuper -H` releases and `postsuper -d ID hold` deletes. Every command
+//! `postsuper -H` releases (then `postqueue -i` delivers at once, or
+//! `postsuper -r` requeues mail held nearly long enough to expire) and
+//! `postsuper -d ID hold` deletes. Every command
 //! gets `-c CONFIG_DIR` and runs without a shell; queue ids are checked
 //! before they reach a command line.
 
@@ -82,7 +84,7 @@ impl<'a> Postfix<'a> {
 
     /// Every queued message (all queues).
     pub fn queue(&self) -> Result<Vec<QueueEntry>, String> {
-        let out = self.run(&self.config.postqueue, &["-j"])?;
+        let out = self.stdout(&self.config.postqueue, &["-j"])?;
         parse_postqueue_json(&String::from_utf8_lossy(&out))
     }
 
@@ -109,13 +111,13 @@ impl<'a> Postfix<'a> {
     /// The message's header block as queued (`postcat -h -q ID`).
     pub fn headers(&self, id: &str) -> Result<Vec<u8>, String> {
         check_id(id)?;
-        self.run(&self.config.postcat, &["-h", "-q", id])
+        self.stdout(&self.config.postcat, &["-h", "-q", id])
     }
 
     /// The whole message, headers and body (`postcat -bh -q ID`).
     pub fn message(&self, id: &str) -> Result<Vec<u8>, String> {
         check_id(id)?;
-        self.run(&self.config.postcat, &["-bh", "-q", id])
+        self.stdout(&self.config.postcat, &["-bh", "-q", id])
     }
 
     /// Release from hold (`postsuper -H ID`); Postfix delivers it next.
@@ -128,6 +130,66 @@ impl<'a> Postfix<'a> {
                 "{id}: postsuper released nothing (no longer held?)"
             )),
         }
+    }
+
+    /// Deliver now (`postqueue -i ID`): without it a released message
+    /// waits for the next queue run, up to `queue_run_delay` (300 s).
+    pub fn flush(&self, id: &str) -> Result<(), String> {
+        check_id(id)?;
+        self.run(&self.config.postqueue, &["-i", id]).map(|_| ())
+    }
+
+    /// Requeue (`postsuper -r ID hold`), then wake pickup (`postkick`): the
+    /// message gets a new queue file and arrival time, goes through cleanup
+    /// again (never the milters, see postsuper(1)) and is delivered at once.
+    pub fn requeue(&self, id: &str) -> Result<(), String> {
+        check_id(id)?;
+        let out = self.run(&self.config.postsuper, &["-r", id, HOLD])?;
+        match postsuper_count(&String::from_utf8_lossy(&out), "Requeued") {
+            Some(1) => {}
+            _ => {
+                return Err(format!(
+                    "{id}: postsuper requeued nothing (no longer held?)"
+                ))
+            }
+        }
+        // The message waits in maildrop until pickup looks (every 60 s):
+        // wake it as postdrop does.
+        self.run(&self.config.postkick, &["public", "pickup", "W"])
+            .map(|_| ())
+    }
+
+    /// The shorter of `maximal_queue_lifetime` and `bounce_queue_lifetime`,
+    /// in seconds, from `postconf -h`.
+    pub fn queue_lifetime(&self) -> Result<u64, String> {
+        let out = self.stdout(
+            &self.config.postconf,
+            &["-h", "maximal_queue_lifetime", "bounce_queue_lifetime"],
+        )?;
+        let text = String::from_utf8_lossy(&out);
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                postfix_time(l.trim())
+                    .ok_or_else(|| format!("postconf: cannot read the time {:?}", l.trim()))
+            })
+            .try_fold(u64::MAX, |min, t| t.map(|t| min.min(t)))
+    }
+
+    /// Release a held message so that it is delivered now: `postsuper -H`
+    /// then `postqueue -i`; or, when it was held for `fraction` of the
+    /// queue lifetime or longer (it would bounce as expired),
+    /// `postsuper -r`. Returns true when it was requeued.
+    pub fn release_now(&self, entry: &QueueEntry, now: u64, fraction: f64) -> Result<bool, String> {
+        let lifetime = self.queue_lifetime()?;
+        let held_for = now.saturating_sub(entry.arrival_time);
+        if held_for as f64 >= lifetime as f64 * fraction {
+            self.requeue(&entry.queue_id)?;
+            return Ok(true);
+        }
+        self.release(&entry.queue_id)?;
+        self.flush(&entry.queue_id)?;
+        Ok(false)
     }
 
     /// Delete from the hold queue only (`postsuper -d ID hold`), so a
@@ -144,7 +206,38 @@ impl<'a> Postfix<'a> {
     /// `PROGRAM -c CONFIG_DIR ARGS`, no shell; stdout and stderr together
     /// (postsuper reports on stderr). A failure carries Postfix's words.
     fn run(&self, program: &str, args: &[&str]) -> Result<Vec<u8>, String> {
-        let out = Command::new(program)
+        let out = self.output(program, args)?;
+        let mut all = out.stdout;
+        all.extend_from_slice(&out.stderr);
+        Ok(all)
+    }
+
+    /// Like [`Self::run`], stdout alone: what postqueue -j, postcat and
+    /// postconf print as data. Their warnings (a main.cf entry given twice,
+    /// ...) go to stderr and must not end up in a message or a listing.
+    fn stdout(&self, program: &str, args: &[&str]) -> Result<Vec<u8>, String> {
+        Ok(self.output(program, args)?.stdout)
+    }
+
+    fn output(&self, program: &str, args: &[&str]) -> Result<std::process::Output, String> {
+        // postcat reads queue files (mode 0700, owner postfix), postsuper
+        // is for root only and postkick writes to pickup's fifo: run them
+        // through `[quarantine] privileged` (e.g. sudo) when one is set.
+        let needs_root = [
+            &self.config.postcat,
+            &self.config.postsuper,
+            &self.config.postkick,
+        ]
+        .contains(&&program.to_string());
+        let mut command = match self.config.privileged.split_first() {
+            Some((helper, helper_args)) if needs_root => {
+                let mut c = Command::new(helper);
+                c.args(helper_args).arg(program);
+                c
+            }
+            _ => Command::new(program),
+        };
+        let out = command
             .arg("-c")
             .arg(Path::new(&self.config.postfix_config_dir))
             .args(args)
@@ -158,10 +251,27 @@ impl<'a> Postfix<'a> {
                 String::from_utf8_lossy(&out.stderr).trim()
             ));
         }
-        let mut all = out.stdout;
-        all.extend_from_slice(&out.stderr);
-        Ok(all)
+        Ok(out)
     }
+}
+
+/// A Postfix time value (`5d`, `300s`, `2h`, `1w`; a bare number is days,
+/// the unit of the queue lifetimes) in seconds.
+pub fn postfix_time(value: &str) -> Option<u64> {
+    let (number, unit) = match value.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => value.split_at(i),
+        None => (value, "d"),
+    };
+    let n: u64 = number.parse().ok()?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        "w" => 7 * 86400,
+        _ => return None,
+    };
+    n.checked_mul(scale)
 }
 
 fn check_id(id: &str) -> Result<(), String> {
@@ -236,6 +346,23 @@ mod tests {
         ] {
             assert!(!valid_queue_id(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn postfix_times() {
+        assert_eq!(postfix_time("5d"), Some(5 * 86400));
+        assert_eq!(postfix_time("5"), Some(5 * 86400), "days by default");
+        assert_eq!(postfix_time("300s"), Some(300));
+        assert_eq!(postfix_time("2h"), Some(7200));
+        assert_eq!(postfix_time("1w"), Some(604800));
+        assert_eq!(postfix_time("0"), Some(0));
+        for bad in ["", "d", "5x", "-1d", "99999999999999999999d"] {
+            assert_eq!(postfix_time(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            postsuper_count("postsuper: Requeued: 1 message\n", "Requeued"),
+            Some(1)
+        );
     }
 
     #[test]

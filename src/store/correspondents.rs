@@ -100,7 +100,7 @@ pub fn addresses_for_name(store: &dyn Store, name: &str) -> StoreResult<Vec<Know
 }
 
 /// One mailbox of a message being remembered.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Seen<'a> {
     pub address: &'a str,
     pub name: Option<&'a str>,

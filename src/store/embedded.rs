@@ -153,6 +153,15 @@ impl std::fmt::Debug for EmbeddedStore {
     }
 }
 
+/// A path for an SQLite `file:` URI: `%`, `?` and `#` escaped.
+fn percent_path(path: &Path) -> String {
+    path.display()
+        .to_string()
+        .replace('%', "%25")
+        .replace('?', "%3f")
+        .replace('#', "%23")
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> StoreResult<MutexGuard<'_, T>> {
     mutex
         .lock()
@@ -227,6 +236,45 @@ impl EmbeddedStore {
         };
         store.purge_expired()?;
         Ok(store)
+    }
+
+    /// Open an existing database for reading only (`check`): no table is
+    /// created, nothing is purged, every write fails, and the file's bytes
+    /// stay as they were. Where the directory cannot be written (no `-shm`
+    /// file can be made), the file is read as immutable.
+    pub fn open_read_only(path: &Path, busy_timeout: Duration) -> StoreResult<EmbeddedStore> {
+        use rusqlite::OpenFlags;
+        let what = path.display().to_string();
+        if !path.is_file() {
+            return Err(err(&what, "no store file yet"));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let connect = |immutable: bool| -> StoreResult<Connection> {
+            let uri = format!(
+                "file:{}?mode=ro{}",
+                percent_path(path),
+                if immutable { "&immutable=1" } else { "" }
+            );
+            let conn = Connection::open_with_flags(&uri, flags).map_err(|e| err(&what, e))?;
+            conn.busy_timeout(busy_timeout).map_err(|e| err(&what, e))?;
+            // Reading needs the tables: a file that is not our store fails here.
+            conn.query_row("SELECT count(*) FROM kv WHERE 0", [], |_| Ok(()))
+                .map_err(|e| err(&what, e))?;
+            Ok(conn)
+        };
+        let conn = connect(false).or_else(|_| connect(true))?;
+        let reader = connect(false).or_else(|_| connect(true))?;
+        Ok(EmbeddedStore {
+            conn: Mutex::new(conn),
+            reader: Mutex::new(reader),
+            clock: Arc::new(system_clock),
+            writes: AtomicU64::new(0),
+            defer: AtomicBool::new(false),
+            pending: Mutex::new(Kept::default()),
+            flushing: Mutex::new(()),
+        })
     }
 
     /// Keep `write_batch_later`'s writes for [`Store::flush`] (the daemon

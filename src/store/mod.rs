@@ -14,6 +14,7 @@ pub mod config;
 pub mod correspondents;
 pub mod embedded;
 pub mod hash;
+pub mod lists;
 pub mod memory;
 mod open;
 pub mod redis;
@@ -24,7 +25,7 @@ use std::time::Duration;
 pub use config::{StoreBackend, StoreConfig};
 pub use embedded::EmbeddedStore;
 pub use memory::MemoryStore;
-pub use open::{default_embedded_path, open, open_or_memory};
+pub use open::{default_embedded_path, open, open_or_memory, open_read_only};
 pub use redis::RedisStore;
 
 /// A store call failed. Callers turn this into `scan.error` evidence; the

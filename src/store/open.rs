@@ -48,11 +48,34 @@ pub fn open(config: &StoreConfig) -> StoreResult<Arc<dyn Store>> {
     }
 }
 
-/// Open the configured store, or an in-memory one when it cannot be opened
-/// (e.g. `check` on a read-only machine). The second value says why the
-/// fallback was taken, for the caller to print.
+/// Open the store `config` names for reading only (`check`): the embedded
+/// store's file is opened read-only and never created; Redis is only read
+/// because nothing that scans without committing writes.
+pub fn open_read_only(config: &StoreConfig) -> StoreResult<Arc<dyn Store>> {
+    match config.backend {
+        StoreBackend::Memory => Ok(Arc::new(MemoryStore::new())),
+        StoreBackend::Redis => Ok(Arc::new(RedisStore::new(config)?)),
+        StoreBackend::Embedded => {
+            let path = match &config.path {
+                Some(p) => p.clone(),
+                None => default_embedded_path().ok_or_else(|| {
+                    StoreError::new("no store.path set and neither XDG_STATE_HOME nor HOME")
+                })?,
+            };
+            Ok(Arc::new(EmbeddedStore::open_read_only(
+                &path,
+                config.timeout(),
+            )?))
+        }
+    }
+}
+
+/// Open the configured store read-only, or an in-memory one when it cannot
+/// be opened (no store yet, a read-only machine): what `check` uses, which
+/// never writes. The second value says why the fallback was taken, for the
+/// caller to print.
 pub fn open_or_memory(config: &StoreConfig) -> (Arc<dyn Store>, Option<String>) {
-    match open(config) {
+    match open_read_only(config) {
         Ok(store) => (store, None),
         Err(e) => (
             Arc::new(MemoryStore::new()),
@@ -78,6 +101,44 @@ mod tests {
         assert_eq!(store.backend(), "embedded");
         store.put("k", b"v", None).unwrap();
         assert!(dir.path().join("deep/er/state.sqlite3").exists());
+    }
+
+    #[test]
+    fn read_only_opening_never_creates_or_changes_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.sqlite3");
+        let config = StoreConfig {
+            path: Some(path.clone()),
+            ..StoreConfig::default()
+        };
+        // No store yet: nothing is created, memory is used.
+        let (store, why) = open_or_memory(&config);
+        assert_eq!(store.backend(), "memory");
+        assert!(why.unwrap().contains("no store file yet"));
+        assert!(!path.exists());
+        // A store the daemon wrote: read, never written.
+        {
+            let rw = open(&config).unwrap();
+            rw.put("k", b"v", Some(std::time::Duration::from_millis(1)))
+                .unwrap();
+            rw.put("kept", b"v", None).unwrap();
+            rw.flush().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let before = std::fs::read(&path).unwrap();
+        let (store, why) = open_or_memory(&config);
+        assert_eq!((store.backend(), why), ("embedded", None));
+        assert_eq!(store.get("kept").unwrap().as_deref(), Some(&b"v"[..]));
+        assert!(
+            store.put("x", b"y", None).is_err(),
+            "a read-only store refuses writes"
+        );
+        drop(store);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "the file's bytes are unchanged"
+        );
     }
 
     #[test]

@@ -17,6 +17,10 @@ use super::correspondents::{self, name_hash, Seen};
 use super::{hash, Store, StoreResult, WriteOp};
 use crate::view::MessageView;
 
+/// Threads one believed reply corroborates at most (In-Reply-To, then the
+/// newest References).
+const MAX_CORROBORATED: usize = 10;
+
 /// Participants kept per message (a mail to a huge list is capped).
 pub const MAX_PARTICIPANTS: usize = 50;
 
@@ -30,6 +34,40 @@ pub struct Participant {
     /// Hash of the normalised display name, if it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Whether this participant's part in the thread is corroborated (see
+    /// [`Trust`]); only such participants vouch for a later reply.
+    #[serde(default = "yes")]
+    pub vouches: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How far a remembered message is believed. Mail the organisation sent
+/// (authenticated or internal: outbound) and mail an admin feeds to
+/// `learn` are believed whole. Inbound mail is only a claim: anyone can
+/// write any Message-ID, From and Cc. Of an inbound message only these are
+/// remembered as participants who vouch for a later reply:
+/// - its recipients at the organisation's own domains (it reached them);
+/// - its From, when the Message-ID's registrable domain is the From's
+///   (an attacker who plants a record under a real thread's Message-ID
+///   cannot also make it name himself).
+///
+/// Only its From becomes a known correspondent (so one forged message
+/// Cc'ing a name at three domains cannot make that name "generic").
+#[derive(Debug, Clone, Default)]
+pub struct Trust<'a> {
+    pub believed: bool,
+    /// The organisation's registrable domains.
+    pub org_domains: &'a [String],
+}
+
+impl Trust<'_> {
+    pub const BELIEVED: Trust<'static> = Trust {
+        believed: true,
+        org_domains: &[],
+    };
 }
 
 /// What is remembered of one message.
@@ -46,17 +84,18 @@ pub struct ThreadRecord {
 }
 
 impl ThreadRecord {
+    /// The participants who vouch for a reply (see [`Trust`]).
+    pub fn vouching(&self) -> impl Iterator<Item = &Participant> {
+        self.participants.iter().filter(|p| p.vouches)
+    }
+
     pub fn has_address(&self, address: &str) -> bool {
         let h = hash::address(address);
-        self.participants.iter().any(|p| p.address == h)
+        self.vouching().any(|p| p.address == h)
     }
 
     pub fn has_name(&self, name: &str) -> bool {
-        name_hash(name).is_some_and(|h| {
-            self.participants
-                .iter()
-                .any(|p| p.name.as_ref() == Some(&h))
-        })
+        name_hash(name).is_some_and(|h| self.vouching().any(|p| p.name.as_ref() == Some(&h)))
     }
 }
 
@@ -67,7 +106,7 @@ pub fn thread_key(message_id: &str) -> String {
 /// The subject as threads compare it: reply/forward prefixes and list tags
 /// removed, NFKC, lower case, whitespace collapsed.
 pub fn normalize_subject(subject: &str) -> String {
-    let base = crate::detectors::thread_hijack::subject::parse(subject).base;
+    let base = crate::view::subject::parse(subject).base;
     let s: String = base.nfkc().collect::<String>().to_lowercase();
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -129,6 +168,7 @@ pub fn remember(
     view: &MessageView,
     ttl: Duration,
     now: i64,
+    trust: &Trust<'_>,
 ) -> StoreResult<Remembered> {
     let mut seen: Vec<Seen<'_>> = Vec::new();
     for m in view.from.iter().chain(&view.to).chain(&view.cc) {
@@ -152,15 +192,57 @@ pub fn remember(
     let id = message_key_id(view);
     let mut keys = vec![thread_key(&id)];
     keys.extend(seen.iter().map(|s| correspondents::address_key(s.address)));
+    let list = view
+        .list_id
+        .as_deref()
+        .map(|l| (l, super::lists::server_of(view)))
+        .filter(|(_, server)| trust.believed || !server.is_empty());
+    // Mail the organisation believes (its own outbound, `learn`)
+    // corroborates the threads it replies to: their participants vouch
+    // from now on (see [`Trust`]).
+    let corroborates: Vec<String> = if trust.believed {
+        view.in_reply_to
+            .iter()
+            .chain(view.references.iter().rev())
+            .map(|id| id.trim().trim_matches(['<', '>']).to_string())
+            .filter(|id| !id.is_empty())
+            .take(MAX_CORROBORATED)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let refs_at = keys.len();
+    keys.extend(corroborates.iter().map(|id| thread_key(id)));
+    if let Some((list_id, _)) = list {
+        keys.push(super::lists::key(list_id));
+    }
     let values = store.get_many(&keys)?;
     if values.first().is_some_and(Option::is_some) {
         return Ok(Remembered::Known);
     }
-    let previous: Vec<_> = values[1..]
+    let previous: Vec<_> = values[1..=seen.len()]
         .iter()
         .map(|v| correspondents::parse_record(v.as_deref()))
         .collect();
-    let date = view.date.unwrap_or(now);
+    // A message's own Date is only a claim: never later than now.
+    let date = view.date.map_or(now, |d| d.min(now));
+    let registrable = |address: &str| {
+        crate::view::address::domain_of(address)
+            .map(|d| crate::domains::registrable(&d))
+            .unwrap_or_default()
+    };
+    let from = view.from.as_ref().and_then(|m| m.address.as_deref());
+    let id_domain = view
+        .message_id
+        .as_deref()
+        .and_then(|id| id.rsplit_once('@'))
+        .map(|(_, d)| crate::domains::registrable(&d.trim_end_matches('>').to_ascii_lowercase()));
+    let vouches = |address: &str| {
+        trust.believed
+            || trust.org_domains.contains(&registrable(address))
+            || (from.is_some_and(|f| f.eq_ignore_ascii_case(address))
+                && id_domain.as_deref() == Some(registrable(address).as_str()))
+    };
     let record = ThreadRecord {
         date,
         subject: hash::digest("subject", &normalize_subject(&view.subject)),
@@ -168,20 +250,62 @@ pub fn remember(
             .iter()
             .map(|s| Participant {
                 address: hash::address(s.address),
-                domain: crate::view::address::domain_of(s.address)
-                    .map(|d| crate::domains::registrable(&d))
-                    .unwrap_or_default(),
+                domain: registrable(s.address),
                 name: s.name.and_then(name_hash),
+                vouches: vouches(s.address),
             })
             .collect(),
-        list: crate::detectors::thread_hijack::is_list_mail(view),
+        list: view.has_list_headers(),
     };
     let mut ops = vec![WriteOp::Put {
         key: keys[0].clone(),
         value: serde_json::to_vec(&record).unwrap_or_default(),
         ttl: Some(ttl),
     }];
-    ops.extend(correspondents::record_writes(&seen, &previous, date, ttl));
+    for (key, value) in keys[refs_at..refs_at + corroborates.len()]
+        .iter()
+        .zip(&values[refs_at..refs_at + corroborates.len()])
+    {
+        let Some(mut earlier) = value
+            .as_deref()
+            .and_then(|v| serde_json::from_slice::<ThreadRecord>(v).ok())
+        else {
+            continue;
+        };
+        if earlier.participants.iter().all(|p| p.vouches) {
+            continue;
+        }
+        earlier
+            .participants
+            .iter_mut()
+            .for_each(|p| p.vouches = true);
+        ops.push(WriteOp::Put {
+            key: key.clone(),
+            value: serde_json::to_vec(&earlier).unwrap_or_default(),
+            ttl: Some(ttl),
+        });
+    }
+    // Inbound mail teaches the correspondents only its sender.
+    let (learnt, before): (Vec<Seen<'_>>, Vec<_>) = seen
+        .iter()
+        .zip(previous)
+        .filter(|(s, _)| trust.believed || from.is_some_and(|f| f.eq_ignore_ascii_case(s.address)))
+        .map(|(s, p)| (*s, p))
+        .unzip();
+    ops.extend(correspondents::record_writes(&learnt, &before, date, ttl));
+    if let Some((list_id, server)) = list {
+        let previous = super::lists::parse(values.last().and_then(|v| v.as_deref()));
+        // The day a post arrived is ours to tell, not the post's Date; an
+        // archive an admin feeds to `learn` is vouched for whole.
+        let (day, vouched) = if trust.believed {
+            (date, true)
+        } else {
+            (now, false)
+        };
+        ops.extend(super::lists::record(
+            previous, list_id, &server, day, ttl, vouched,
+        ));
+    }
     store.write_batch_later(ops)?;
     Ok(Remembered::New)
 }
@@ -221,15 +345,15 @@ Message-ID: <m1@legal-holdings.co.jp>\r\n\r\nbody\r\n";
             .replace("m1@", "m2@")
             .replace("=?UTF-8?B?5bGx55SwIOWkqumDjg==?=", "Taro Yamada");
         assert_eq!(
-            remember(&store, &view(FIRST), ttl, 0).unwrap(),
+            remember(&store, &view(FIRST), ttl, 0, &Trust::BELIEVED).unwrap(),
             Remembered::New
         );
         assert_eq!(
-            remember(&store, &view(&second), ttl, 0).unwrap(),
+            remember(&store, &view(&second), ttl, 0, &Trust::BELIEVED).unwrap(),
             Remembered::New
         );
         assert_eq!(
-            remember(&store, &view(FIRST), ttl, 0).unwrap(),
+            remember(&store, &view(FIRST), ttl, 0, &Trust::BELIEVED).unwrap(),
             Remembered::Known
         );
         store.flush().unwrap();
@@ -247,8 +371,15 @@ Message-ID: <m1@legal-holdings.co.jp>\r\n\r\nbody\r\n";
         let store = MemoryStore::new();
         let v = view(FIRST);
         let ttl = Duration::from_secs(86_400);
-        assert_eq!(remember(&store, &v, ttl, 0).unwrap(), Remembered::New);
-        assert_eq!(remember(&store, &v, ttl, 0).unwrap(), Remembered::Known);
+        let now = 2_000_000_000;
+        assert_eq!(
+            remember(&store, &v, ttl, now, &Trust::BELIEVED).unwrap(),
+            Remembered::New
+        );
+        assert_eq!(
+            remember(&store, &v, ttl, now, &Trust::BELIEVED).unwrap(),
+            Remembered::Known
+        );
         let found = lookup(
             &store,
             &[
@@ -296,13 +427,27 @@ Message-ID: <m1@legal-holdings.co.jp>\r\n\r\nbody\r\n";
     #[test]
     fn records_expire_with_the_ttl() {
         let store = MemoryStore::new();
-        remember(&store, &view(FIRST), Duration::from_millis(1), 0).unwrap();
+        remember(
+            &store,
+            &view(FIRST),
+            Duration::from_millis(1),
+            0,
+            &Trust::BELIEVED,
+        )
+        .unwrap();
         std::thread::sleep(Duration::from_millis(5));
         assert!(lookup(&store, &["m1@legal-holdings.co.jp".into()])
             .unwrap()
             .is_empty());
         assert_eq!(
-            remember(&store, &view(FIRST), Duration::from_secs(60), 0).unwrap(),
+            remember(
+                &store,
+                &view(FIRST),
+                Duration::from_secs(60),
+                0,
+                &Trust::BELIEVED
+            )
+            .unwrap(),
             Remembered::New
         );
     }

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use zip::ZipReadOptions;
 
 use super::decrypt::{self, LockedEntry};
+use super::password::Candidate;
 use super::{Builder, Origin};
-use crate::password::Candidate;
 
 /// How a zip entry is encrypted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +21,12 @@ pub enum EncryptionMethod {
     Aes,
     /// PKWARE strong encryption (general purpose flag bit 6).
     PkwareStrong,
+    /// A 7z archive's AES-256.
+    SevenZipAes,
+    /// RAR's own encryption (never opened here).
+    Rar,
+    /// An encrypted Office document (RC4, CryptoAPI, ECMA-376).
+    OfficeDocument,
 }
 
 impl EncryptionMethod {
@@ -29,6 +35,9 @@ impl EncryptionMethod {
             EncryptionMethod::ZipCrypto => "ZipCrypto",
             EncryptionMethod::Aes => "AES",
             EncryptionMethod::PkwareStrong => "PKWARE strong encryption",
+            EncryptionMethod::SevenZipAes => "7z AES-256",
+            EncryptionMethod::Rar => "RAR encryption",
+            EncryptionMethod::OfficeDocument => "Office document encryption",
         }
     }
 }
@@ -72,9 +81,47 @@ pub struct ArchiveInfo {
 /// Strong encryption: general purpose bit 6 (with bit 0).
 const FLAG_STRONG_ENCRYPTION: u16 = 1 << 6;
 
+/// Parts every Office package (OOXML) or OpenDocument file has, read by
+/// the document parsers rather than as attachments of their own: XML and
+/// relationship parts, the package's own metadata, the VBA project, media
+/// and embedded objects. Whatever else a "document" zip holds (an
+/// `invoice.doc`, an `.exe`, any encrypted entry) is an attachment: a zip
+/// does not stop being an archive because it also holds a `mimetype` or a
+/// `[Content_Types].xml` entry.
+fn is_package_part(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    let base = lower.rsplit('/').next().unwrap_or(&lower);
+    lower == "mimetype"
+        || base.ends_with(".xml")
+        || base.ends_with(".rels")
+        || base == "vbaproject.bin"
+        || [
+            "_rels/",
+            "docprops/",
+            "meta-inf/",
+            "thumbnails/",
+            "customxml/",
+        ]
+        .iter()
+        .any(|p| lower.starts_with(p))
+        || [
+            "/media/",
+            "/embeddings/",
+            "/activex/",
+            "/printersettings/",
+            "/fonts/",
+            "/theme/",
+        ]
+        .iter()
+        .any(|p| lower.contains(p))
+        || lower.starts_with("pictures/")
+}
+
 /// List the entries of the zip at node `id` and add each readable entry as a
-/// child node, within the builder's limits.
-pub(crate) fn open_zip(builder: &mut Builder<'_>, id: usize) {
+/// child node, within the builder's limits. For an Office package or
+/// OpenDocument file (`package`), its own parts are left to the document
+/// parsers and only foreign entries are added.
+pub(crate) fn open_zip(builder: &mut Builder<'_>, id: usize, package: bool) {
     let data = builder.attachments[id].data.clone();
     let path = builder.attachments[id].path.clone();
     let depth = builder.attachments[id].depth + 1;
@@ -129,6 +176,10 @@ pub(crate) fn open_zip(builder: &mut Builder<'_>, id: usize) {
             .name()
             .map(|n| n.into_owned())
             .unwrap_or_else(|_| format!("entry{index}"));
+        // A document's own parts, unless encrypted: no package encrypts a part.
+        if package && !entry.encrypted() && is_package_part(&name) {
+            continue;
+        }
         let declared_size = entry.size();
         let compressed = entry.compressed_size();
         if entry.encrypted() {
@@ -164,6 +215,7 @@ pub(crate) fn open_zip(builder: &mut Builder<'_>, id: usize) {
         };
         match read_entry(&mut archive, index, ZipReadOptions::new(), cap) {
             Ok(content) => {
+                builder.budget.charge(content.len() as u64);
                 add_entry(builder, id, &path, name, content, depth, false);
             }
             Err(ReadError::TooBig) => note_too_big(builder, &path, &name, cap),
@@ -222,7 +274,8 @@ pub(crate) fn read_entry(
     }
 }
 
-/// Add a read entry under its archive, counting its bytes.
+/// Add a read entry under its archive (its bytes are already charged to
+/// the message's budget by whoever read them).
 pub(crate) fn add_entry(
     builder: &mut Builder<'_>,
     archive_id: usize,
@@ -232,7 +285,6 @@ pub(crate) fn add_entry(
     depth: usize,
     decrypted: bool,
 ) {
-    builder.bytes_inflated += content.len() as u64;
     let child = builder.add_node(
         Some(archive_id),
         path,
@@ -251,7 +303,7 @@ pub(crate) fn note_too_big(builder: &mut Builder<'_>, path: &str, name: &str, ca
         "limits.max_inflated_bytes",
         format!("{path}/{name}: inflates past {cap} bytes; not scanned"),
     );
-    builder.bytes_inflated += cap;
+    builder.budget.charge(cap);
 }
 
 /// The headers understated the size; what was read counts as spent.
@@ -265,7 +317,7 @@ pub(crate) fn note_larger_than_declared(
         "limits.max_entry_bytes",
         format!("{path}/{name}: inflates past its declared {declared} bytes; not scanned"),
     );
-    builder.bytes_inflated += declared;
+    builder.budget.charge(declared);
 }
 
 /// How many bytes this entry may inflate to, or None (with a limit noted)
@@ -278,9 +330,7 @@ pub(crate) fn entry_cap(
     compressed: u64,
 ) -> Option<u64> {
     let limits = builder.limits;
-    let budget_left = limits
-        .max_inflated_bytes
-        .saturating_sub(builder.bytes_inflated);
+    let budget_left = builder.budget.bytes_left();
     if budget_left == 0 {
         builder.note_limit(
             "limits.max_inflated_bytes",

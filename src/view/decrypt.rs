@@ -25,8 +25,8 @@ use super::archive::{
     add_entry, entry_cap, note_too_big, read_entry, ArchiveInfo, EncryptionMethod, EntryState,
     ReadError,
 };
+use super::password::Candidate;
 use super::Builder;
-use crate::password::Candidate;
 
 /// An encrypted entry waiting for a password.
 pub(crate) struct LockedEntry {
@@ -68,7 +68,7 @@ pub(crate) fn open_encrypted(
     openable.sort_by_key(|e| (e.declared, e.index));
     let candidates = builder.password_candidates();
     let per_archive = Duration::from_secs(builder.passwords.max_seconds_per_archive);
-    let deadline = builder.deadline.min(Instant::now() + per_archive);
+    let deadline = builder.budget.deadline().min(Instant::now() + per_archive);
     let path = builder.attachments[id].path.clone();
     let depth = builder.attachments[id].depth + 1;
 
@@ -102,7 +102,7 @@ pub(crate) fn open_encrypted(
                 info.encrypted[entry.slot].state = EntryState::Decrypted;
                 builder.bytes_decrypted += content.len() as u64;
                 // Counted now, so the next entry's cap sees it.
-                builder.bytes_inflated += content.len() as u64;
+                builder.budget.charge(content.len() as u64);
                 opened.push((entry, content));
             }
             Ok(None) => {}
@@ -131,7 +131,6 @@ pub(crate) fn open_encrypted(
     // Children in archive order, as plain entries are.
     opened.sort_by_key(|(entry, _)| entry.index);
     for (entry, content) in opened {
-        builder.bytes_inflated -= content.len() as u64;
         add_entry(builder, id, &path, entry.name.clone(), content, depth, true);
     }
     if winners.is_empty() {
@@ -230,6 +229,7 @@ fn read_flag_only(
         match read_entry(archive, entry.index, options, cap) {
             Ok(content) => {
                 info.encrypted[entry.slot].state = EntryState::FlagOnly;
+                builder.budget.charge(content.len() as u64);
                 add_entry(builder, id, path, entry.name.clone(), content, depth, false);
             }
             // Really encrypted: the others are too.

@@ -73,6 +73,14 @@ impl FileType {
         }
     }
 
+    /// Zips, whatever they claim to be: plain, Office package, OpenDocument.
+    pub fn is_zip_based(self) -> bool {
+        matches!(
+            self,
+            FileType::Zip | FileType::Ooxml | FileType::OpenDocument
+        )
+    }
+
     /// Archive formats (not counting Office packages, which are zips too).
     pub fn is_archive(self) -> bool {
         matches!(

@@ -4,8 +4,11 @@
 
 pub mod address;
 pub mod archive;
+mod containers;
 mod decrypt;
 pub mod filetype;
+pub mod password;
+pub mod subject;
 
 use std::time::Instant;
 
@@ -16,10 +19,11 @@ pub use address::Mailbox;
 pub use archive::{ArchiveInfo, EncryptedEntry, EncryptionMethod, EntryState};
 pub use filetype::FileType;
 
+use crate::config::EncryptedArchiveConfig;
 use crate::config::Limits;
-use crate::detectors::encrypted_archive::EncryptedArchiveConfig;
 use crate::envelope::Envelope;
-use crate::password::{self, Candidate, MinerInput};
+use crate::formats::Budget;
+use password::{Candidate, MinerInput};
 
 /// A decoded text part: plain text as sent, HTML both as text and as markup.
 #[derive(Debug, Clone)]
@@ -43,6 +47,10 @@ pub enum Origin {
     MimePart,
     /// An entry of an archive; its parent is the archive.
     ArchiveEntry,
+    /// A file found inside another by a format parser (an RTF object, a
+    /// OneNote embedded file, a disk image's file, a smuggled blob); the
+    /// text says how it was found.
+    Embedded(&'static str),
 }
 
 /// One node of the attachment tree. The tree is kept flat: parents come
@@ -68,6 +76,13 @@ pub struct Attachment {
     pub archive: Option<ArchiveInfo>,
     /// For archive entries that were encrypted and opened with a password.
     pub decrypted: bool,
+    /// What a format parser observed in this file (an Equation Editor
+    /// object, a remote template, a shortcut's command): read by the
+    /// `payload` detector.
+    pub indicators: Vec<crate::formats::Indicator>,
+    /// The size its container declared, when that differs from what was
+    /// read (padding, truncation).
+    pub declared_size: Option<u64>,
 }
 
 impl Attachment {
@@ -125,6 +140,15 @@ impl MessageView {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Whether the message carries mailing-list headers (List-Id,
+    /// List-Post). Only a claim: `store::lists` says whether the list is
+    /// one the organisation knows.
+    pub fn has_list_headers(&self) -> bool {
+        self.list_id.is_some()
+            || self.header("List-Id").is_some()
+            || self.header("List-Post").is_some()
+    }
+
     /// The first header with this name.
     pub fn header<'a>(&'a self, name: &'a str) -> Option<&'a str> {
         self.header_values(name).next()
@@ -156,18 +180,19 @@ impl MessageView {
         MessageView::build_with(envelope, raw, limits, &passwords, deadline)
     }
 
-    /// [`MessageView::build`] with explicit bounds on password guessing.
-    pub fn build_with(
+    /// [`MessageView::build_with`] drawing on a message's shared budget
+    /// (the scan core's: detectors then draw on what the view left).
+    pub fn build_within(
         envelope: Envelope,
         raw: &[u8],
         limits: &Limits,
         passwords: &EncryptedArchiveConfig,
-        deadline: Instant,
+        budget: &Budget,
     ) -> Self {
         let mut builder = Builder {
             limits,
             passwords,
-            deadline,
+            budget,
             subject: String::new(),
             candidates: None,
             password_attempts: 0,
@@ -176,7 +201,6 @@ impl MessageView {
             texts: Vec::new(),
             limits_hit: Vec::new(),
             entries_seen: 0,
-            bytes_inflated: 0,
             parts_seen: 0,
             pending: std::collections::VecDeque::new(),
         };
@@ -193,6 +217,22 @@ impl MessageView {
         view.attachments = builder.attachments;
         view.limits_hit = builder.limits_hit;
         view
+    }
+
+    /// [`MessageView::build`] with explicit bounds on password guessing.
+    pub fn build_with(
+        envelope: Envelope,
+        raw: &[u8],
+        limits: &Limits,
+        passwords: &EncryptedArchiveConfig,
+        deadline: Instant,
+    ) -> Self {
+        let budget = Budget::new(
+            deadline,
+            limits.max_inflated_bytes,
+            limits.max_inflation_ratio,
+        );
+        MessageView::build_within(envelope, raw, limits, passwords, &budget)
     }
 
     fn unparsed(envelope: Envelope, raw: &[u8]) -> Self {
@@ -342,7 +382,8 @@ pub(crate) struct Builder<'l> {
     pub(crate) limits: &'l Limits,
     /// Bounds on password candidates, attempts and decrypted bytes.
     pub(crate) passwords: &'l EncryptedArchiveConfig,
-    pub(crate) deadline: Instant,
+    /// The message's deadline and decompression budget.
+    pub(crate) budget: &'l Budget,
     /// The decoded subject, a source of password candidates.
     pub(crate) subject: String,
     /// Password candidates, mined when the first encrypted entry is met.
@@ -353,7 +394,6 @@ pub(crate) struct Builder<'l> {
     pub(crate) texts: Vec<TextPart>,
     pub(crate) limits_hit: Vec<LimitHit>,
     pub(crate) entries_seen: usize,
-    pub(crate) bytes_inflated: u64,
     pub(crate) parts_seen: usize,
     /// Containers (archives, messages) found but not opened yet. The top
     /// message's text is all read before any archive is opened, so that the
@@ -387,7 +427,7 @@ impl Builder<'_> {
             archive_names: self
                 .attachments
                 .iter()
-                .filter(|a| a.file_type.is_archive())
+                .filter(|a| a.file_type.is_archive() || a.file_type.is_zip_based())
                 .filter_map(|a| a.name.as_deref())
                 .collect(),
             max_candidates: self.passwords.max_candidates,
@@ -398,7 +438,7 @@ impl Builder<'_> {
     }
 
     pub(crate) fn out_of_time(&mut self) -> bool {
-        if Instant::now() >= self.deadline {
+        if self.budget.expired() {
             self.note_limit(
                 "limits.scan_timeout_secs",
                 format!("scan stopped after {} s", self.limits.scan_timeout_secs),
@@ -418,8 +458,8 @@ impl Builder<'_> {
         depth: usize,
     ) {
         let mut message = message;
-        let parts = std::mem::take(&mut message.parts);
-        for (index, part) in parts.into_iter().enumerate() {
+        let mut parts = std::mem::take(&mut message.parts).into_iter().enumerate();
+        while let Some((index, part)) = parts.next() {
             self.parts_seen += 1;
             if self.parts_seen > self.limits.max_mime_parts {
                 self.note_limit(
@@ -429,9 +469,11 @@ impl Builder<'_> {
                         self.limits.max_mime_parts
                     ),
                 );
+                drop_flat(std::iter::once(part).chain(parts.map(|(_, p)| p)));
                 return;
             }
             if self.out_of_time() {
+                drop_flat(std::iter::once(part).chain(parts.map(|(_, p)| p)));
                 return;
             }
             let name = part.attachment_name().map(str::to_string);
@@ -522,6 +564,7 @@ impl Builder<'_> {
                             "limits.max_depth",
                             format!("{label}: nested deeper than {}", self.limits.max_depth),
                         );
+                        drop_flat(inner.parts);
                         continue;
                     }
                     let path = self.attachments[id].path.clone();
@@ -590,6 +633,8 @@ impl Builder<'_> {
             depth,
             archive: None,
             decrypted: false,
+            indicators: Vec::new(),
+            declared_size: None,
         });
         id
     }
@@ -597,7 +642,13 @@ impl Builder<'_> {
     fn open_container(&mut self, id: usize) {
         let node = &self.attachments[id];
         let (file_type, depth) = (node.file_type, node.depth);
-        if !matches!(file_type, FileType::Zip | FileType::Email) {
+        let by_format = containers::has_opener(file_type, &node.data);
+        if !by_format
+            && !matches!(
+                file_type,
+                FileType::Zip | FileType::Ooxml | FileType::OpenDocument | FileType::Email
+            )
+        {
             return;
         }
         if depth + 1 > self.limits.max_depth {
@@ -609,7 +660,8 @@ impl Builder<'_> {
             return;
         }
         match file_type {
-            FileType::Zip => archive::open_zip(self, id),
+            FileType::Zip => archive::open_zip(self, id, false),
+            FileType::Ooxml | FileType::OpenDocument => archive::open_zip(self, id, true),
             FileType::Email => {
                 let data = self.attachments[id].data.clone();
                 let path = self.attachments[id].path.clone();
@@ -618,6 +670,23 @@ impl Builder<'_> {
                 }
             }
             _ => {}
+        }
+        if by_format {
+            containers::open_formats(self, id);
+        }
+    }
+}
+
+/// Drop MIME parts without recursion. mail-parser builds un-encoded
+/// `message/rfc822` nesting of any depth (it parses with a stack of its
+/// own), but Rust's drop glue recurses once per level: 60,000 levels would
+/// overflow the thread's stack and abort the process. Every part tree we
+/// do not walk goes through here.
+pub(crate) fn drop_flat<'x>(parts: impl IntoIterator<Item = mail_parser::MessagePart<'x>>) {
+    let mut stack: Vec<mail_parser::MessagePart<'x>> = parts.into_iter().collect();
+    while let Some(part) = stack.pop() {
+        if let PartType::Message(mut inner) = part.body {
+            stack.append(&mut inner.parts);
         }
     }
 }

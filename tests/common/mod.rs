@@ -156,6 +156,12 @@ pub struct TestMilter {
 impl TestMilter {
     /// Start with `config` (TOML) and the test detectors.
     pub async fn start(config: &str) -> TestMilter {
+        TestMilter::start_with(config, Vec::new).await
+    }
+
+    /// Start with `config`, the test detectors and those `extra` makes
+    /// (called again at each reload).
+    pub async fn start_with(config: &str, extra: fn() -> Vec<Box<dyn Detector>>) -> TestMilter {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("malspam-milter.toml");
         std::fs::write(&config_path, config).unwrap();
@@ -164,15 +170,14 @@ impl TestMilter {
         let daemon = Daemon::with_builder(
             Some(config_path.clone()),
             Box::new(move |config| {
-                Ok(Engine::with_detectors(
-                    config,
-                    vec![
-                        Box::new(MarkerDetector),
-                        Box::new(PanickingDetector),
-                        Box::new(SlowDetector),
-                        Box::new(RecordingDetector(recorder.clone())),
-                    ],
-                ))
+                let mut detectors: Vec<Box<dyn Detector>> = vec![
+                    Box::new(MarkerDetector),
+                    Box::new(PanickingDetector),
+                    Box::new(SlowDetector),
+                    Box::new(RecordingDetector(recorder.clone())),
+                ];
+                detectors.extend(extra());
+                Ok(Engine::with_detectors(config, detectors))
             }),
         )
         .unwrap_or_else(|e| panic!("test config: {e}"));

@@ -325,14 +325,9 @@ impl Detector for DisplayNameDetector {
         }
         self.body_addresses(&sender, directory, &mut matches);
 
-        // The raw header when the view could not read an id from it.
-        let list_id = message
-            .list_id
-            .as_deref()
-            .or_else(|| message.header("List-Id"))
-            .map(str::trim)
-            .filter(|l| !l.is_empty());
-        if let Some(list) = list_id {
+        // Only a list the organisation knows (configured, or learned over
+        // days from its list server): anyone can write a List-Id header.
+        if let Some(list) = ctx.known_list {
             // Posters to a list write from whatever address they like, and
             // lists rewrite From and Reply-To: note, don't accuse.
             if let Some(first) = matches.first() {

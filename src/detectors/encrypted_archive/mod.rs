@@ -3,36 +3,8 @@
 //! candidates from the subject and text and tries them on encrypted zip
 //! entries, see `view::decrypt`); this detector reports what happened.
 
-use serde::{Deserialize, Serialize};
-
-/// `[encrypted_archive]`: bounds on password guessing and decryption.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EncryptedArchiveConfig {
-    /// Password candidates mined from one message (subject and text parts).
-    pub max_candidates: usize,
-    /// Password checks per message, over all archives and entries.
-    pub max_attempts: usize,
-    /// Bytes decrypted (after inflation) per message; decrypted entries also
-    /// count against `[limits]` like any archive entry.
-    pub max_decrypted_bytes: u64,
-    /// Wall-clock budget for trying passwords on one archive, in seconds.
-    pub max_seconds_per_archive: u64,
-    /// Bytes read from the start of each text part when mining candidates.
-    pub max_text_bytes: usize,
-}
-
-impl Default for EncryptedArchiveConfig {
-    fn default() -> Self {
-        EncryptedArchiveConfig {
-            max_candidates: 16,
-            max_attempts: 64,
-            max_decrypted_bytes: 64 * 1024 * 1024,
-            max_seconds_per_archive: 5,
-            max_text_bytes: 1024 * 1024,
-        }
-    }
-}
+/// The section lives with the rest of the config (the view reads it too).
+pub use crate::config::EncryptedArchiveConfig;
 
 pub mod formats;
 
@@ -97,8 +69,14 @@ impl Detector for EncryptedArchive {
     ) -> Result<(), DetectorError> {
         let mut unopenable = Vec::new();
         for node in &message.attachments {
+            // A 7z opened with the mail's password is judged like a zip
+            // (below); one that stayed locked by its headers.
+            let opened = node
+                .archive
+                .as_ref()
+                .is_some_and(|a| !a.passwords.is_empty());
             match node.file_type {
-                FileType::SevenZip | FileType::Rar => {
+                FileType::SevenZip | FileType::Rar if !opened => {
                     let (format, found) = if node.file_type == FileType::Rar {
                         ("RAR", formats::rar(&node.data))
                     } else {

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Limits;
 use crate::detector::{Detector, DetectorError, Hit, RuleInfo, ScanContext};
+use crate::formats;
 use crate::view::{FileType, MessageView};
 
 use keywords::{Class, Match};
@@ -248,23 +249,54 @@ fn at(location: &str, message: &str) -> String {
     }
 }
 
-/// Limits and running totals for one attachment.
-pub struct Budget {
-    pub settings: OfficeMacroConfig,
-    pub limits: Limits,
-    pub inflate_bytes_left: u64,
+/// Limits and running totals for one attachment. Bytes inflated and the
+/// deadline are drawn from the message's shared [`formats::Budget`], so 200
+/// documents in one mail share one decompression budget, not one each.
+pub struct Budget<'a> {
+    pub settings: &'a OfficeMacroConfig,
+    pub limits: &'a Limits,
+    pub shared: &'a formats::Budget,
     pub source_bytes_left: u64,
     nested_left: usize,
 }
 
-impl Budget {
-    pub fn new(settings: &OfficeMacroConfig, limits: &Limits) -> Budget {
+impl<'a> Budget<'a> {
+    pub fn new(
+        settings: &'a OfficeMacroConfig,
+        limits: &'a Limits,
+        shared: &'a formats::Budget,
+    ) -> Budget<'a> {
         Budget {
-            settings: settings.clone(),
-            limits: limits.clone(),
-            inflate_bytes_left: limits.max_inflated_bytes,
+            settings,
+            limits,
+            shared,
             source_bytes_left: settings.max_vba_source_bytes,
             nested_left: settings.max_nested_documents,
+        }
+    }
+
+    /// Bytes one decompression may still produce: the message's budget,
+    /// this kind of item's own cap, and the ratio to its compressed size.
+    pub fn inflate_cap(&self, item_cap: u64, compressed: u64) -> u64 {
+        self.shared.cap_for(compressed).min(item_cap)
+    }
+
+    /// Count bytes already produced under a cap from [`Budget::inflate_cap`].
+    pub fn spent(&self, n: u64) {
+        self.shared.charge(n);
+    }
+
+    /// True (with a note) once the scan's deadline has passed.
+    pub fn out_of_time(&self, location: &str, report: &mut DocumentReport) -> bool {
+        if self.shared.expired() {
+            report.error(
+                location,
+                "the scan's time budget ran out (limits.scan_timeout_secs); the rest not checked"
+                    .to_string(),
+            );
+            true
+        } else {
+            false
         }
     }
 
@@ -302,8 +334,19 @@ pub fn analyze_document(
     settings: &OfficeMacroConfig,
     limits: &Limits,
 ) -> DocumentReport {
+    let shared = limits.budget();
+    analyze_document_within(data, settings, limits, &shared)
+}
+
+/// [`analyze_document`] drawing on a message's shared budget.
+pub fn analyze_document_within(
+    data: &[u8],
+    settings: &OfficeMacroConfig,
+    limits: &Limits,
+    shared: &formats::Budget,
+) -> DocumentReport {
     let mut report = DocumentReport::default();
-    let mut budget = Budget::new(settings, limits);
+    let mut budget = Budget::new(settings, limits, shared);
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let mut inner = DocumentReport::default();
         match crate::view::filetype::detect(data) {
@@ -393,8 +436,25 @@ impl Detector for OfficeMacro {
             if !office && !xlm::is_sylk(&attachment.data) {
                 continue;
             }
-            let report = analyze_document(&attachment.data, &self.config, &ctx.config.limits);
+            if embedded_in_office(message, attachment) {
+                // Already analysed with its document (nested documents are
+                // followed there, within office_macro's own limits).
+                continue;
+            }
+            let report = analyze_document_within(
+                &attachment.data,
+                &self.config,
+                &ctx.config.limits,
+                ctx.budget,
+            );
             let path = attachment.path.as_str();
+            let mut report = report;
+            if message.children(attachment.id).any(|c| c.decrypted) {
+                // Decrypted (Excel's default password, or the mail's): its
+                // content was scanned as a document of its own, so the
+                // encryption hid nothing.
+                report.encryption.clear();
+            }
             describe(path, &report, &mut evidence);
             if let Some(ext) = attachment.extension() {
                 let fits = report.app.extensions().contains(&ext.as_str());
@@ -424,6 +484,19 @@ impl Detector for OfficeMacro {
             )))
         }
     }
+}
+
+/// An object the formats parsers took out of an Office document (an OOXML
+/// embedding, an OLE object stream): its macros are the document's, found
+/// when the document itself is analysed. A document decrypted out of an
+/// encrypted one is new content, and is analysed on its own.
+fn embedded_in_office(view: &MessageView, node: &crate::view::Attachment) -> bool {
+    matches!(node.origin, crate::view::Origin::Embedded(_))
+        && !node.decrypted
+        && node
+            .parent
+            .and_then(|p| view.attachments.get(p))
+            .is_some_and(|p| matches!(p.file_type, FileType::Ole2 | FileType::Ooxml))
 }
 
 /// Turn one document's report into evidence per rule.

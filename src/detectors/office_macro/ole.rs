@@ -22,7 +22,7 @@ pub fn analyze(
     location: &str,
     depth: usize,
     report: &mut DocumentReport,
-    budget: &mut Budget,
+    budget: &mut Budget<'_>,
 ) {
     let padded: Vec<u8>;
     let mut file = match cfb::CompoundFile::open(Cursor::new(data)) {
@@ -110,6 +110,9 @@ pub fn analyze(
         let Some(storage) = vba_storage_of_dir(path) else {
             continue;
         };
+        if budget.out_of_time(location, report) {
+            return;
+        }
         // Projects at the usual places are named by the document alone;
         // others (inside ObjectPool, ...) also by their storage.
         let storage_name = storage.trim_start_matches('/');
@@ -205,10 +208,10 @@ fn read_vba_project<F: Read + std::io::Seek>(
     storage: &str,
     dir_path: &str,
     dir_len: u64,
-    budget: &mut Budget,
+    budget: &mut Budget<'_>,
 ) -> VbaReport {
     let mut out = VbaReport::default();
-    let settings = budget.settings.clone();
+    let settings = budget.settings;
     let dir_raw = match read_limited(file, dir_path, settings.max_stream_bytes) {
         Ok(d) => d,
         Err(e) => {
@@ -276,7 +279,7 @@ fn powerpoint_objects(
     location: &str,
     depth: usize,
     report: &mut DocumentReport,
-    budget: &mut Budget,
+    budget: &mut Budget<'_>,
 ) {
     // recVer 0 / recInstance 1 (compressed) or 0 (plain), recType 0x1011.
     const COMPRESSED: [u8; 4] = [0x10, 0x00, 0x11, 0x10];
@@ -302,10 +305,7 @@ fn powerpoint_objects(
             if body.len() < 4 {
                 continue;
             }
-            let limit = budget
-                .settings
-                .max_stream_bytes
-                .min(budget.inflate_bytes_left);
+            let limit = budget.inflate_cap(budget.settings.max_stream_bytes, body.len() as u64);
             let mut out = Vec::new();
             // Some writers store a record length shorter than the zlib
             // stream; the stream knows its own end, so let it run on.
@@ -313,7 +313,7 @@ fn powerpoint_objects(
             // A damaged stream still yields what came before the damage;
             // Office itself reads such files, so we look at that part.
             let _ = z.read_to_end(&mut out);
-            budget.inflate_bytes_left = budget.inflate_bytes_left.saturating_sub(out.len() as u64);
+            budget.spent(out.len() as u64);
             out
         } else {
             body.to_vec()

@@ -34,7 +34,7 @@ pub fn analyze(
     location: &str,
     depth: usize,
     report: &mut DocumentReport,
-    budget: &mut Budget,
+    budget: &mut Budget<'_>,
 ) {
     let mut archive = match zip::ZipArchive::new(Cursor::new(data)) {
         Ok(a) => a,
@@ -68,6 +68,9 @@ pub fn analyze(
         );
     }
     for (index, name) in names.iter().enumerate().take(max_entries) {
+        if budget.out_of_time(location, report) {
+            break;
+        }
         let lower = name.to_ascii_lowercase();
         let is_vba = lower.ends_with("vbaproject.bin");
         let is_embedded = lower.contains("/embeddings/") || lower.contains("/activex/");
@@ -181,22 +184,35 @@ fn app_of(names: &[String]) -> App {
 fn read_part(
     archive: &mut zip::ZipArchive<Cursor<&[u8]>>,
     index: usize,
-    budget: &mut Budget,
+    budget: &mut Budget<'_>,
 ) -> Result<Vec<u8>, String> {
     let entry = archive.by_index(index).map_err(|e| e.to_string())?;
-    let limit = budget.limits.max_entry_bytes.min(budget.inflate_bytes_left);
+    if let Err(why) = budget
+        .shared
+        .check_ratio(entry.compressed_size(), entry.size())
+    {
+        return Err(format!(
+            "{} bytes from {} compressed: not inflated, {why} (limits.max_inflation_ratio)",
+            entry.size(),
+            entry.compressed_size()
+        ));
+    }
+    let limit = budget.inflate_cap(budget.limits.max_entry_bytes, entry.compressed_size());
     if entry.size() > limit {
         return Err(format!(
-            "{} bytes inflated, over the limit of {limit} (limits.max_entry_bytes / max_inflated_bytes)",
+            "{} bytes inflated, over the limit of {limit} (limits.max_entry_bytes / max_inflated_bytes / max_inflation_ratio)",
             entry.size()
         ));
     }
     let mut out = Vec::new();
-    entry
-        .take(limit)
-        .read_to_end(&mut out)
-        .map_err(|e| e.to_string())?;
-    budget.inflate_bytes_left = budget.inflate_bytes_left.saturating_sub(out.len() as u64);
+    let read = entry.take(limit + 1).read_to_end(&mut out);
+    budget.spent(out.len() as u64);
+    read.map_err(|e| e.to_string())?;
+    if out.len() as u64 > limit {
+        return Err(format!(
+            "inflates past {limit} bytes, more than its header declares; not checked"
+        ));
+    }
     Ok(out)
 }
 

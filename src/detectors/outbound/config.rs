@@ -110,6 +110,9 @@ pub struct OutboundConfig {
     pub notify_command: Vec<String>,
     /// The notify command is killed after this many seconds.
     pub notify_timeout_secs: u64,
+    /// Notify commands running at once, at most; a hold that starts while
+    /// this many run is logged but not notified.
+    pub notify_max_running: usize,
     /// Rules (`detector.rule`) or whole detectors (`detector`) whose findings
     /// on outbound mail add `outbound.payload`. Unset: every rule of
     /// office_macro, encrypted_archive and links with a positive default score.
@@ -143,6 +146,7 @@ impl Default for OutboundConfig {
             hold_minutes: 60,
             notify_command: Vec::new(),
             notify_timeout_secs: 10,
+            notify_max_running: 4,
             payload_rules: None,
         }
     }
@@ -238,6 +242,9 @@ impl OutboundConfig {
         }
         if self.notify_timeout_secs == 0 {
             out.push((key(&["notify_timeout_secs"]), "must be at least 1".into()));
+        }
+        if self.notify_max_running == 0 {
+            out.push((key(&["notify_max_running"]), "must be at least 1".into()));
         }
         if let Some(program) = self.notify_command.first() {
             if !program.starts_with('/') {

@@ -9,7 +9,7 @@
 //! alert per episode and running the notify command (`notify`).
 //!
 //! Content findings on outbound mail weigh more: after every detector ran,
-//! the engine calls [`weigh_payload`], which adds `outbound.payload` when
+//! the policy (`policy::weigh_outbound_payload`) adds `outbound.payload` when
 //! outbound mail carries a finding of `payload_rules`.
 
 pub mod config;
@@ -25,7 +25,6 @@ pub use config::OutboundConfig;
 
 use crate::detector::{Detector, DetectorError, Hit, RuleInfo, ScanContext};
 use crate::envelope::Envelope;
-use crate::policy::RawFinding;
 use crate::store::StoreError;
 use crate::view::MessageView;
 
@@ -51,6 +50,11 @@ pub const RULES: &[RuleInfo] = &[
         name: "payload",
         description: "Outbound mail carries a payload finding (macro document, encrypted zip with password, ...): weighs more outbound",
         default_score: 5.0,
+    },
+    RuleInfo {
+        name: "hold_unknown",
+        description: "Outbound: whether the account is on hold could not be read (state store error); held by default (fail closed), see [policy.actions]",
+        default_score: 0.0,
     },
     RuleInfo {
         name: "held",
@@ -249,13 +253,18 @@ impl Detector for Outbound {
                     } else {
                         "outbound.rate_exceeded"
                     };
-                    let argv = notify::expand(&cfg.notify_command, &ep, rule, cfg.hold_minutes);
-                    // Detached: the scan does not wait for the command.
-                    let _ = notify::spawn(
-                        argv,
-                        Duration::from_secs(cfg.notify_timeout_secs),
-                        queue_id.to_string(),
-                    );
+                    match notify::expand(&cfg.notify_command, &ep, rule, cfg.hold_minutes) {
+                        // Detached: the scan does not wait for the command.
+                        Ok(argv) => drop(notify::spawn(
+                            argv,
+                            Duration::from_secs(cfg.notify_timeout_secs),
+                            queue_id.to_string(),
+                            cfg.notify_max_running,
+                        )),
+                        Err(e) => {
+                            tracing::warn!("{queue_id}: outbound: notify command not run: {e}")
+                        }
+                    }
                 }
             }
             holds::Outcome::AlreadyHeld(ep) => hits.push(Hit::new(
@@ -270,36 +279,6 @@ impl Detector for Outbound {
             )),
         }
         Ok(())
-    }
-}
-
-/// The post-detector step: outbound mail with a finding of `payload_rules`
-/// gets `outbound.payload`, naming those rules. Called by the engine after
-/// every detector ran (detectors do not see each other's hits).
-pub fn weigh_payload(config: &crate::Config, envelope: &Envelope, findings: &mut Vec<RawFinding>) {
-    let cfg = &config.outbound;
-    let Some(account) = account_of(cfg, envelope) else {
-        return;
-    };
-    let patterns = cfg.payload_patterns();
-    let mut matched: Vec<String> = Vec::new();
-    for f in findings.iter() {
-        if config::is_payload(&patterns, &f.detector, &f.rule) {
-            let name = format!("{}.{}", f.detector, f.rule);
-            if !matched.contains(&name) {
-                matched.push(name);
-            }
-        }
-    }
-    if !matched.is_empty() {
-        findings.push(RawFinding {
-            detector: NAME.into(),
-            rule: "payload".into(),
-            evidence: format!(
-                "outbound mail from {account} carries {}",
-                matched.join(", ")
-            ),
-        });
     }
 }
 

@@ -20,7 +20,8 @@
 //! on a list, strangers joining a thread is normal.
 
 pub mod quoted;
-pub mod subject;
+/// Reply and forward markers live in the view (the store reads them too).
+pub use crate::view::subject;
 
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
@@ -142,7 +143,9 @@ impl Detector for ThreadHijack {
         ctx: &ScanContext<'_>,
         hits: &mut Vec<Hit>,
     ) -> Result<(), DetectorError> {
-        let facts = self.gather(view);
+        let mut facts = self.gather(view);
+        // Only a post to a list the organisation knows is judged as list mail.
+        facts.is_list = ctx.known_list.is_some();
         let subject = subject::parse(&view.subject);
         let is_reply = subject.outer() == Some(PrefixKind::Reply);
 
@@ -213,7 +216,7 @@ impl Detector for ThreadHijack {
         if let Some(evidence) = self.unknown_participant(&facts, &records) {
             hits.push(Hit::new("unknown_participant", evidence));
         }
-        if let Some(evidence) = self.revived(&facts, &records) {
+        if let Some(evidence) = self.revived(&facts, &records, ctx.now) {
             hits.push(Hit::new("revived_thread", evidence));
         }
         Ok(())
@@ -376,7 +379,9 @@ impl ThreadHijack {
     }
 
     fn unknown_participant(&self, f: &Facts<'_>, records: &[ThreadRecord]) -> Option<String> {
-        if records.is_empty() || f.is_list || records.iter().any(|r| r.list) {
+        // A remembered list thread excuses nobody by itself: a reply that
+        // arrives outside the list is judged like any direct reply.
+        if records.is_empty() || f.is_list {
             return None;
         }
         let address = f.sender_address.as_deref()?;
@@ -386,7 +391,7 @@ impl ThreadHijack {
         }
         let mut domains: Vec<&str> = records
             .iter()
-            .flat_map(|r| r.participants.iter().map(|p| p.domain.as_str()))
+            .flat_map(|r| r.vouching().map(|p| p.domain.as_str()))
             .filter(|d| !d.is_empty())
             .collect();
         domains.sort();
@@ -408,7 +413,9 @@ impl ThreadHijack {
         ))
     }
 
-    fn revived(&self, f: &Facts<'_>, records: &[ThreadRecord]) -> Option<String> {
+    /// `now` is the scan's clock, never the reply's own Date header, which
+    /// the sender writes (a hijacker would date it next to the old thread).
+    fn revived(&self, f: &Facts<'_>, records: &[ThreadRecord], now: i64) -> Option<String> {
         let newest = f
             .quoted
             .blocks
@@ -416,10 +423,6 @@ impl ThreadHijack {
             .filter_map(|b| b.date)
             .chain(records.iter().map(|r| r.date))
             .max()?;
-        let now = f
-            .view
-            .date
-            .unwrap_or_else(|| crate::store::unix_now() as i64);
         let age_days = (now - newest) / 86_400;
         if age_days <= self.config.revived_after_days as i64 {
             return None;
@@ -432,9 +435,10 @@ impl ThreadHijack {
     }
 }
 
-/// Mail that came through a mailing list.
+/// Mail that says it came through a mailing list (see
+/// [`MessageView::has_list_headers`]).
 pub fn is_list_mail(view: &MessageView) -> bool {
-    view.list_id.is_some() || view.header("List-Id").is_some() || view.header("List-Post").is_some()
+    view.has_list_headers()
 }
 
 /// The payload a reply carries, described; None when it carries none.
@@ -455,7 +459,7 @@ fn payload(f: &Facts<'_>) -> Option<String> {
         return Some(format!("{} ({})", a.path, a.file_type));
     }
     URL.find(&f.new_text)
-        .map(|m| format!("a link {}", crate::scan::clean_evidence(m.as_str())))
+        .map(|m| format!("a link {}", crate::sanitize::evidence(m.as_str())))
 }
 
 fn describe_person(p: &quoted::Person) -> String {

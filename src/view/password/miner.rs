@@ -269,6 +269,22 @@ fn accept(token: &str) -> Option<String> {
     Some(token.to_string())
 }
 
+/// `line` lowercased, with, for every byte offset of the result (and its
+/// end), the offset in `line` of the character it came from. A lowercased
+/// character never starts mid-way in the original, so `line[origin[k]..]`
+/// is always a valid slice.
+fn lowercase_with_offsets(line: &str) -> (String, Vec<usize>) {
+    let mut lower = String::with_capacity(line.len());
+    let mut origin = Vec::with_capacity(line.len() + 1);
+    for (at, ch) in line.char_indices() {
+        let before = lower.len();
+        lower.extend(ch.to_lowercase());
+        origin.resize(origin.len() + (lower.len() - before), at);
+    }
+    origin.push(line.len());
+    (lower, origin)
+}
+
 /// Lone short tokens within two lines of a line naming an archive, or in
 /// parentheses right after the name: (password, line index, archive name).
 fn near_archive_names(lines: &[&str], names: &[String]) -> Vec<(String, usize, String)> {
@@ -277,15 +293,15 @@ fn near_archive_names(lines: &[&str], names: &[String]) -> Vec<(String, usize, S
         return out;
     }
     for (i, line) in lines.iter().enumerate() {
-        let lower = line.to_lowercase();
+        let (lower, origin) = lowercase_with_offsets(line);
         let Some(name) = names.iter().find(|n| lower.contains(n.as_str())) else {
             continue;
         };
-        // Offsets found in the lowercased line hold in the line itself when
-        // lowercasing kept its length (always for the ASCII around names).
-        if lower.len() == line.len() {
-            let end = lower.find(name.as_str()).unwrap_or(0) + name.len();
-            if let Some(c) = PAREN_AFTER_NAME.captures(&line[end..]) {
+        // Case mapping changes byte lengths (İ grows, ẞ and the Kelvin sign
+        // shrink): an offset in `lower` is mapped back to `line` by `origin`.
+        let end = lower.find(name.as_str()).unwrap_or(0) + name.len();
+        if let Some(rest) = origin.get(end).and_then(|&at| line.get(at..)) {
+            if let Some(c) = PAREN_AFTER_NAME.captures(rest) {
                 if let Some(token) = lone_password(&c[1]) {
                     out.push((token, i, name.clone()));
                 }

@@ -5,7 +5,7 @@ pub mod miner;
 
 pub use miner::{mine, Candidate, MinerInput};
 
-use crate::detectors::encrypted_archive::EncryptedArchiveConfig;
+use crate::config::EncryptedArchiveConfig;
 use crate::view::MessageView;
 
 /// The candidates of a built message: its subject, every text part and the
@@ -22,7 +22,7 @@ pub fn candidates(view: &MessageView, config: &EncryptedArchiveConfig) -> Vec<Ca
         archive_names: view
             .attachments
             .iter()
-            .filter(|a| a.file_type.is_archive())
+            .filter(|a| a.file_type.is_archive() || a.file_type.is_zip_based())
             .filter_map(|a| a.name.as_deref())
             .collect(),
         max_candidates: config.max_candidates,
