@@ -53,7 +53,8 @@ const FIB_BASE_LEN: usize = 68;
 /// Agile packages are encrypted in segments of this size.
 const AGILE_SEGMENT: usize = 4096;
 
-/// Limits of this opener (config: `[formats.office_crypto]`).
+/// Limits of this opener (proposed config key: `[limits]
+/// max_office_spin_count`, default 100000).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Largest agile `spinCount` tried. Office writes 100,000; the spec
@@ -233,6 +234,11 @@ fn open_cfb(data: &[u8]) -> std::io::Result<Cfb<'_>> {
 
 /// A stream read whole; no stream may be larger than the file holding it.
 fn read_stream(cf: &mut Cfb<'_>, path: &Path, file_len: usize) -> Option<Vec<u8>> {
+    read_stream_head(cf, path, file_len, usize::MAX)
+}
+
+/// The first `max` bytes of a stream (all of it if shorter).
+fn read_stream_head(cf: &mut Cfb<'_>, path: &Path, file_len: usize, max: usize) -> Option<Vec<u8>> {
     if !cf.is_stream(path) {
         return None;
     }
@@ -241,20 +247,37 @@ fn read_stream(cf: &mut Cfb<'_>, path: &Path, file_len: usize) -> Option<Vec<u8>
     if len > file_len {
         return None;
     }
+    let len = len.min(max);
     let mut buf = Vec::new();
     buf.try_reserve_exact(len).ok()?;
     s.by_ref().take(len as u64).read_to_end(&mut buf).ok()?;
     Some(buf)
 }
 
+/// How much of each stream telling the scheme needs: FILEPASS sits among
+/// the first records, the FIB flags in the first bytes, and so on. Whole
+/// streams are read only to decrypt.
+const WORKBOOK_HEAD: usize = 64 << 10;
+const WORD_HEAD: usize = 4 << 10;
+const CURRENT_USER_HEAD: usize = 64;
+const ENCRYPTION_INFO_MAX: usize = 1 << 20;
+/// The Word encryption header (`lKey` bytes) is read at most this long.
+const WORD_HEADER_MAX: usize = 64 << 10;
+
 impl<'a> Doc<'a> {
     fn read(data: &'a [u8]) -> std::io::Result<Doc<'a>> {
         let mut cf = open_cfb(data)?;
         let n = data.len();
-        let workbook = read_stream(&mut cf, Path::new("/Workbook"), n);
-        let word = read_stream(&mut cf, Path::new("/WordDocument"), n);
-        let current_user = read_stream(&mut cf, Path::new("/Current User"), n);
-        let encryption_info = read_stream(&mut cf, Path::new("/EncryptionInfo"), n);
+        let workbook = read_stream_head(&mut cf, Path::new("/Workbook"), n, WORKBOOK_HEAD);
+        let word = read_stream_head(&mut cf, Path::new("/WordDocument"), n, WORD_HEAD);
+        let current_user =
+            read_stream_head(&mut cf, Path::new("/Current User"), n, CURRENT_USER_HEAD);
+        let encryption_info = read_stream_head(
+            &mut cf,
+            Path::new("/EncryptionInfo"),
+            n,
+            ENCRYPTION_INFO_MAX,
+        );
         let has_package = cf.is_stream("/EncryptedPackage");
         Ok(Doc {
             data,
@@ -291,7 +314,7 @@ impl<'a> Doc<'a> {
                     return Some(Scheme::DocXor);
                 }
                 // The header's version is read when the table stream is.
-                return Some(match self.word_table().as_deref().and_then(version) {
+                return Some(match self.word_table(4).as_deref().and_then(version) {
                     Some((1, 1)) => Scheme::DocRc4,
                     _ => Scheme::DocRc4CryptoApi,
                 });
@@ -306,11 +329,17 @@ impl<'a> Doc<'a> {
         None
     }
 
-    /// The Word table stream named by `fWhichTblStm`.
-    fn word_table(&self) -> Option<Vec<u8>> {
+    /// The first `max` bytes of the Word table stream named by
+    /// `fWhichTblStm`.
+    fn word_table(&self, max: usize) -> Option<Vec<u8>> {
         let flags = u16_at(self.word.as_ref()?, 0x0A)?;
+        self.stream(word_table_name(flags), max)
+    }
+
+    /// The first `max` bytes of a stream, read again from the file.
+    fn stream(&self, path: &str, max: usize) -> Option<Vec<u8>> {
         let mut cf = open_cfb(self.data).ok()?;
-        read_stream(&mut cf, Path::new(word_table_name(flags)), self.data.len())
+        read_stream_head(&mut cf, Path::new(path), self.data.len(), max)
     }
 
     /// The verifier of the scheme: `Ok(None)` when it is not one we
@@ -326,7 +355,7 @@ impl<'a> Doc<'a> {
             Scheme::DocRc4 | Scheme::DocRc4CryptoApi => {
                 let word = self.word.as_deref().unwrap_or_default();
                 let lkey = u32_at(word, 0x0E).unwrap_or(0) as usize;
-                self.word_table()
+                self.word_table(WORD_HEADER_MAX)
                     .and_then(|t| t.get(..lkey).map(<[u8]>::to_vec))
                     .and_then(|h| rc4_cipher(&h))
             }
@@ -354,25 +383,32 @@ impl<'a> Doc<'a> {
     /// The decrypted document: a compound file for `.xls`/`.doc`, the inner
     /// zip for OOXML.
     fn decrypt(&self, scheme: Scheme, key: &Key, budget: &Budget) -> Result<Vec<u8>, String> {
+        if matches!(key, Key::Rc4(_)) {
+            // The decrypted streams, before they are written back (which
+            // `rewrite_cfb` charges again): together no larger than the file.
+            budget
+                .take(self.data.len() as u64)
+                .map_err(|e| e.to_string())?;
+        }
         match (scheme, key) {
             (Scheme::XlsRc4 | Scheme::XlsRc4CryptoApi, Key::Rc4(k)) => {
-                let wb = self.workbook.as_deref().unwrap_or_default();
-                let clear = decrypt_workbook(wb, k);
+                let wb = self.stream("/Workbook", usize::MAX).unwrap_or_default();
+                let clear = decrypt_workbook(&wb, k);
                 rewrite_cfb(self.data, budget, &[("/Workbook".into(), clear)])
             }
             (Scheme::DocRc4 | Scheme::DocRc4CryptoApi, Key::Rc4(k)) => {
-                let word = self.word.as_deref().unwrap_or_default();
-                let flags = u16_at(word, 0x0A).unwrap_or(0);
-                let lkey = u32_at(word, 0x0E).unwrap_or(0) as usize;
-                let mut clear_word = rc4_positional(word, k, DOC_BLOCK);
-                restore(&mut clear_word, word, 0, FIB_BASE_LEN);
+                let word = self.stream("/WordDocument", usize::MAX).unwrap_or_default();
+                let flags = u16_at(&word, 0x0A).unwrap_or(0);
+                let lkey = u32_at(&word, 0x0E).unwrap_or(0) as usize;
+                let mut clear_word = rc4_positional(&word, k, DOC_BLOCK);
+                restore(&mut clear_word, &word, 0, FIB_BASE_LEN);
                 if let Some(f) = clear_word.get_mut(0x0B) {
                     // fEncrypted (0x0100) and fObfuscated (0x8000) off.
                     *f &= !(0x01 | 0x80);
                 }
                 let mut replaced = vec![(PathBuf::from("/WordDocument"), clear_word)];
                 let table_name = word_table_name(flags);
-                if let Some(table) = self.word_table() {
+                if let Some(table) = self.word_table(usize::MAX) {
                     let mut clear = rc4_positional(&table, k, DOC_BLOCK);
                     restore(&mut clear, &table, 0, lkey);
                     replaced.push((table_name.into(), clear));
@@ -575,7 +611,7 @@ enum Cipher {
 }
 
 enum Verified {
-    Key(Key),
+    Key(Box<Key>),
     Wrong,
     OutOfTime,
 }
@@ -616,6 +652,30 @@ impl Rc4Key {
             }
         }
     }
+}
+
+/// The RC4 40-bit key of 2.3.6.2: H0 = MD5(password), H1 = MD5 of 16
+/// times (H0[..5] + salt), cut to 5 bytes.
+fn rc4_standard_key(pw: &[u8], salt: &[u8]) -> Rc4Key {
+    let h0 = Md5::digest(pw);
+    let mut buf = Vec::with_capacity(16 * 21);
+    for _ in 0..16 {
+        buf.extend_from_slice(&h0[..5]);
+        buf.extend_from_slice(salt);
+    }
+    let mut h1 = [0u8; 5];
+    h1.copy_from_slice(&Md5::digest(&buf)[..5]);
+    Rc4Key::Standard(h1)
+}
+
+/// The RC4 CryptoAPI key of 2.3.5.2: H0 = SHA-1(salt + password).
+fn cryptoapi_key(pw: &[u8], salt: &[u8], key_len: usize) -> Rc4Key {
+    let h0: [u8; 20] = Sha1::new()
+        .chain_update(salt)
+        .chain_update(pw)
+        .finalize()
+        .into();
+    Rc4Key::CryptoApi(h0, key_len)
 }
 
 fn utf16(password: &str) -> Vec<u8> {
@@ -673,13 +733,13 @@ fn parse_standard(d: &[u8]) -> Option<StandardHeader> {
     }
     let salt = v.get(4..20)?.to_vec();
     let verifier = v.get(20..36)?.try_into().ok()?;
-    let hash_size = u32_at(v, 36)? as usize;
-    // RC4: 20 bytes; AES: the 20-byte hash padded to 32.
-    let stored = if hash_size == 20 && alg_id == 0x6801 || alg_id == 0 && hash_size == 20 {
-        20
-    } else {
-        32
-    };
+    // The verifier hash is 20 bytes (SHA-1), stored padded to 32 for AES
+    // (AlgID 0x660E-0x6610, or 0 with the header's fAES flag 0x20).
+    let header_flags = u32_at(header, 0)?;
+    let aes = (0x660E..=0x6610).contains(&alg_id) || alg_id == 0 && header_flags & 0x20 != 0;
+    // VerifierHashSize (always 20) must be there.
+    u32_at(v, 36)?;
+    let stored = if aes { 32 } else { 20 };
     let verifier_hash = v.get(40..40 + stored)?.to_vec();
     Some(StandardHeader {
         alg_id,
@@ -712,18 +772,11 @@ impl Cipher {
         let pw = utf16(password);
         match self {
             Cipher::Rc4 { salt, verifier } => {
-                let h0 = Md5::digest(&pw);
-                let mut buf = Vec::with_capacity(16 * 21);
-                for _ in 0..16 {
-                    buf.extend_from_slice(&h0[..5]);
-                    buf.extend_from_slice(salt);
-                }
-                let h1: [u8; 5] = Md5::digest(&buf)[..5].try_into().unwrap_or_default();
-                let key = Rc4Key::Standard(h1);
+                let key = rc4_standard_key(&pw, salt);
                 let mut v = *verifier;
                 key.block(0).apply(&mut v);
                 if Md5::digest(&v[..16])[..] == v[16..] {
-                    Verified::Key(Key::Rc4(key))
+                    Verified::Key(Box::new(Key::Rc4(key)))
                 } else {
                     Verified::Wrong
                 }
@@ -734,18 +787,13 @@ impl Cipher {
                 verifier,
                 verifier_hash,
             } => {
-                let h0: [u8; 20] = Sha1::new()
-                    .chain_update(salt)
-                    .chain_update(&pw)
-                    .finalize()
-                    .into();
-                let key = Rc4Key::CryptoApi(h0, *key_len);
+                let key = cryptoapi_key(&pw, salt, *key_len);
                 let mut v = [0u8; 36];
                 v[..16].copy_from_slice(verifier);
                 v[16..].copy_from_slice(verifier_hash);
                 key.block(0).apply(&mut v);
                 if Sha1::digest(&v[..16])[..] == v[16..] {
-                    Verified::Key(Key::Rc4(key))
+                    Verified::Key(Box::new(Key::Rc4(key)))
                 } else {
                     Verified::Wrong
                 }
@@ -779,7 +827,7 @@ impl Cipher {
                 let mut vh = *verifier_hash;
                 aes.decrypt_ecb(&mut vh);
                 if Sha1::digest(v)[..] == vh[..20] {
-                    Verified::Key(Key::Aes(aes))
+                    Verified::Key(Box::new(Key::Aes(aes)))
                 } else {
                     Verified::Wrong
                 }
@@ -1120,11 +1168,11 @@ impl Agile {
             return Verified::Wrong;
         }
         match key.get(..self.key_bytes).and_then(AesKey::new) {
-            Some(aes) => Verified::Key(Key::Agile(AgileKey {
+            Some(aes) => Verified::Key(Box::new(Key::Agile(AgileKey {
                 aes,
                 data_hash: self.data_hash,
                 data_salt: self.data_salt.clone(),
-            })),
+            }))),
             None => Verified::Wrong,
         }
     }
@@ -1149,4 +1197,318 @@ fn decrypt_agile_package(
     }
     out.truncate(size);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn rc4_matches_the_published_vectors() {
+        let mut b = *b"Plaintext";
+        Rc4::new(b"Key").apply(&mut b);
+        assert_eq!(b, [0xBB, 0xF3, 0x16, 0xE8, 0xD9, 0x40, 0xAF, 0x0A, 0xD3]);
+        let mut b = *b"Attack at dawn";
+        Rc4::new(b"Secret").apply(&mut b);
+        assert_eq!(
+            b,
+            [0x45, 0xA0, 0x1F, 0x64, 0x5F, 0xC3, 0x5B, 0x38, 0x35, 0x52, 0x54, 0x4B, 0x9B, 0xF5]
+        );
+    }
+
+    fn record(kind: u16, data: &[u8]) -> Vec<u8> {
+        let mut r = kind.to_le_bytes().to_vec();
+        r.extend_from_slice(&(data.len() as u16).to_le_bytes());
+        r.extend_from_slice(data);
+        r
+    }
+
+    /// A compound file with the given streams.
+    fn cfb_with(streams: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut cf = cfb::CompoundFile::create(Cursor::new(Vec::new())).unwrap();
+        for (path, data) in streams {
+            if let Some(parent) = Path::new(path).parent() {
+                cf.create_storage_all(parent).unwrap();
+            }
+            cf.create_stream(path).unwrap().write_all(data).unwrap();
+        }
+        cf.flush().unwrap();
+        cf.into_inner().into_inner()
+    }
+
+    /// An RC4 FILEPASS body and its key: "standard" (1.1) or CryptoAPI
+    /// (4.2, 128-bit), for `password`, with a verifier that checks.
+    fn filepass_body(password: &str, cryptoapi: bool) -> (Vec<u8>, Rc4Key) {
+        let pw = utf16(password);
+        let salt = [7u8; 16];
+        let verifier = *b"0123456789abcdef";
+        let mut body = 1u16.to_le_bytes().to_vec(); // wEncryptionType: RC4
+        if cryptoapi {
+            let key = cryptoapi_key(&pw, &salt, 16);
+            let mut v = verifier.to_vec();
+            v.extend_from_slice(&Sha1::digest(verifier));
+            key.block(0).apply(&mut v);
+            body.extend_from_slice(&[4, 0, 2, 0]);
+            body.extend_from_slice(&0u32.to_le_bytes()); // flags
+            let mut header = Vec::new();
+            for v in [0x04u32, 0, 0x6801, 0x8004, 128, 1, 0, 0] {
+                header.extend_from_slice(&v.to_le_bytes());
+            }
+            body.extend_from_slice(&(header.len() as u32).to_le_bytes());
+            body.extend_from_slice(&header);
+            body.extend_from_slice(&16u32.to_le_bytes());
+            body.extend_from_slice(&salt);
+            body.extend_from_slice(&v[..16]);
+            body.extend_from_slice(&20u32.to_le_bytes());
+            body.extend_from_slice(&v[16..]);
+            (body, key)
+        } else {
+            let key = rc4_standard_key(&pw, &salt);
+            let mut v = verifier.to_vec();
+            v.extend_from_slice(&Md5::digest(verifier));
+            key.block(0).apply(&mut v);
+            body.extend_from_slice(&[1, 0, 1, 0]);
+            body.extend_from_slice(&salt);
+            body.extend_from_slice(&v);
+            (body, key)
+        }
+    }
+
+    /// A BIFF8 workbook with FILEPASS, a sheet, a long record (across
+    /// RC4 blocks) and EOF: (clear workbook, encrypted workbook).
+    fn workbook(password: &str, cryptoapi: bool) -> (Vec<u8>, Vec<u8>) {
+        let (fp, key) = filepass_body(password, cryptoapi);
+        let mut sheet = 0x1234u32.to_le_bytes().to_vec();
+        sheet.extend_from_slice(&[0, 1, 6, 0]);
+        sheet.extend_from_slice(b"Macro1");
+        let long: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        let plain = [
+            record(BOF, &[0, 6, 5, 0, 0, 0, 0, 0]),
+            record(FILEPASS, &fp),
+            record(BOUNDSHEET8, &sheet),
+            record(0x00FC, &long),
+            record(0x000A, &[]),
+        ]
+        .concat();
+        // RC4 is its own inverse: "decrypting" the clear stream encrypts it.
+        let mut enc = decrypt_workbook(&plain, &key);
+        let at = records(&plain).find(|r| r.kind == FILEPASS).unwrap().at;
+        enc[at..at + 2].copy_from_slice(&FILEPASS.to_le_bytes());
+        assert_ne!(enc, plain);
+        (plain, enc)
+    }
+
+    fn run(data: &[u8], candidates: &[&str], max_attempts: usize) -> Opened {
+        let c: Vec<String> = candidates.iter().map(|s| s.to_string()).collect();
+        open(
+            data,
+            &Budget::generous(),
+            Passwords {
+                candidates: &c,
+                max_attempts,
+            },
+        )
+    }
+
+    fn decrypted_stream(o: &Opened, path: &str) -> Vec<u8> {
+        let data = &o.embedded[0].data;
+        let mut cf = cfb::CompoundFile::open(Cursor::new(&data[..])).unwrap();
+        let mut out = Vec::new();
+        cf.open_stream(path).unwrap().read_to_end(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn xls_rc4_with_the_default_password_opens_without_candidates() {
+        let (plain, enc) = workbook(DEFAULT_PASSWORD, false);
+        let doc = cfb_with(&[("/Workbook", &enc), ("/_VBA_PROJECT_CUR/VBA/dir", b"vba")]);
+        assert_eq!(scheme(&doc), Some(Scheme::XlsRc4));
+        let o = run(&doc, &[], 0);
+        assert!(o.indicators.contains(&crate::formats::Indicator {
+            kind: IndicatorKind::DefaultPassword,
+            detail: DEFAULT_PASSWORD.into()
+        }));
+        assert_eq!(
+            o.encrypted[0].opened_with.as_deref(),
+            Some(DEFAULT_PASSWORD)
+        );
+        assert!(o.embedded[0].decrypted);
+        let wb = decrypted_stream(&o, "/Workbook");
+        // Clear again, FILEPASS neutralised (type 0, same size).
+        let mut expect = plain.clone();
+        let at = records(&plain).find(|r| r.kind == FILEPASS).unwrap().at;
+        expect[at..at + 2].copy_from_slice(&[0, 0]);
+        assert_eq!(wb, expect);
+        assert_eq!(decrypted_stream(&o, "/_VBA_PROJECT_CUR/VBA/dir"), b"vba");
+    }
+
+    #[test]
+    fn xls_cryptoapi_opens_with_a_candidate_within_the_attempts() {
+        let (plain, enc) = workbook("secret", true);
+        let doc = cfb_with(&[("/Workbook", &enc)]);
+        assert_eq!(scheme(&doc), Some(Scheme::XlsRc4CryptoApi));
+        // Not within one attempt: "wrong" comes first.
+        let o = run(&doc, &["wrong", "secret"], 1);
+        assert!(o.embedded.is_empty());
+        assert_eq!(o.encrypted[0].opened_with, None);
+        let o = run(&doc, &["wrong", "secret"], 2);
+        assert_eq!(o.encrypted[0].opened_with.as_deref(), Some("secret"));
+        assert!(!o
+            .indicators
+            .iter()
+            .any(|i| i.kind == IndicatorKind::DefaultPassword));
+        let wb = decrypted_stream(&o, "/Workbook");
+        assert_eq!(wb.len(), plain.len());
+        // The sheet name and the long record read in the clear.
+        assert!(wb.windows(6).any(|w| w == b"Macro1"));
+        assert_eq!(
+            &wb[wb.len() - 3004..wb.len() - 4],
+            &plain[plain.len() - 3004..plain.len() - 4]
+        );
+    }
+
+    #[test]
+    fn doc_rc4_decrypts_and_clears_the_encrypted_flag() {
+        let (body, key) = filepass_body("secret", false);
+        let header = &body[2..]; // the table stream starts with the version
+        let mut word = vec![0u8; 2000];
+        word[0..2].copy_from_slice(&0xA5ECu16.to_le_bytes());
+        word[0x0A..0x0C].copy_from_slice(&(0x0100u16 | 0x0200).to_le_bytes());
+        word[0x0E..0x12].copy_from_slice(&(header.len() as u32).to_le_bytes());
+        for (i, b) in word.iter_mut().enumerate().skip(FIB_BASE_LEN) {
+            *b = b"Document_Open Shell "[i % 20];
+        }
+        let mut table = header.to_vec();
+        table.extend_from_slice(&[0x55; 700]);
+        let mut enc_word = rc4_positional(&word, &key, DOC_BLOCK);
+        restore(&mut enc_word, &word, 0, FIB_BASE_LEN);
+        let mut enc_table = rc4_positional(&table, &key, DOC_BLOCK);
+        restore(&mut enc_table, &table, 0, header.len());
+        let doc = cfb_with(&[("/WordDocument", &enc_word), ("/1Table", &enc_table)]);
+        assert_eq!(scheme(&doc), Some(Scheme::DocRc4));
+        let o = run(&doc, &["secret"], 3);
+        assert_eq!(o.encrypted[0].opened_with.as_deref(), Some("secret"));
+        let clear = decrypted_stream(&o, "/WordDocument");
+        let mut expect = word.clone();
+        expect[0x0B] &= !0x01;
+        assert_eq!(clear, expect);
+        assert_eq!(decrypted_stream(&o, "/1Table"), table);
+    }
+
+    fn agile_doc(spin_count: u64, key_bits: u32) -> Vec<u8> {
+        let xml = format!(
+            "<?xml version=\"1.0\"?><encryption xmlns=\"http://schemas.microsoft.com/office/2006/encryption\" \
+             xmlns:p=\"http://schemas.microsoft.com/office/2006/keyEncryptor/password\">\
+             <keyData saltSize=\"16\" blockSize=\"16\" keyBits=\"256\" hashSize=\"64\" cipherAlgorithm=\"AES\" \
+             cipherChaining=\"ChainingModeCBC\" hashAlgorithm=\"SHA512\" saltValue=\"AAAAAAAAAAAAAAAAAAAAAA==\"/>\
+             <keyEncryptors><keyEncryptor uri=\"http://schemas.microsoft.com/office/2006/keyEncryptor/password\">\
+             <p:encryptedKey spinCount=\"{spin_count}\" saltSize=\"16\" blockSize=\"16\" keyBits=\"{key_bits}\" \
+             hashSize=\"64\" cipherAlgorithm=\"AES\" cipherChaining=\"ChainingModeCBC\" hashAlgorithm=\"SHA512\" \
+             saltValue=\"AAAAAAAAAAAAAAAAAAAAAA==\" encryptedVerifierHashInput=\"AAAAAAAAAAAAAAAAAAAAAA==\" \
+             encryptedVerifierHashValue=\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\" \
+             encryptedKeyValue=\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"/></keyEncryptor></keyEncryptors></encryption>"
+        );
+        let mut info = vec![4, 0, 4, 0, 0x40, 0, 0, 0];
+        info.extend_from_slice(xml.as_bytes());
+        let mut package = 16u64.to_le_bytes().to_vec();
+        package.extend_from_slice(&[0u8; 16]);
+        cfb_with(&[("/EncryptionInfo", &info), ("/EncryptedPackage", &package)])
+    }
+
+    #[test]
+    fn a_hostile_spin_count_is_a_limit_not_a_hang() {
+        let doc = agile_doc(u32::MAX as u64, 256);
+        assert_eq!(scheme(&doc), Some(Scheme::Ecma376Agile));
+        let o = run(&doc, &["a", "b"], 2);
+        assert_eq!(o.limits.len(), 1);
+        assert!(
+            o.limits[0].contains("spin count 4294967295"),
+            "{:?}",
+            o.limits
+        );
+        assert!(o.embedded.is_empty());
+        assert_eq!(o.encrypted[0].method, "ECMA-376 agile");
+        // Over u32 does not parse: told, not tried.
+        let o = run(&agile_doc(1 << 40, 256), &["a"], 1);
+        assert!(o.limits.is_empty() && o.embedded.is_empty());
+        assert!(o
+            .indicators
+            .iter()
+            .any(|i| i.kind == IndicatorKind::EncryptedDocument));
+    }
+
+    #[test]
+    fn wrong_passwords_and_odd_key_sizes_fail_cleanly() {
+        // A small spin count: the wrong verifier is rejected quickly.
+        let o = run(&agile_doc(10, 256), &["a", "b"], 2);
+        assert!(o.embedded.is_empty() && o.limits.is_empty());
+        assert_eq!(o.encrypted[0].opened_with, None);
+        let o = run(&agile_doc(10, 12345), &["a"], 1);
+        assert!(o.embedded.is_empty());
+    }
+
+    #[test]
+    fn the_deadline_stops_password_attempts() {
+        let (_, enc) = workbook("secret", true);
+        let doc = cfb_with(&[("/Workbook", &enc)]);
+        let budget = Budget::new(Instant::now() - Duration::from_secs(1), 1 << 20, 100);
+        let c = vec!["secret".to_string()];
+        let o = open(
+            &doc,
+            &budget,
+            Passwords {
+                candidates: &c,
+                max_attempts: 5,
+            },
+        );
+        assert!(o.embedded.is_empty());
+        assert!(o.limits[0].contains("time budget"), "{:?}", o.limits);
+    }
+
+    #[test]
+    fn xor_obfuscation_and_powerpoint_are_told_not_opened() {
+        let wb = [
+            record(BOF, &[0, 6, 5, 0]),
+            record(FILEPASS, &[0, 0, 0x12, 0x34, 0x56, 0x78]),
+        ]
+        .concat();
+        let doc = cfb_with(&[("/Workbook", &wb)]);
+        assert_eq!(scheme(&doc), Some(Scheme::XlsXor));
+        let o = run(&doc, &["x"], 1);
+        assert_eq!(o.encrypted[0].method, "Excel XOR obfuscation");
+        assert!(o.embedded.is_empty());
+
+        let mut cu = vec![0u8; 16];
+        cu[12..16].copy_from_slice(&0xF3D1_C4DFu32.to_le_bytes());
+        let ppt = cfb_with(&[("/Current User", &cu), ("/PowerPoint Document", &[0u8; 64])]);
+        assert_eq!(scheme(&ppt), Some(Scheme::PptRc4CryptoApi));
+        // An unencrypted deck: the other token.
+        cu[12..16].copy_from_slice(&0xE391_C05Fu32.to_le_bytes());
+        assert_eq!(scheme(&cfb_with(&[("/Current User", &cu)])), None);
+    }
+
+    #[test]
+    fn hostile_bytes_never_panic() {
+        let (_, enc) = workbook("secret", true);
+        let doc = cfb_with(&[("/Workbook", &enc)]);
+        let agile = agile_doc(10, 256);
+        assert!(!sniff(b"PK\x03\x04"));
+        assert!(run(b"", &[], 0).is_empty());
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        for base in [&doc, &agile] {
+            for round in 0..200 {
+                let mut m = base.clone();
+                for _ in 0..1 + round % 6 {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    let at = 512 + (seed as usize) % (m.len() - 512);
+                    m[at] = (seed >> 40) as u8;
+                }
+                let _ = run(&m, &["secret"], 1);
+                let _ = run(&m[..m.len() / 2], &[], 0);
+            }
+        }
+    }
 }

@@ -4,8 +4,8 @@
 //! ratio together tell it; either alone does not (a big honest ISO is not
 //! compressible a thousand times).
 
-/// What counts as padded (config: `[formats] padded_min_bytes`,
-/// `padded_min_ratio`).
+/// What counts as padded (proposed config keys, `[limits]`:
+/// `padded_min_bytes` = 104857600, `padded_min_ratio` = 1000).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Thresholds {
     /// Declared (unpacked) sizes above this may be padding.

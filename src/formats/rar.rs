@@ -12,7 +12,8 @@ use super::{Budget, Embedded, EncryptedItem, IndicatorKind, Opened, Passwords};
 const RAR4_SIGNATURE: &[u8] = b"Rar!\x1A\x07\x00";
 const RAR5_SIGNATURE: &[u8] = b"Rar!\x1A\x07\x01\x00";
 
-/// Limits of this opener (config: `[formats.rar]`).
+/// Limits of this opener (proposed config key: `[limits] max_rar_headers`,
+/// default 10000).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Block headers walked at most.
@@ -75,10 +76,9 @@ pub struct Listing {
 pub fn list(data: &[u8], max_headers: usize) -> Option<Listing> {
     if let Some(rest) = data.strip_prefix(RAR5_SIGNATURE) {
         Some(rar5(data, data.len() - rest.len(), max_headers))
-    } else if let Some(rest) = data.strip_prefix(RAR4_SIGNATURE) {
-        Some(rar4(data, data.len() - rest.len(), max_headers))
     } else {
-        None
+        data.strip_prefix(RAR4_SIGNATURE)
+            .map(|rest| rar4(data, data.len() - rest.len(), max_headers))
     }
 }
 
@@ -446,4 +446,198 @@ fn rar5_file(f: &[u8], extra: &[u8]) -> Option<Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
+
+    fn v(mut n: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let b = (n & 0x7F) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(b);
+                return out;
+            }
+            out.push(b | 0x80);
+        }
+    }
+
+    /// A RAR 5 block: crc (unchecked), header size, header.
+    fn block5(header: &[u8]) -> Vec<u8> {
+        [vec![0; 4], v(header.len() as u64), header.to_vec()].concat()
+    }
+
+    /// A RAR 5 file header + data: stored or compressed (method 3),
+    /// optionally with an encryption extra record.
+    fn file5(name: &str, data: &[u8], declared: u64, method: u64, encrypted: bool) -> Vec<u8> {
+        let extra = if encrypted { vec![2, 1, 0] } else { vec![] };
+        let mut h = v(2); // type: file
+        h.extend(v(if extra.is_empty() { 0x02 } else { 0x03 }));
+        if !extra.is_empty() {
+            h.extend(v(extra.len() as u64));
+        }
+        h.extend(v(data.len() as u64));
+        h.extend(v(0x0004)); // file flags: CRC32 present
+        h.extend(v(declared));
+        h.extend(v(0x20)); // attributes
+        h.extend(crc32fast::hash(data).to_le_bytes());
+        h.extend(v(method << 7));
+        h.extend(v(1)); // host OS
+        h.extend(v(name.len() as u64));
+        h.extend(name.as_bytes());
+        h.extend(extra);
+        [block5(&h), data.to_vec()].concat()
+    }
+
+    fn rar5(parts: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = RAR5_SIGNATURE.to_vec();
+        out.extend(block5(&[1, 0, 0])); // main header
+        for p in parts {
+            out.extend_from_slice(p);
+        }
+        out.extend(block5(&[5, 0, 0])); // end
+        out
+    }
+
+    fn run(data: &[u8]) -> Opened {
+        open(data, &Budget::generous(), Passwords::default())
+    }
+
+    #[test]
+    fn rar5_stored_plain_entry_comes_back_with_its_name() {
+        let a = rar5(&[
+            file5("invoice.lnk", b"cmd /c evil", 11, 0, false),
+            file5("secret.exe", b"MZ......", 8, 0, true),
+            file5("big.doc", b"xx", 2000, 3, false),
+        ]);
+        assert!(sniff(&a));
+        let o = run(&a);
+        assert_eq!(o.embedded.len(), 1);
+        assert_eq!(o.embedded[0].name.as_deref(), Some("invoice.lnk"));
+        assert_eq!(&o.embedded[0].data[..], b"cmd /c evil");
+        assert_eq!(o.encrypted.len(), 1);
+        assert_eq!(o.encrypted[0].name, "secret.exe");
+        assert_eq!(o.encrypted[0].method, "RAR5 AES-256");
+        assert_eq!(o.limits, ["RAR entry big.doc: compressed, not inspected"]);
+    }
+
+    #[test]
+    fn a_crc_mismatch_is_not_extracted() {
+        let mut a = rar5(&[file5("a.txt", b"hello", 5, 0, false)]);
+        let at = a.windows(5).position(|w| w == b"hello").unwrap();
+        a[at] = b'j';
+        let o = run(&a);
+        assert!(o.embedded.is_empty());
+        assert_eq!(o.limits, ["RAR entry a.txt: CRC mismatch, not extracted"]);
+    }
+
+    #[test]
+    fn padded_entries_are_reported() {
+        // 500 MiB declared, 4 KB stored: Emotet's padding.
+        let a = rar5(&[file5("invoice.doc", &[0u8; 4096], 500 << 20, 3, false)]);
+        let o = run(&a);
+        let p: Vec<_> = o
+            .indicators
+            .iter()
+            .filter(|i| i.kind == IndicatorKind::Padded)
+            .collect();
+        assert_eq!(p.len(), 1);
+        assert_eq!(
+            p[0].detail,
+            "invoice.doc: declares 524288000 bytes, stored in 4096"
+        );
+    }
+
+    #[test]
+    fn rar4_stored_and_encrypted_entries() {
+        fn file4(name: &str, data: &[u8], flags: u16, method: u8) -> Vec<u8> {
+            let size = 32 + name.len();
+            let mut h = vec![0, 0, 0x74];
+            h.extend((flags | 0x8000).to_le_bytes());
+            h.extend((size as u16).to_le_bytes());
+            h.extend((data.len() as u32).to_le_bytes());
+            h.extend((data.len() as u32).to_le_bytes());
+            h.push(2); // host OS
+            h.extend(crc32fast::hash(data).to_le_bytes());
+            h.extend([0; 4]); // time
+            h.push(29);
+            h.push(method);
+            h.extend((name.len() as u16).to_le_bytes());
+            h.extend([0; 4]); // attributes
+            h.extend(name.as_bytes());
+            h.extend_from_slice(data);
+            h
+        }
+        let mut a = RAR4_SIGNATURE.to_vec();
+        a.extend([0, 0, 0x73, 0, 0, 13, 0, 0, 0, 0, 0, 0, 0]);
+        a.extend(file4("dir\\a.vbs", b"WScript.Shell", 0, 0x30));
+        a.extend(file4("b.exe", b"MZ", 0x0004, 0x30));
+        a.extend([0, 0, 0x7B, 0, 0x40, 7, 0]);
+        let o = run(&a);
+        assert_eq!(o.embedded.len(), 1);
+        assert_eq!(o.embedded[0].name.as_deref(), Some("dir/a.vbs"));
+        assert_eq!(o.encrypted[0].name, "b.exe");
+        assert_eq!(o.encrypted[0].method, "RAR AES-128");
+        assert!(o.limits.is_empty(), "{:?}", o.limits);
+        // Encrypted headers: the main header's flag.
+        let mut h = RAR4_SIGNATURE.to_vec();
+        h.extend([0, 0, 0x73, 0x80, 0, 13, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(run(&h).encrypted[0].name, "(RAR headers)");
+    }
+
+    #[test]
+    fn vints_over_64_bits_and_endless_headers_are_refused() {
+        let mut at = 0;
+        assert_eq!(
+            vint(
+                &[0xFF; 9].iter().chain(&[0x01]).copied().collect::<Vec<_>>(),
+                &mut at
+            ),
+            Some(u64::MAX)
+        );
+        let mut at = 0;
+        assert_eq!(
+            vint(
+                &[0xFF; 9].iter().chain(&[0x02]).copied().collect::<Vec<_>>(),
+                &mut at
+            ),
+            None
+        );
+        let mut at = 0;
+        assert_eq!(vint(&[0x80; 12], &mut at), None);
+        // A header size of 2^63: refused, not allocated.
+        let mut a = RAR5_SIGNATURE.to_vec();
+        a.extend([0, 0, 0, 0]);
+        a.extend([0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]);
+        let o = run(&a);
+        assert!(o.embedded.is_empty() && o.limits.len() == 1);
+        // Thousands of empty service blocks: the header count bounds the walk.
+        let many: Vec<Vec<u8>> = (0..50).map(|_| block5(&[3, 0, 0])).collect();
+        let listing = list(&rar5(&many), 10).unwrap();
+        assert_eq!(
+            listing.stopped.as_deref(),
+            Some("RAR archive has more than 10 headers")
+        );
+        // A data size past the end of the file.
+        let mut h = v(2);
+        h.extend(v(0x02));
+        h.extend(v(u64::MAX));
+        let o = run(&[RAR5_SIGNATURE.to_vec(), block5(&h)].concat());
+        assert!(o.embedded.is_empty());
+    }
+
+    #[test]
+    fn the_budget_bounds_what_is_copied() {
+        let a = rar5(&[
+            file5("a.txt", &[b'a'; 100], 100, 0, false),
+            file5("b.txt", &[b'b'; 100], 100, 0, false),
+        ]);
+        let b = Budget::new(Instant::now() + Duration::from_secs(60), 150, 1000);
+        let o = open(&a, &b, Passwords::default());
+        assert_eq!(o.embedded.len(), 1);
+        assert!(
+            o.limits[0].starts_with("RAR entry b.txt: "),
+            "{:?}",
+            o.limits
+        );
+    }
 }

@@ -20,7 +20,9 @@ const SIGNATURE: &[u8] = b"7z\xBC\xAF\x27\x1C";
 /// Bytes read from an entry at a time (each chunk charged first).
 const CHUNK: usize = 64 * 1024;
 
-/// Limits of this opener (config: `[formats.sevenz]`).
+/// Limits of this opener (proposed config keys, `[limits]`:
+/// `max_7z_dictionary_kb` = 262144, `max_7z_block_bytes` = 268435456;
+/// entries: `max_archive_entries`).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Entries listed and extracted at most.
@@ -139,7 +141,7 @@ pub fn open_with(data: &[u8], budget: &Budget, passwords: Passwords<'_>, limits:
     // Which blocks are encrypted, and with what password each opened.
     let mut opened_with: Vec<Option<&str>> = vec![header_password; archive.blocks.len()];
     let mut extracted = 0usize;
-    for bi in 0..archive.blocks.len() {
+    for (bi, block) in archive.blocks.iter().enumerate() {
         if budget.expired() {
             out.limits
                 .push("7z: the scan's time budget ran out".to_string());
@@ -148,7 +150,6 @@ pub fn open_with(data: &[u8], budget: &Budget, passwords: Passwords<'_>, limits:
         if extracted >= listed {
             break;
         }
-        let block = &archive.blocks[bi];
         let unpack = block.get_unpack_size();
         let packed = block_packed(&archive, bi).unwrap_or(packed_total);
         let first_name = archive
