@@ -236,6 +236,21 @@ impl Default for EncryptedArchiveConfig {
     }
 }
 
+/// `[formats]`: bounds of the file-format parsers, one table per format
+/// (`[formats.rtf]`, `[formats.sevenz]`, ...). The per-message budget
+/// (`[limits]`) applies on top of these.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FormatsConfig {
+    pub rtf: crate::formats::rtf::Limits,
+    pub ole_objects: crate::formats::ole_objects::Limits,
+    pub ooxml: crate::formats::ooxml::Limits,
+    pub office_crypto: crate::formats::office_crypto::Limits,
+    pub disk_image: crate::formats::disk_image::Limits,
+    pub sevenz: crate::formats::sevenz::Limits,
+    pub rar: crate::formats::rar::Limits,
+}
+
 /// `[organization]`: who "we" are.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -336,6 +351,7 @@ sections! {
     policy: PolicyConfig,
     allowlist: AllowlistConfig,
     limits: Limits,
+    formats: FormatsConfig,
     organization: OrganizationConfig,
     headers: HeadersConfig,
     log: LogConfig,

@@ -208,6 +208,7 @@ impl Engine {
                         raw,
                         &self.config.limits,
                         &self.config.encrypted_archive,
+                        &self.config.formats,
                         &budget,
                     )
                 })) {
@@ -222,6 +223,7 @@ impl Engine {
                 raw,
                 &self.config.limits,
                 &self.config.encrypted_archive,
+                &self.config.formats,
                 &budget,
             )
         }));

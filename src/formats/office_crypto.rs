@@ -55,7 +55,8 @@ const AGILE_SEGMENT: usize = 4096;
 
 /// Limits of this opener (proposed config key: `[limits]
 /// max_office_spin_count`, default 100000).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Largest agile `spinCount` tried. Office writes 100,000; the spec
     /// allows up to 10,000,000 and a hostile header may declare 2^32 - 1.

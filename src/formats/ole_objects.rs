@@ -47,7 +47,8 @@ const PACKAGE_CLSIDS: [&str; 2] = [
 ];
 
 /// Bounds on the work one compound file may cause (besides the budget).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Entries (streams and storages) listed per compound file.
     pub max_entries: usize,

@@ -27,7 +27,8 @@ use super::ole_objects::is_equation_prog_id;
 use super::{Budget, Embedded, IndicatorKind, Opened, Passwords};
 
 /// Bounds on the work one package may cause (besides the budget).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Zip entries looked at per package.
     pub max_entries: usize,

@@ -6,7 +6,8 @@
 
 /// What counts as padded (proposed config keys, `[limits]`:
 /// `padded_min_bytes` = 104857600, `padded_min_ratio` = 1000).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Thresholds {
     /// Declared (unpacked) sizes above this may be padding.
     pub min_declared: u64,

@@ -14,7 +14,8 @@ const RAR5_SIGNATURE: &[u8] = b"Rar!\x1A\x07\x01\x00";
 
 /// Limits of this opener (proposed config key: `[limits] max_rar_headers`,
 /// default 10000).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Block headers walked at most.
     pub max_headers: usize,

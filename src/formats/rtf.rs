@@ -28,7 +28,8 @@ use super::ole_objects::{
 use super::{Budget, Embedded, IndicatorKind, Opened, Passwords};
 
 /// Bounds on the work one RTF file may cause (besides the budget).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Group nesting followed; deeper groups share the deepest state.
     pub max_depth: usize,

@@ -23,7 +23,8 @@ const CHUNK: usize = 64 * 1024;
 /// Limits of this opener (proposed config keys, `[limits]`:
 /// `max_7z_dictionary_kb` = 262144, `max_7z_block_bytes` = 268435456;
 /// entries: `max_archive_entries`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Entries listed and extracted at most.
     pub max_entries: usize,

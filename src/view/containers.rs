@@ -6,49 +6,106 @@
 //! typed by their bytes); what it observes is kept on the node as
 //! indicators for the `payload` detector.
 
+use crate::config::FormatsConfig;
 use crate::formats::{self, Budget, Opened, Passwords};
 
 use super::archive::{ArchiveInfo, EncryptedEntry, EncryptionMethod, EntryState};
 use super::{Builder, FileType, Origin};
 
-/// One opener: the formats module that reads a kind of file.
-type Opener = fn(&[u8], &Budget, Passwords<'_>) -> Opened;
+/// The parsers that read a kind of file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Rtf,
+    OneNote,
+    DiskImage,
+    SevenZip,
+    Rar,
+    Lnk,
+    OleObjects,
+    OfficeCrypto,
+    Ooxml,
+    Html,
+    Pdf,
+}
 
-/// The openers that apply to a node of this type and content, in order.
-fn openers_for(file_type: FileType, data: &[u8]) -> Vec<(&'static str, Opener)> {
-    let mut out: Vec<(&'static str, Opener)> = Vec::new();
+impl Format {
+    fn name(self) -> &'static str {
+        match self {
+            Format::Rtf => "rtf",
+            Format::OneNote => "onenote",
+            Format::DiskImage => "disk_image",
+            Format::SevenZip => "7z",
+            Format::Rar => "rar",
+            Format::Lnk => "lnk",
+            Format::OleObjects => "ole_objects",
+            Format::OfficeCrypto => "office_crypto",
+            Format::Ooxml => "ooxml",
+            Format::Html => "html",
+            Format::Pdf => "pdf",
+        }
+    }
+
+    /// Run the parser with its `[formats]` bounds.
+    fn open(
+        self,
+        data: &[u8],
+        budget: &Budget,
+        passwords: Passwords<'_>,
+        config: &FormatsConfig,
+    ) -> Opened {
+        match self {
+            Format::Rtf => formats::rtf::open_with(data, budget, &config.rtf),
+            Format::OneNote => formats::onenote::open(data, budget, passwords),
+            Format::DiskImage => formats::disk_image::open_with(data, budget, config.disk_image),
+            Format::SevenZip => formats::sevenz::open_with(data, budget, passwords, config.sevenz),
+            Format::Rar => formats::rar::open_with(data, budget, config.rar),
+            Format::Lnk => formats::lnk::open(data, budget, passwords),
+            Format::OleObjects => {
+                formats::ole_objects::open_with(data, budget, &config.ole_objects)
+            }
+            Format::OfficeCrypto => {
+                formats::office_crypto::open_with(data, budget, passwords, config.office_crypto)
+            }
+            Format::Ooxml => formats::ooxml::open_with(data, budget, &config.ooxml),
+            Format::Html => formats::html::open(data, budget, passwords),
+            Format::Pdf => formats::pdf::open(data, budget, passwords),
+        }
+    }
+}
+
+/// The parsers that apply to a node of this type and content, in order.
+fn openers_for(file_type: FileType, data: &[u8]) -> Vec<Format> {
+    let mut out = Vec::new();
     match file_type {
-        FileType::Rtf => out.push(("rtf", formats::rtf::open)),
-        FileType::OneNote => out.push(("onenote", formats::onenote::open)),
-        FileType::Iso => out.push(("disk_image", formats::disk_image::open)),
-        FileType::SevenZip => out.push(("7z", formats::sevenz::open)),
-        FileType::Rar => out.push(("rar", formats::rar::open)),
-        FileType::Lnk => out.push(("lnk", formats::lnk::open)),
+        FileType::Rtf => out.push(Format::Rtf),
+        FileType::OneNote => out.push(Format::OneNote),
+        FileType::Iso => out.push(Format::DiskImage),
+        FileType::SevenZip => out.push(Format::SevenZip),
+        FileType::Rar => out.push(Format::Rar),
+        FileType::Lnk => out.push(Format::Lnk),
         FileType::Ole2 => {
-            out.push(("ole_objects", formats::ole_objects::open));
+            out.push(Format::OleObjects);
             if formats::office_crypto::sniff(data) {
-                out.push(("office_crypto", formats::office_crypto::open));
+                out.push(Format::OfficeCrypto);
             }
         }
-        FileType::Ooxml => out.push(("ooxml", formats::ooxml::open)),
-        FileType::Html | FileType::Text if formats::html::sniff(data) => {
-            out.push(("html", formats::html::open));
-        }
-        FileType::Pdf => out.push(("pdf", formats::pdf::open)),
+        FileType::Ooxml => out.push(Format::Ooxml),
+        FileType::Html | FileType::Text if formats::html::sniff(data) => out.push(Format::Html),
+        FileType::Pdf => out.push(Format::Pdf),
         FileType::Unknown => {
             if formats::disk_image::sniff(data) {
-                out.push(("disk_image", formats::disk_image::open));
+                out.push(Format::DiskImage);
             }
             // A OneNote section with its first bytes cut off still opens.
             if formats::onenote::sniff(data) {
-                out.push(("onenote", formats::onenote::open));
+                out.push(Format::OneNote);
             }
         }
         _ => {}
     }
     // An RTF whose header is broken on purpose is not typed Rtf by magic.
     if file_type != FileType::Rtf && formats::rtf::sniff(data) {
-        out.push(("rtf", formats::rtf::open));
+        out.push(Format::Rtf);
     }
     out
 }
@@ -78,18 +135,20 @@ pub(crate) fn open_formats(builder: &mut Builder<'_>, id: usize) {
         .passwords
         .max_attempts
         .saturating_sub(builder.password_attempts);
-    for (format, open) in openers_for(file_type, &data) {
+    for format in openers_for(file_type, &data) {
         if builder.out_of_time() {
             return;
         }
-        let opened = open(
+        let opened = format.open(
             &data,
             builder.budget,
             Passwords {
                 candidates: &passwords,
                 max_attempts: attempts_left,
             },
+            builder.formats,
         );
+        let format = format.name();
         for why in &opened.limits {
             // office_macro reports an unreadable compound file itself
             // (scan.error); one report of it is enough.

@@ -19,8 +19,8 @@ pub use address::Mailbox;
 pub use archive::{ArchiveInfo, EncryptedEntry, EncryptionMethod, EntryState};
 pub use filetype::FileType;
 
-use crate::config::EncryptedArchiveConfig;
 use crate::config::Limits;
+use crate::config::{EncryptedArchiveConfig, FormatsConfig};
 use crate::envelope::Envelope;
 use crate::formats::Budget;
 use password::{Candidate, MinerInput};
@@ -181,17 +181,20 @@ impl MessageView {
     }
 
     /// [`MessageView::build_with`] drawing on a message's shared budget
-    /// (the scan core's: detectors then draw on what the view left).
+    /// (the scan core's: detectors then draw on what the view left), with
+    /// the file-format parsers bounded by `[formats]`.
     pub fn build_within(
         envelope: Envelope,
         raw: &[u8],
         limits: &Limits,
         passwords: &EncryptedArchiveConfig,
+        formats: &FormatsConfig,
         budget: &Budget,
     ) -> Self {
         let mut builder = Builder {
             limits,
             passwords,
+            formats,
             budget,
             subject: String::new(),
             candidates: None,
@@ -232,7 +235,8 @@ impl MessageView {
             limits.max_inflated_bytes,
             limits.max_inflation_ratio,
         );
-        MessageView::build_within(envelope, raw, limits, passwords, &budget)
+        let formats = FormatsConfig::default();
+        MessageView::build_within(envelope, raw, limits, passwords, &formats, &budget)
     }
 
     fn unparsed(envelope: Envelope, raw: &[u8]) -> Self {
@@ -382,6 +386,8 @@ pub(crate) struct Builder<'l> {
     pub(crate) limits: &'l Limits,
     /// Bounds on password candidates, attempts and decrypted bytes.
     pub(crate) passwords: &'l EncryptedArchiveConfig,
+    /// Bounds of the file-format parsers.
+    pub(crate) formats: &'l FormatsConfig,
     /// The message's deadline and decompression budget.
     pub(crate) budget: &'l Budget,
     /// The decoded subject, a source of password candidates.
