@@ -1,0 +1,4 @@
+Dim o
+On Error Resume Next
+Set o = CreateObject("WScript.Shell")
+o.Run "cmd /c echo"
