@@ -22,7 +22,7 @@
 use bytes::Bytes;
 
 use super::ole_objects::{
-    equation_clsid_in, is_equation_prog_id, package_native, root_clsid, utf16_urls, Reader,
+    equation_clsid_in, is_equation_prog_id, moniker_targets, package_native, root_clsid, Reader,
     OLE_MAGIC, STD_OLE_LINK,
 };
 use super::{Budget, Embedded, IndicatorKind, Opened, Passwords};
@@ -985,7 +985,7 @@ fn report_object(n: usize, mut o: Object, budget: &Budget, out: &mut Opened) {
         }
     }
     if prog_id.eq_ignore_ascii_case("OLE2Link") || o.link || root.as_deref() == Some(STD_OLE_LINK) {
-        for url in utf16_urls(&native, 8) {
+        for url in moniker_targets(&native, 8) {
             out.indicator(IndicatorKind::ExternalReference, format!("OLE2Link: {url}"));
         }
     }
