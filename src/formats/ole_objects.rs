@@ -601,6 +601,29 @@ pub(crate) fn parse_package(native: &[u8]) -> Option<Package> {
         let start = r.pos;
         let end = start.saturating_add(size as usize).min(native.len());
         package.data = Some((start, end, u64::from(size)));
+        // After the data, newer packagers repeat the temp path, label and
+        // source path in UTF-16 (the ANSI ones lose non-Latin letters).
+        if end == start.saturating_add(size as usize) {
+            let mut tail = Reader::new(native.get(end..).unwrap_or(&[]));
+            let mut wide = || -> Option<String> {
+                let chars = tail.u32()? as usize;
+                if chars > 32768 {
+                    return None;
+                }
+                Some(utf16z(tail.take(chars.checked_mul(2)?)?))
+            };
+            if let (Some(temp), Some(label), Some(source)) = (wide(), wide(), wide()) {
+                for (ansi, wide) in [
+                    (&mut package.temp_path, temp),
+                    (&mut package.label, label),
+                    (&mut package.source, source),
+                ] {
+                    if !wide.is_empty() {
+                        *ansi = wide;
+                    }
+                }
+            }
+        }
     }
     Some(package)
 }
@@ -1049,6 +1072,22 @@ mod tests {
         assert_eq!(overflowing_font_name(&exploit), Some(47));
         for cut in 0..exploit.len() {
             let _ = overflowing_font_name(&exploit[..cut]);
+        }
+    }
+
+    #[test]
+    fn unicode_names_replace_the_ansi_ones() {
+        let mut native = package_bytes("?.txt", "C:\\?.txt", b"hi");
+        for name in ["C:\\Temp\\ü.txt", "ü.txt", "C:\\ü.txt"] {
+            let units: Vec<u16> = name.encode_utf16().collect();
+            native.extend_from_slice(&(units.len() as u32).to_le_bytes());
+            native.extend(units.iter().flat_map(|u| u.to_le_bytes()));
+        }
+        let p = parse_package(&native).unwrap();
+        assert_eq!(p.file_name(), "ü.txt");
+        assert_eq!(p.label, "ü.txt");
+        for cut in 0..native.len() {
+            let _ = parse_package(&native[..cut]);
         }
     }
 

@@ -138,7 +138,7 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: &Limits) -> Opened {
     let mut steps = 0u32;
     while i < data.len() {
         steps = steps.wrapping_add(1);
-        if steps % 65536 == 0 && budget.expired() {
+        if steps.is_multiple_of(65536) && budget.expired() {
             out.limits
                 .push("the scan's time budget ran out in an RTF file".into());
             break;
