@@ -277,8 +277,14 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: &Limits) -> Opened {
                 top.fresh = false;
             }
             _ => {
-                i += 1;
                 top.fresh = false;
+                if top.dest == Dest::Other {
+                    // Document text: nothing to read until the next token.
+                    i = memchr::memchr3(b'{', b'}', b'\\', &data[i..])
+                        .map_or(data.len(), |p| i + p);
+                    continue;
+                }
+                i += 1;
                 match top.dest {
                     Dest::ObjData(n) => {
                         if let Some(o) = objects.get_mut(n) {
