@@ -20,6 +20,7 @@
 //! charged to the [`Budget`] first and capped at [`Limits::max_stream_bytes`].
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::io::{Cursor, Read, Seek};
 
 use bytes::Bytes;
@@ -98,6 +99,12 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: &Limits) -> Opened {
         }
     };
     let entries = list_entries(&file, limits.max_entries, &mut out);
+    // The streams of each storage, indexed once (a hostile file may hold
+    // thousands of storages).
+    let mut streams_of: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (k, e) in entries.iter().enumerate().filter(|(_, e)| e.is_stream) {
+        streams_of.entry(parent_of(&e.path)).or_default().push(k);
+    }
     let mut objects = 0usize;
     let mut controls: Vec<(String, Vec<String>)> = Vec::new();
     for storage in entries.iter().filter(|e| !e.is_stream) {
@@ -116,10 +123,10 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: &Limits) -> Opened {
         if in_vba_project(&storage.path) {
             continue;
         }
-        let children: Vec<&Entry> = entries
-            .iter()
-            .filter(|e| e.is_stream && parent_of(&e.path) == storage.path)
-            .collect();
+        let children: Vec<&Entry> = streams_of
+            .get(storage.path.as_str())
+            .map(|v| v.iter().filter_map(|&k| entries.get(k)).collect())
+            .unwrap_or_default();
         let has = |name: &str| children.iter().any(|c| c.name.eq_ignore_ascii_case(name));
         let document = ["WordDocument", "Workbook", "Book", "PowerPoint Document"]
             .iter()
