@@ -134,7 +134,8 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: &Limits) -> Opened {
         fresh: true,
     };
     let mut i = 0usize;
-    let mut budget_noted = false;
+    let mut objects_noted = false;
+    let mut stray_update = false;
     let mut steps = 0u32;
     while i < data.len() {
         steps = steps.wrapping_add(1);
@@ -222,8 +223,8 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: &Limits) -> Opened {
                             if objects.len() < limits.max_objects {
                                 objects.push(Object::default());
                                 top.object = Some(objects.len() - 1);
-                            } else if !budget_noted {
-                                budget_noted = true;
+                            } else if !objects_noted {
+                                objects_noted = true;
                                 out.limits.push(format!(
                                     "more than {} objects in an RTF file; the rest not decoded",
                                     limits.max_objects
@@ -252,7 +253,8 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: &Limits) -> Opened {
                         } else if w == b"objupdate" {
                             if let Some(o) = top.object.and_then(|n| objects.get_mut(n)) {
                                 o.update = true;
-                            } else {
+                            } else if !stray_update {
+                                stray_update = true;
                                 out.indicator(
                                     IndicatorKind::AutoUpdate,
                                     "\\objupdate outside any object",
@@ -880,11 +882,16 @@ fn report_object(n: usize, mut o: Object, budget: &Budget, out: &mut Opened) {
         .class
         .trim_matches(|c: char| c.is_whitespace() || c == ';')
         .to_string();
-    if o.junk > 0 && o.has_data {
+    if (o.junk > 0 || o.bin_runs > 0) && o.has_data {
+        let bin = if o.bin_runs > 0 {
+            format!(" and {} \\bin runs", o.bin_runs)
+        } else {
+            String::new()
+        };
         out.indicator(
             IndicatorKind::Malformed,
             format!(
-                "RTF object {n}: \\objdata hex split with {} junk bytes or groups",
+                "RTF object {n}: \\objdata hex split with {} junk bytes or groups{bin}",
                 o.junk
             ),
         );
