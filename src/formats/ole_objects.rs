@@ -379,8 +379,11 @@ fn padded_size(data: &[u8], max: u64) -> Option<u64> {
         .checked_mul(sector / 4)?
         .checked_add(1)?
         .checked_mul(sector)?;
-    let wanted = whole.max(by_fat.min(max));
-    (wanted > len && wanted <= max).then_some(wanted)
+    // Exploits cut a few sectors off; a header claiming a huge FAT must not
+    // make a small file cost megabytes of zeros.
+    let reach = len.saturating_mul(2).saturating_add(1 << 16);
+    let wanted = whole.max(by_fat.min(reach)).min(max);
+    (wanted > len).then_some(wanted)
 }
 
 /// Read at most `cap` bytes of a stream, charging them to the budget first.

@@ -353,7 +353,6 @@ fn push_token(o: &mut Object, token: u8, budget: &Budget, limits: &Limits) -> bo
             return false;
         }
         o.charged += CHARGE_CHUNK;
-        o.tokens.reserve(CHARGE_CHUNK);
     }
     o.tokens.push(token);
     true
