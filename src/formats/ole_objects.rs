@@ -253,7 +253,10 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: &Limits) -> Opened {
             let path = join(&storage.path, "\u{1}Ole");
             if let Some(s) = read_stream(&mut file, &path, 65536, budget, &mut out) {
                 for url in moniker_targets(&s, 8) {
-                    out.indicator(IndicatorKind::ExternalReference, format!("OLE2Link: {url}"));
+                    out.indicator(
+                        IndicatorKind::ExternalReference,
+                        format!("OLE2Link oleObject: {url}"),
+                    );
                 }
             }
             continue;
@@ -1056,8 +1059,8 @@ mod tests {
         assert_eq!(
             refs,
             vec![
-                "OLE2Link: hTTp://evil.example/a.hta",
-                "OLE2Link: %TMP%\\x.sct"
+                "OLE2Link oleObject: hTTp://evil.example/a.hta",
+                "OLE2Link oleObject: %TMP%\\x.sct"
             ],
             "{o:?}"
         );

@@ -908,13 +908,21 @@ fn report_object(n: usize, mut o: Object, budget: &Budget, out: &mut Opened) {
     } else {
         prog_id.clone()
     };
-    if o.update {
-        out.indicator(
-            IndicatorKind::AutoUpdate,
-            format!("RTF \\objupdate on object {n} ({shown})"),
-        );
-    }
+    let auto_update = |ole2link: bool, out: &mut Opened| {
+        if o.update {
+            let link = if ole2link && !shown.eq_ignore_ascii_case("OLE2Link") {
+                ", an OLE2Link object"
+            } else {
+                ""
+            };
+            out.indicator(
+                IndicatorKind::AutoUpdate,
+                format!("RTF \\objupdate on object {n} ({shown}{link})"),
+            );
+        }
+    };
     if data.is_empty() {
+        auto_update(false, out);
         if !o.has_data && !rtf_class.is_empty() {
             object_kind(&rtf_class, &[], n, out);
         }
@@ -949,6 +957,16 @@ fn report_object(n: usize, mut o: Object, budget: &Budget, out: &mut Opened) {
             }
         }
     };
+    // OLE2Link objects (CVE-2017-0199) fetch the target of their moniker;
+    // the class name may be junk when the compound file names StdOleLink.
+    let root = if native.starts_with(&OLE_MAGIC) {
+        root_clsid(&native, budget)
+    } else {
+        None
+    };
+    let ole2link =
+        prog_id.eq_ignore_ascii_case("OLE2Link") || root.as_deref() == Some(STD_OLE_LINK);
+    auto_update(ole2link, out);
     if let Some(h) = &ole1 {
         if !rtf_class.is_empty()
             && !h.class.is_empty()
@@ -981,13 +999,6 @@ fn report_object(n: usize, mut o: Object, budget: &Budget, out: &mut Opened) {
         package_native(&native, "RTF \\objdata OLE Package", out);
         return;
     }
-    // OLE2Link objects (CVE-2017-0199) fetch a URL given in their moniker;
-    // the class name may be junk when the compound file names StdOleLink.
-    let root = if native.starts_with(&OLE_MAGIC) {
-        root_clsid(&native, budget)
-    } else {
-        None
-    };
     if let Some(clsid) = &root {
         if !is_equation_clsid_str(clsid) {
             out.indicator(
@@ -996,9 +1007,13 @@ fn report_object(n: usize, mut o: Object, budget: &Budget, out: &mut Opened) {
             );
         }
     }
-    if prog_id.eq_ignore_ascii_case("OLE2Link") || o.link || root.as_deref() == Some(STD_OLE_LINK) {
+    if ole2link || o.link {
+        // Named as the relationship an OOXML document would use for it.
         for url in moniker_targets(&native, 8) {
-            out.indicator(IndicatorKind::ExternalReference, format!("OLE2Link: {url}"));
+            out.indicator(
+                IndicatorKind::ExternalReference,
+                format!("OLE2Link oleObject: {url}"),
+            );
         }
     }
     if !native.is_empty() {
@@ -1228,7 +1243,7 @@ mod tests {
         );
         assert_eq!(
             o.indicators[2].detail,
-            "OLE2Link: http://evil.example/x.hta"
+            "OLE2Link oleObject: http://evil.example/x.hta"
         );
         assert!(o.indicators[3].detail.contains("Word.Document.8"));
     }
