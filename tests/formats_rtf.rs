@@ -4,79 +4,25 @@
 //! (CVE-2017-0199) — decoded into an embedded compound file; honest RTF
 //! from ../shared/corpus must show nothing.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-
 use malspam_milter::formats::{rtf, Budget, IndicatorKind, Opened, Passwords};
 
-fn shared(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared")
-        .join(rel)
-}
-
-/// The samples of the given INDEX.tsv categories, read in memory from the
-/// AES zip; `None` (after saying why) when the zip is absent outside CI.
-fn samples(categories: &[&str]) -> Option<Vec<(String, Vec<u8>)>> {
-    let zip_path = shared("malware-dev/samples.zip");
-    let index_path = shared("malware-dev/INDEX.tsv");
-    if !zip_path.exists() || !index_path.exists() {
-        if std::env::var_os("CI").is_some() {
-            panic!("{} is absent in CI", zip_path.display());
-        }
-        eprintln!(
-            "SKIP: {} absent; malware samples not checked",
-            zip_path.display()
-        );
-        return None;
-    }
-    let index = std::fs::read_to_string(&index_path).unwrap();
-    let mut lines = index.lines();
-    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
-    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
-    let (path_col, cat_col) = (col("path"), col("category"));
-    let wanted: Vec<String> = lines
-        .map(|l| l.split('\t').collect::<Vec<_>>())
-        .filter(|f| categories.contains(&f[cat_col]))
-        .map(|f| f[path_col].to_string())
-        .collect();
-    let mut archive = zip::ZipArchive::new(std::fs::File::open(&zip_path).unwrap()).unwrap();
-    let mut out = Vec::new();
-    for name in wanted {
-        let mut entry = archive
-            .by_name_decrypt(&name, b"infected")
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let mut data = Vec::new();
-        entry.read_to_end(&mut data).unwrap();
-        out.push((name, data));
-    }
-    Some(out)
-}
+mod fmt_rtf_samples;
+use fmt_rtf_samples::{samples, shared, summary};
 
 fn has(o: &Opened, kind: IndicatorKind) -> bool {
     o.indicators.iter().any(|i| i.kind == kind)
 }
 
-fn summary(o: &Opened) -> String {
-    let mut s: Vec<String> = o
-        .indicators
-        .iter()
-        .map(|i| format!("{:?}: {}", i.kind, i.detail))
-        .collect();
-    s.push(format!("{} embedded", o.embedded.len()));
-    s.extend(o.limits.iter().map(|l| format!("limit: {l}")));
-    s.join(" | ")
-}
-
 #[test]
 fn every_rtf_exploit_sample_shows_its_object() {
-    let Some(samples) = samples(&["rtf"]) else {
+    let Some(samples) = samples(|_, category| category == "rtf") else {
         return;
     };
     assert!(!samples.is_empty(), "INDEX.tsv lists no rtf sample");
     let mut missed = Vec::new();
     let (mut equation, mut package, mut link, mut embedded) = (0, 0, 0, 0);
-    for (name, data) in &samples {
+    for sample in &samples {
+        let (name, data) = (&sample.path, &sample.data);
         assert!(rtf::sniff(data), "{name} does not sniff as RTF");
         let o = rtf::open(data, &Budget::generous(), Passwords::default());
         eprintln!("{name}: {}", summary(&o));

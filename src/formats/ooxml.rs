@@ -9,7 +9,8 @@
 //!   `"<type>: <target>"` (template injection, CVE-2021-40444 and kin).
 //!   Plain hyperlinks and links to local files are not indicators;
 //! - parts in `embeddings/` (`oleObject*.bin` compound files, embedded
-//!   packages and files) → [`Embedded`], to be scanned like any file;
+//!   packages and files) and altChunk parts (`afchunk.rtf`, `.mht`) →
+//!   [`Embedded`], to be scanned like any file;
 //! - ActiveX controls (`activeX/activeX*.xml` with their `classid`) →
 //!   [`IndicatorKind::ActiveX`]; their `activeX*.bin` → [`Embedded`];
 //! - OLE objects declared in the document (`o:OLEObject`, `oleObject`,
@@ -184,6 +185,15 @@ impl Part {
             } else {
                 Part::Embedded
             }
+        } else if [
+            ".rtf", ".mht", ".mhtml", ".htm", ".html", ".docx", ".docm", ".xlsm",
+        ]
+        .iter()
+        .any(|ext| leaf.ends_with(ext))
+        {
+            // altChunk parts (`afchunk.rtf`, `.mht`): Word renders them in
+            // the document, exploits included.
+            Part::Embedded
         } else if lower.contains("activex/") && leaf.starts_with("activex") {
             if leaf.ends_with(".xml") {
                 Part::ActiveXXml
@@ -588,6 +598,7 @@ mod tests {
             ("word/embeddings/oleObject1.bin", b"\xD0\xCF\x11\xE0data"),
             ("word/activeX/activeX1.xml", ax),
             ("word/activeX/activeX1.bin", b"axdata"),
+            ("word/afchunk.rtf", b"{\\rtf1}"),
         ]));
         assert_eq!(
             details(&o, IndicatorKind::AutoUpdate),
@@ -599,7 +610,7 @@ mod tests {
             vec!["CLSID 8856F961-340A-11D0-A96B-00C04FD705A2 in word/activeX/activeX1.xml"]
         );
         let names: Vec<_> = o.embedded.iter().map(|e| e.name.clone().unwrap()).collect();
-        assert_eq!(names, vec!["oleObject1.bin", "activeX1.bin"]);
+        assert_eq!(names, vec!["oleObject1.bin", "activeX1.bin", "afchunk.rtf"]);
         assert_eq!(&o.embedded[0].data[..], b"\xD0\xCF\x11\xE0data");
     }
 

@@ -22,7 +22,7 @@
 use bytes::Bytes;
 
 use super::ole_objects::{
-    equation_clsid_in, is_equation_prog_id, package_native, root_clsid, utf16_urls, Reader,
+    equation_clsid_in, is_equation_prog_id, moniker_targets, package_native, root_clsid, Reader,
     OLE_MAGIC, STD_OLE_LINK,
 };
 use super::{Budget, Embedded, IndicatorKind, Opened, Passwords};
@@ -135,11 +135,12 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: &Limits) -> Opened {
         fresh: true,
     };
     let mut i = 0usize;
-    let mut budget_noted = false;
+    let mut objects_noted = false;
+    let mut stray_update = false;
     let mut steps = 0u32;
     while i < data.len() {
         steps = steps.wrapping_add(1);
-        if steps % 65536 == 0 && budget.expired() {
+        if steps.is_multiple_of(65536) && budget.expired() {
             out.limits
                 .push("the scan's time budget ran out in an RTF file".into());
             break;
@@ -223,8 +224,8 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: &Limits) -> Opened {
                             if objects.len() < limits.max_objects {
                                 objects.push(Object::default());
                                 top.object = Some(objects.len() - 1);
-                            } else if !budget_noted {
-                                budget_noted = true;
+                            } else if !objects_noted {
+                                objects_noted = true;
                                 out.limits.push(format!(
                                     "more than {} objects in an RTF file; the rest not decoded",
                                     limits.max_objects
@@ -253,7 +254,8 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: &Limits) -> Opened {
                         } else if w == b"objupdate" {
                             if let Some(o) = top.object.and_then(|n| objects.get_mut(n)) {
                                 o.update = true;
-                            } else {
+                            } else if !stray_update {
+                                stray_update = true;
                                 out.indicator(
                                     IndicatorKind::AutoUpdate,
                                     "\\objupdate outside any object",
@@ -278,8 +280,14 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: &Limits) -> Opened {
                 top.fresh = false;
             }
             _ => {
-                i += 1;
                 top.fresh = false;
+                if top.dest == Dest::Other {
+                    // Document text: nothing to read until the next token.
+                    i = memchr::memchr3(b'{', b'}', b'\\', &data[i..])
+                        .map_or(data.len(), |p| i + p);
+                    continue;
+                }
+                i += 1;
                 match top.dest {
                     Dest::ObjData(n) => {
                         if let Some(o) = objects.get_mut(n) {
@@ -346,7 +354,6 @@ fn push_token(o: &mut Object, token: u8, budget: &Budget, limits: &Limits) -> bo
             return false;
         }
         o.charged += CHARGE_CHUNK;
-        o.tokens.reserve(CHARGE_CHUNK);
     }
     o.tokens.push(token);
     true
@@ -875,11 +882,16 @@ fn report_object(n: usize, mut o: Object, budget: &Budget, out: &mut Opened) {
         .class
         .trim_matches(|c: char| c.is_whitespace() || c == ';')
         .to_string();
-    if o.junk > 0 && o.has_data {
+    if (o.junk > 0 || o.bin_runs > 0) && o.has_data {
+        let bin = if o.bin_runs > 0 {
+            format!(" and {} \\bin runs", o.bin_runs)
+        } else {
+            String::new()
+        };
         out.indicator(
             IndicatorKind::Malformed,
             format!(
-                "RTF object {n}: \\objdata hex split with {} junk bytes or groups",
+                "RTF object {n}: \\objdata hex split with {} junk bytes or groups{bin}",
                 o.junk
             ),
         );
@@ -897,13 +909,21 @@ fn report_object(n: usize, mut o: Object, budget: &Budget, out: &mut Opened) {
     } else {
         prog_id.clone()
     };
-    if o.update {
-        out.indicator(
-            IndicatorKind::AutoUpdate,
-            format!("RTF \\objupdate on object {n} ({shown})"),
-        );
-    }
+    let auto_update = |ole2link: bool, out: &mut Opened| {
+        if o.update {
+            let link = if ole2link && !shown.eq_ignore_ascii_case("OLE2Link") {
+                ", an OLE2Link object"
+            } else {
+                ""
+            };
+            out.indicator(
+                IndicatorKind::AutoUpdate,
+                format!("RTF \\objupdate on object {n} ({shown}{link})"),
+            );
+        }
+    };
     if data.is_empty() {
+        auto_update(false, out);
         if !o.has_data && !rtf_class.is_empty() {
             object_kind(&rtf_class, &[], n, out);
         }
@@ -938,6 +958,16 @@ fn report_object(n: usize, mut o: Object, budget: &Budget, out: &mut Opened) {
             }
         }
     };
+    // OLE2Link objects (CVE-2017-0199) fetch the target of their moniker;
+    // the class name may be junk when the compound file names StdOleLink.
+    let root = if native.starts_with(&OLE_MAGIC) {
+        root_clsid(&native, budget)
+    } else {
+        None
+    };
+    let ole2link =
+        prog_id.eq_ignore_ascii_case("OLE2Link") || root.as_deref() == Some(STD_OLE_LINK);
+    auto_update(ole2link, out);
     if let Some(h) = &ole1 {
         if !rtf_class.is_empty()
             && !h.class.is_empty()
@@ -970,13 +1000,6 @@ fn report_object(n: usize, mut o: Object, budget: &Budget, out: &mut Opened) {
         package_native(&native, "RTF \\objdata OLE Package", out);
         return;
     }
-    // OLE2Link objects (CVE-2017-0199) fetch a URL given in their moniker;
-    // the class name may be junk when the compound file names StdOleLink.
-    let root = if native.starts_with(&OLE_MAGIC) {
-        root_clsid(&native, budget)
-    } else {
-        None
-    };
     if let Some(clsid) = &root {
         if !is_equation_clsid_str(clsid) {
             out.indicator(
@@ -985,9 +1008,13 @@ fn report_object(n: usize, mut o: Object, budget: &Budget, out: &mut Opened) {
             );
         }
     }
-    if prog_id.eq_ignore_ascii_case("OLE2Link") || o.link || root.as_deref() == Some(STD_OLE_LINK) {
-        for url in utf16_urls(&native, 8) {
-            out.indicator(IndicatorKind::ExternalReference, format!("OLE2Link: {url}"));
+    if ole2link || o.link {
+        // Named as the relationship an OOXML document would use for it.
+        for url in moniker_targets(&native, 8) {
+            out.indicator(
+                IndicatorKind::ExternalReference,
+                format!("OLE2Link oleObject: {url}"),
+            );
         }
     }
     if !native.is_empty() {
@@ -1217,7 +1244,7 @@ mod tests {
         );
         assert_eq!(
             o.indicators[2].detail,
-            "OLE2Link: http://evil.example/x.hta"
+            "OLE2Link oleObject: http://evil.example/x.hta"
         );
         assert!(o.indicators[3].detail.contains("Word.Document.8"));
     }
