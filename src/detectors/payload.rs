@@ -21,13 +21,18 @@ pub const RULES: &[RuleInfo] = &[
         default_score: 10.0,
     },
     RuleInfo {
+        name: "equation_object",
+        description: "An Equation Editor object without the shape of an exploit (in an Office file, its font name in bounds): old honest documents have them; the component was removed from Office in 2018",
+        default_score: 3.0,
+    },
+    RuleInfo {
         name: "exploit_object",
         description: "An object known from exploit documents: a linked OLE object (OLE2Link) that updates itself from outside when the document opens (CVE-2017-0199), or a Shockwave Flash ActiveX control (CVE-2018-4878 and kin)",
         default_score: 10.0,
     },
     RuleInfo {
         name: "ole_package",
-        description: "An OLE Package object: a file packaged inside a document, run when the reader double-clicks its icon; the packaged file is scanned too",
+        description: "An OLE Package object whose packaged file is not a plain PDF or text: a file inside a document that runs or opens when the reader double-clicks its icon; the packaged file is scanned too (a program or script there is attachment.dangerous_type)",
         default_score: 5.0,
     },
     RuleInfo {
@@ -95,6 +100,10 @@ pub const RULES: &[RuleInfo] = &[
 /// Findings per rule at most; the last one says how many more.
 const MAX_PER_RULE: usize = 3;
 
+/// Rules that note something honest documents also have: one finding per
+/// message, so that ten ActiveX controls do not add up to a verdict.
+const WEAK_RULES: &[&str] = &["equation_object", "activex", "auto_update", "malformed"];
+
 /// Relationship types that fetch content when the document opens.
 const FETCHING_RELATIONSHIPS: &[&str] = &[
     "attachedtemplate",
@@ -157,9 +166,15 @@ impl Detector for Payload {
         let mut found: Vec<(&'static str, String)> = Vec::new();
         for node in &message.attachments {
             for ind in &node.indicators {
-                if let Some((rule, evidence)) = judge(node, ind, sender_domain.as_deref()) {
-                    found.push((rule, evidence));
-                }
+                let Some((rule, evidence)) = judge(node, ind, sender_domain.as_deref()) else {
+                    continue;
+                };
+                let rule = match rule {
+                    "equation_editor" if !exploit_shaped(message, node) => "equation_object",
+                    "ole_package" if packages_only_harmless(message, node) => continue,
+                    other => other,
+                };
+                found.push((rule, evidence));
             }
         }
         for rule in RULES.iter().map(|r| r.name) {
@@ -168,13 +183,19 @@ impl Detector for Payload {
                 .filter(|(r, _)| *r == rule)
                 .map(|(_, e)| e)
                 .collect();
-            for evidence in of_rule.iter().take(MAX_PER_RULE) {
+            // Weak notes count once per message, however many objects.
+            let max = if WEAK_RULES.contains(&rule) {
+                1
+            } else {
+                MAX_PER_RULE
+            };
+            for evidence in of_rule.iter().take(max) {
                 hits.push(Hit::new(rule, (*evidence).clone()));
             }
-            if of_rule.len() > MAX_PER_RULE {
+            if of_rule.len() > max {
                 if let Some(last) = hits.last_mut() {
                     last.evidence
-                        .push_str(&format!("; and {} more", of_rule.len() - MAX_PER_RULE));
+                        .push_str(&format!("; and {} more", of_rule.len() - max));
                 }
             }
         }
@@ -251,6 +272,56 @@ fn judge(
         // Reported by other rules: office_macro.encrypted_document for the
         // encryption itself, nothing for ordinary embedded objects.
         IndicatorKind::EncryptedDocument | IndicatorKind::OleObject => return None,
+    })
+}
+
+/// An Equation Editor object with the shape of CVE-2017-11882/-0802: in an
+/// RTF (where exploit kits put them), or beside a structure only an
+/// exploit writes (a font name past its 40-byte field).
+fn exploit_shaped(view: &MessageView, node: &Attachment) -> bool {
+    let mut at = Some(node);
+    while let Some(n) = at {
+        if n.file_type == crate::view::FileType::Rtf {
+            return true;
+        }
+        at = n.parent.and_then(|p| view.attachments.get(p));
+    }
+    node.indicators
+        .iter()
+        .any(|i| i.kind == IndicatorKind::Malformed)
+}
+
+/// Whether every file packaged in this node's OLE Packages is one an
+/// honest document packages: a document or archive (judged by the rules
+/// for documents and archives), text without script, or a name Windows
+/// opens in a viewer (.txt, .pdf). Pictures are not let through: a
+/// packaged picture is how stego loaders travel, and an honest document
+/// shows a picture inline, not as a packaged file.
+fn packages_only_harmless(view: &MessageView, node: &Attachment) -> bool {
+    use crate::view::{FileType, Origin};
+    let mut packaged = view
+        .children(node.id)
+        .filter(|c| matches!(c.origin, Origin::Embedded(how) if how.contains("Package")))
+        .peekable();
+    if packaged.peek().is_none() {
+        return false;
+    }
+    packaged.all(|c| {
+        let runs = matches!(c.file_type, FileType::Pe | FileType::Lnk | FileType::Elf);
+        let by_name = matches!(
+            c.extension().as_deref(),
+            Some("txt" | "csv" | "log" | "md" | "pdf")
+        );
+        let by_content = match c.file_type {
+            FileType::Ole2 | FileType::Ooxml | FileType::OpenDocument | FileType::Zip => true,
+            FileType::Pdf => true,
+            FileType::Text => {
+                crate::formats::script::sniff(&c.data).is_none()
+                    && memchr::memmem::find(&c.data.to_ascii_lowercase(), b"<script").is_none()
+            }
+            _ => false,
+        };
+        !runs && (by_name || by_content)
     })
 }
 
