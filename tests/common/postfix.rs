@@ -405,14 +405,48 @@ impl TestPostfix {
     }
 }
 
+impl TestPostfix {
+    /// `postfix stop`, bounded: if it has not finished in 20 s (seen once:
+    /// the instance's postlogd stopped reading and every daemon blocked on
+    /// its log socket), the instance's master and its children (one process
+    /// group: master runs setsid) are killed, so no test can hang here.
+    fn stop_postfix(&self) {
+        let stop = Command::new("postfix")
+            .arg("-c")
+            .arg(self.etc())
+            .arg("stop")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let Ok(mut stop) = stop else { return };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = stop.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = stop.kill();
+        let _ = stop.wait();
+        let pid_file = self.root().join("spool/pid/master.pid");
+        if let Ok(pid) = std::fs::read_to_string(pid_file) {
+            let pid = pid.trim();
+            if !pid.is_empty() && pid.chars().all(|c| c.is_ascii_digit()) {
+                eprintln!(
+                    "postfix stop did not finish in 20 s: killing the instance (master {pid})"
+                );
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{pid}")])
+                    .status();
+            }
+        }
+    }
+}
+
 impl Drop for TestPostfix {
     fn drop(&mut self) {
         if self.started {
-            let _ = Command::new("postfix")
-                .arg("-c")
-                .arg(self.etc())
-                .arg("stop")
-                .output();
+            self.stop_postfix();
         }
         if let Some(mut m) = self.milter.take() {
             let _ = m.kill();
