@@ -1001,33 +1001,61 @@ async fn act(
     done_redirect(action, &results)
 }
 
+/// What both steps of a bulk action check first: the login, the CSRF
+/// token, the action (release or delete) and the selected messages the
+/// user may see.
+fn bulk_request(
+    state: &AppState,
+    client: &Client,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Login, Action, Vec<Arc<Item>>), Response> {
+    let form = Form::parse(body);
+    let Some(login) = current(state, headers, client) else {
+        return Err(error_page(
+            client,
+            None,
+            StatusCode::FORBIDDEN,
+            "login required",
+        ));
+    };
+    if !csrf_ok(state, &login, form.get("csrf")) {
+        return Err(error_page(
+            client,
+            Some(&login),
+            StatusCode::FORBIDDEN,
+            "CSRF token missing or wrong",
+        ));
+    }
+    let action = match Action::parse(form.get("action")) {
+        Some(a @ (Action::Release | Action::Delete)) => a,
+        _ => {
+            return Err(error_page(
+                client,
+                Some(&login),
+                StatusCode::BAD_REQUEST,
+                "action",
+            ))
+        }
+    };
+    let items: Vec<Arc<Item>> = form
+        .all("id")
+        .into_iter()
+        .filter_map(|id| find(state, &login, id))
+        .collect();
+    Ok((login, action, items))
+}
+
 async fn bulk_confirm(
     State(state): State<Arc<AppState>>,
     Extension(client): Extension<Client>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let form = Form::parse(&body);
-    let Some(login) = current(&state, &headers, &client) else {
-        return error_page(&client, None, StatusCode::FORBIDDEN, "login required");
+    let (login, action, items) = match bulk_request(&state, &client, &headers, &body) {
+        Ok(request) => request,
+        Err(resp) => return resp,
     };
-    if !csrf_ok(&state, &login, form.get("csrf")) {
-        return error_page(
-            &client,
-            Some(&login),
-            StatusCode::FORBIDDEN,
-            "CSRF token missing or wrong",
-        );
-    }
-    let action = match Action::parse(form.get("action")) {
-        Some(a @ (Action::Release | Action::Delete)) => a,
-        _ => return error_page(&client, Some(&login), StatusCode::BAD_REQUEST, "action"),
-    };
-    let items: Vec<Arc<Item>> = form
-        .all("id")
-        .into_iter()
-        .filter_map(|id| find(&state, &login, id))
-        .collect();
     if items.is_empty() {
         return Redirect::to("/messages").into_response();
     }
@@ -1049,27 +1077,10 @@ async fn bulk_act(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let form = Form::parse(&body);
-    let Some(login) = current(&state, &headers, &client) else {
-        return error_page(&client, None, StatusCode::FORBIDDEN, "login required");
+    let (login, action, items) = match bulk_request(&state, &client, &headers, &body) {
+        Ok(request) => request,
+        Err(resp) => return resp,
     };
-    if !csrf_ok(&state, &login, form.get("csrf")) {
-        return error_page(
-            &client,
-            Some(&login),
-            StatusCode::FORBIDDEN,
-            "CSRF token missing or wrong",
-        );
-    }
-    let action = match Action::parse(form.get("action")) {
-        Some(a @ (Action::Release | Action::Delete)) => a,
-        _ => return error_page(&client, Some(&login), StatusCode::BAD_REQUEST, "action"),
-    };
-    let items: Vec<Arc<Item>> = form
-        .all("id")
-        .into_iter()
-        .filter_map(|id| find(&state, &login, id))
-        .collect();
     for item in &items {
         if let Err(resp) = may_act(&state, &client, &login, item, action) {
             return *resp;
