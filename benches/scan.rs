@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+#[path = "../tests/iso_image/mod.rs"]
+mod iso_image;
 use malspam_milter::{Config, Engine, Envelope};
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
@@ -149,45 +152,7 @@ fn onenote_10mb() -> Vec<u8> {
 
 /// A 10 MB ISO 9660 image holding one 10 MB file.
 fn iso_10mb() -> Vec<u8> {
-    const SECTOR: usize = 2048;
-    fn both(v: u32) -> [u8; 8] {
-        let mut b = [0u8; 8];
-        b[..4].copy_from_slice(&v.to_le_bytes());
-        b[4..].copy_from_slice(&v.to_be_bytes());
-        b
-    }
-    fn record(extent: u32, size: u32, dir: bool, name: &[u8]) -> Vec<u8> {
-        let mut r = vec![0u8; 33];
-        r[2..10].copy_from_slice(&both(extent));
-        r[10..18].copy_from_slice(&both(size));
-        r[25] = if dir { 2 } else { 0 };
-        r[32] = name.len() as u8;
-        r.extend_from_slice(name);
-        if r.len() % 2 == 1 {
-            r.push(0);
-        }
-        r[0] = r.len() as u8;
-        r
-    }
-    let file = noise(10 << 20, 11);
-    let mut img = vec![0u8; 20 * SECTOR];
-    img[16 * SECTOR] = 1;
-    img[16 * SECTOR + 1..16 * SECTOR + 6].copy_from_slice(b"CD001");
-    img[16 * SECTOR + 6] = 1;
-    img[16 * SECTOR + 128..16 * SECTOR + 130].copy_from_slice(&2048u16.to_le_bytes());
-    let root = record(18, 2048, true, &[0]);
-    img[16 * SECTOR + 156..16 * SECTOR + 156 + root.len()].copy_from_slice(&root);
-    img[17 * SECTOR] = 255;
-    img[17 * SECTOR + 1..17 * SECTOR + 6].copy_from_slice(b"CD001");
-    let dir = [
-        record(18, 2048, true, &[0]),
-        record(18, 2048, true, &[1]),
-        record(20, file.len() as u32, false, b"DATA.BIN;1"),
-    ]
-    .concat();
-    img[18 * SECTOR..18 * SECTOR + dir.len()].copy_from_slice(&dir);
-    img.extend_from_slice(&file);
-    img
+    iso_image::iso(&[("DATA.BIN;1", &noise(10 << 20, 11))], None)
 }
 
 /// A 10 MB RTF: text, a picture, and an embedded OLE object of 4 MB in

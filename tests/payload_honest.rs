@@ -116,101 +116,35 @@ fn a_pdf_invoice_with_a_link_to_the_senders_portal() {
     assert!(r.verdict >= Verdict::Tag);
 }
 
-// ---- a small ISO 9660 image, built here ---------------------------------
-
-const SECTOR: usize = 2048;
-
-fn both_endian(v: u32) -> [u8; 8] {
-    let mut b = [0u8; 8];
-    b[..4].copy_from_slice(&v.to_le_bytes());
-    b[4..].copy_from_slice(&v.to_be_bytes());
-    b
-}
-
-fn dir_record(extent: u32, size: u32, dir: bool, name: &[u8]) -> Vec<u8> {
-    let mut r = vec![0u8; 33];
-    r[2..10].copy_from_slice(&both_endian(extent));
-    r[10..18].copy_from_slice(&both_endian(size));
-    r[25] = if dir { 2 } else { 0 };
-    r[32] = name.len() as u8;
-    r.extend_from_slice(name);
-    if r.len() % 2 == 1 {
-        r.push(0);
-    }
-    r[0] = r.len() as u8;
-    r
-}
-
-/// An image with a root of files (name, content) and one `BOOT` folder
-/// holding `BOOTX64.EFI`.
-fn iso(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let first_file = 21;
-    let mut img = vec![0u8; (first_file + files.len() + 2) * SECTOR];
-    let put = |img: &mut Vec<u8>, sector: usize, bytes: &[u8]| {
-        img[sector * SECTOR..sector * SECTOR + bytes.len()].copy_from_slice(bytes)
-    };
-    let mut pvd = vec![0u8; SECTOR];
-    pvd[0] = 1;
-    pvd[1..6].copy_from_slice(b"CD001");
-    pvd[6] = 1;
-    pvd[128..130].copy_from_slice(&2048u16.to_le_bytes());
-    let root = dir_record(18, 2048, true, &[0]);
-    pvd[156..156 + root.len()].copy_from_slice(&root);
-    put(&mut img, 16, &pvd);
-    let mut term = vec![0u8; 7];
-    term[0] = 255;
-    term[1..6].copy_from_slice(b"CD001");
-    put(&mut img, 17, &term);
-    let efi = b"MZ\x90\x00 UEFI boot loader".to_vec();
-    let mut root_entries = vec![
-        dir_record(18, 2048, true, &[0]),
-        dir_record(18, 2048, true, &[1]),
-        dir_record(19, 2048, true, b"BOOT"),
-    ];
-    for (i, (name, data)) in files.iter().enumerate() {
-        let sector = first_file + i;
-        put(&mut img, sector, data);
-        root_entries.push(dir_record(
-            sector as u32,
-            data.len() as u32,
-            false,
-            name.as_bytes(),
-        ));
-    }
-    put(&mut img, 18, &root_entries.concat());
-    let efi_sector = first_file + files.len();
-    put(
-        &mut img,
-        19,
-        &[
-            dir_record(19, 2048, true, &[0]),
-            dir_record(18, 2048, true, &[1]),
-            dir_record(efi_sector as u32, efi.len() as u32, false, b"BOOTX64.EFI;1"),
-        ]
-        .concat(),
-    );
-    put(&mut img, efi_sector, &efi);
-    img
-}
+mod iso_image;
+use iso_image::iso;
 
 #[test]
 fn an_iso_of_a_linux_installer() {
     // The kernel of a Linux installer is a bzImage with an EFI stub: it
     // starts "MZ" like a Windows program, but no double-click runs it.
     let kernel = b"MZ\xea\x07\x00\xc0 Linux kernel bzImage with EFI stub".to_vec();
-    let honest = iso(&[
-        ("README.TXT;1", b"Welcome to the installer.\n"),
-        ("VMLINUZ.;1", &kernel),
-        ("INSTALL.SH;1", b"#!/bin/sh\nexec ./installer \"$@\"\n"),
-    ]);
+    let efi = b"MZ\x90\x00 UEFI boot loader".to_vec();
+    let boot: &[(&str, &[u8])] = &[("BOOTX64.EFI;1", &efi)];
+    let honest = iso(
+        &[
+            ("README.TXT;1", b"Welcome to the installer.\n"),
+            ("VMLINUZ.;1", &kernel),
+            ("INSTALL.SH;1", b"#!/bin/sh\nexec ./installer \"$@\"\n"),
+        ],
+        Some(("BOOT", boot)),
+    );
     let r = scan("installer.iso", "application/x-iso9660-image", &honest);
     assert_honest(&r, "Linux installer ISO");
     let mut pe = b"MZ\x90\x00\x03\x00\x00\x00".to_vec();
     pe.resize(512, 0);
-    let lure = iso(&[
-        ("INVOICE.EXE;1", &pe),
-        ("README.TXT;1", b"open the invoice\n"),
-    ]);
+    let lure = iso(
+        &[
+            ("INVOICE.EXE;1", &pe),
+            ("README.TXT;1", b"open the invoice\n"),
+        ],
+        None,
+    );
     let r = scan("invoice.iso", "application/x-iso9660-image", &lure);
     assert!(
         rules(&r).contains(&"attachment.dangerous_type".to_string()),
