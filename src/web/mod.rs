@@ -1001,6 +1001,9 @@ async fn act(
     done_redirect(action, &results)
 }
 
+/// A checked bulk request: who asks, what to do, to which messages.
+type BulkRequest = (Login, Action, Vec<Arc<Item>>);
+
 /// What both steps of a bulk action check first: the login, the CSRF
 /// token, the action (release or delete) and the selected messages the
 /// user may see.
@@ -1009,33 +1012,33 @@ fn bulk_request(
     client: &Client,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(Login, Action, Vec<Arc<Item>>), Response> {
+) -> Result<BulkRequest, Box<Response>> {
     let form = Form::parse(body);
     let Some(login) = current(state, headers, client) else {
-        return Err(error_page(
+        return Err(Box::new(error_page(
             client,
             None,
             StatusCode::FORBIDDEN,
             "login required",
-        ));
+        )));
     };
     if !csrf_ok(state, &login, form.get("csrf")) {
-        return Err(error_page(
+        return Err(Box::new(error_page(
             client,
             Some(&login),
             StatusCode::FORBIDDEN,
             "CSRF token missing or wrong",
-        ));
+        )));
     }
     let action = match Action::parse(form.get("action")) {
         Some(a @ (Action::Release | Action::Delete)) => a,
         _ => {
-            return Err(error_page(
+            return Err(Box::new(error_page(
                 client,
                 Some(&login),
                 StatusCode::BAD_REQUEST,
                 "action",
-            ))
+            )))
         }
     };
     let items: Vec<Arc<Item>> = form
@@ -1054,7 +1057,7 @@ async fn bulk_confirm(
 ) -> Response {
     let (login, action, items) = match bulk_request(&state, &client, &headers, &body) {
         Ok(request) => request,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     if items.is_empty() {
         return Redirect::to("/messages").into_response();
@@ -1079,7 +1082,7 @@ async fn bulk_act(
 ) -> Response {
     let (login, action, items) = match bulk_request(&state, &client, &headers, &body) {
         Ok(request) => request,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     for item in &items {
         if let Err(resp) = may_act(&state, &client, &login, item, action) {

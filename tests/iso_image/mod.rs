@@ -4,6 +4,9 @@
 
 pub const SECTOR: usize = 2048;
 
+/// A file of the image: its ISO name and its bytes.
+pub type File<'a> = (&'a str, &'a [u8]);
+
 fn both_endian(v: u32) -> [u8; 8] {
     let mut b = [0u8; 8];
     b[..4].copy_from_slice(&v.to_le_bytes());
@@ -27,7 +30,7 @@ fn dir_record(extent: u32, size: u32, dir: bool, name: &[u8]) -> Vec<u8> {
 
 /// An image whose root holds `files` (ISO names such as `README.TXT;1`)
 /// and, when `folder` is given, one folder `(name, files)` under it.
-pub fn iso(files: &[(&str, &[u8])], folder: Option<(&str, &[(&str, &[u8])])>) -> Vec<u8> {
+pub fn iso(files: &[File<'_>], folder: Option<(&str, &[File<'_>])>) -> Vec<u8> {
     const ROOT: usize = 18;
     const FOLDER: usize = 19;
     let mut img = vec![0u8; 20 * SECTOR];
