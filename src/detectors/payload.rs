@@ -9,6 +9,7 @@
 //! `attachment.dangerous_type`'s.
 
 use crate::detector::{Detector, DetectorError, Hit, RuleInfo, ScanContext};
+use crate::detectors::links;
 use crate::formats::IndicatorKind;
 use crate::view::{Attachment, MessageView};
 
@@ -233,7 +234,7 @@ fn judge(
             let why = lure_link(&ind.detail)?;
             (
                 "pdf_lure_link",
-                format!("{path}: links to {} ({why})", defang(&detail)),
+                format!("{path}: links to {} ({why})", links::defang(&detail)),
             )
         }
         IndicatorKind::ExternalReference => {
@@ -250,7 +251,7 @@ fn judge(
             }
             (
                 "remote_template",
-                format!("{path}: {kind} loaded from {}", defang(target)),
+                format!("{path}: {kind} loaded from {}", links::defang(target)),
             )
         }
         IndicatorKind::ShortcutCommand => {
@@ -421,7 +422,9 @@ fn host_of(target: &str) -> Option<String> {
     (!host.is_empty()).then_some(host)
 }
 
-/// URLs and hosts made unclickable for evidence: `hxxp://evil[.]example/t`.
+/// Free text from a file (a command line, a script's calls) with every
+/// URL scheme and dot made unclickable; a lone URL goes through
+/// [`links::defang`], which keeps its path readable.
 fn defang(text: &str) -> String {
     text.replace("http://", "hxxp://")
         .replace("https://", "hxxps://")

@@ -374,19 +374,8 @@ pub struct MessagePage<'a> {
 static URL: LazyLock<regex::Regex> =
     LazyLock::new(|| regex::Regex::new(r#"(?i)\b(?:https?|ftp)://[^\s"'<>()]{1,2000}"#).unwrap());
 
-/// `hxxps://evil[.]example/x` — never clickable.
-pub fn defang(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let scheme = scheme
-        .to_ascii_lowercase()
-        .replace("http", "hxxp")
-        .replace("ftp", "fxp");
-    let (host, path) = match rest.find(['/', '?', '#']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    format!("{scheme}://{}{path}", host.replace('.', "[.]"))
-}
+/// `hxxps://evil[.]example/x` — never clickable (the links detector's).
+pub use crate::detectors::links::defang;
 
 fn urls(view: &MessageView) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
