@@ -287,19 +287,20 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: &Limits) -> Opened {
                         .map_or(data.len(), |p| i + p);
                     continue;
                 }
+                if let Dest::ObjData(n) = top.dest {
+                    // Object data: the whole run of text up to the next
+                    // token at once (megabytes of hex in a real object).
+                    let end = memchr::memchr3(b'{', b'}', b'\\', &data[i..])
+                        .map_or(data.len(), |p| i + p);
+                    if let Some(o) = objects.get_mut(n) {
+                        push_hex_run(o, &data[i..end], budget, limits);
+                    }
+                    i = end;
+                    continue;
+                }
                 i += 1;
                 match top.dest {
-                    Dest::ObjData(n) => {
-                        if let Some(o) = objects.get_mut(n) {
-                            match hex_value(b) {
-                                Some(v) => {
-                                    push_token(o, v, budget, limits);
-                                }
-                                None if b.is_ascii_whitespace() || b == 0 => {}
-                                None => o.junk += 1,
-                            }
-                        }
-                    }
+                    Dest::ObjData(_) => {}
                     Dest::ObjClass(n) => {
                         if let Some(o) = objects.get_mut(n) {
                             if o.class.len() < 256 && b != b'\r' && b != b'\n' {
@@ -334,9 +335,58 @@ fn header_is_proper(data: &[u8]) -> bool {
     }
 }
 
+/// What a byte of object data is: a hex digit's value (0-15), or one of
+/// these.
+const SPACE: u8 = 0x40;
+const JUNK: u8 = 0x80;
+static DATA_BYTE: [u8; 256] = {
+    let mut t = [JUNK; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            b' ' | b'\t' | b'\n' | b'\r' | 0x0C | 0 => SPACE,
+            _ => JUNK,
+        };
+        b += 1;
+    }
+    t
+};
+
+/// Add a run of object-data text (no `{`, `}` or `\\` in it): hex digits
+/// become tokens, whitespace and NUL are skipped, anything else is junk.
+fn push_hex_run(o: &mut Object, run: &[u8], budget: &Budget, limits: &Limits) {
+    o.tokens.reserve(run.len().min(CHARGE_CHUNK));
+    for &b in run {
+        match DATA_BYTE[b as usize] {
+            SPACE => {}
+            JUNK => o.junk += 1,
+            v => {
+                push_token(o, v, budget, limits);
+            }
+        }
+    }
+}
+
 /// Add one token to an object's data, charging the budget a chunk at a
 /// time. False once the object is cut at a limit.
+#[inline]
 fn push_token(o: &mut Object, token: u8, budget: &Budget, limits: &Limits) -> bool {
+    // Already charged and under the cap: the common case, kept cheap.
+    if o.tokens.len() < o.charged
+        && (o.tokens.len() as u64) < limits.max_object_bytes.saturating_mul(2)
+    {
+        o.tokens.push(token);
+        return true;
+    }
+    push_token_slow(o, token, budget, limits)
+}
+
+#[cold]
+fn push_token_slow(o: &mut Object, token: u8, budget: &Budget, limits: &Limits) -> bool {
     if o.cut.is_some() {
         return false;
     }
@@ -388,6 +438,13 @@ enum Reading {
 
 /// Decode the tokens into bytes under one reading of the escapes.
 fn decode(tokens: &[u8], reading: Reading) -> Vec<u8> {
+    if tokens.iter().all(|&t| t < 16) {
+        // No escapes: every reading is the same, digits pair up.
+        return tokens
+            .chunks_exact(2)
+            .map(|pair| (pair[0] << 4) | pair[1])
+            .collect();
+    }
     let mut out = Vec::with_capacity(tokens.len() / 2);
     let mut half: Option<u8> = None;
     for &t in tokens {
@@ -767,15 +824,6 @@ fn is_destination(word: &[u8]) -> bool {
         return false;
     };
     DESTINATIONS.binary_search(&lower).is_ok()
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
