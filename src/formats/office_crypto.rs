@@ -840,7 +840,23 @@ impl Cipher {
 
 /// `H0 = H(salt + password)`, then `Hn = H(n as u32 LE + Hn-1)` `count`
 /// times ([MS-OFFCRYPTO] 2.3.4.7/2.3.4.11). `None` past the deadline.
+/// Remembered for the documents seen last ([`SpinMemo`]).
 fn spin<D: Digest>(salt: &[u8], pw: &[u8], count: u32, budget: &Budget) -> Option<Vec<u8>> {
+    let key = SpinMemo::key(std::any::type_name::<D>(), salt, pw, count);
+    if let Some(h) = SpinMemo::get(&key) {
+        return Some(h);
+    }
+    let h = spin_uncached::<D>(salt, pw, count, budget)?;
+    SpinMemo::put(key, &h);
+    Some(h)
+}
+
+fn spin_uncached<D: Digest>(
+    salt: &[u8],
+    pw: &[u8],
+    count: u32,
+    budget: &Budget,
+) -> Option<Vec<u8>> {
     let mut h = D::new().chain_update(salt).chain_update(pw).finalize();
     for i in 0..count {
         if i % 4096 == 0 && budget.expired() {
@@ -852,6 +868,59 @@ fn spin<D: Digest>(salt: &[u8], pw: &[u8], count: u32, budget: &Budget) -> Optio
             .finalize();
     }
     Some(h.to_vec())
+}
+
+/// The spun hashes of the last [`SpinMemo::CAPACITY`] (password, salt)
+/// pairs, for the whole process. A campaign sends one encrypted document
+/// to every recipient, and each try of a password on it costs up to
+/// 100,000 hashes (about 20 ms): with this, the first copy pays and the
+/// others look it up. A memo of a pure function: what a scan finds does not
+/// depend on it. Keyed by a SHA-256 of everything the hash depends on.
+struct SpinMemo;
+
+type SpinKey = [u8; 32];
+
+static SPIN_MEMO: std::sync::Mutex<Option<SpinMemoState>> = std::sync::Mutex::new(None);
+
+#[derive(Default)]
+struct SpinMemoState {
+    hashes: std::collections::HashMap<SpinKey, Vec<u8>>,
+    /// Keys oldest first: the first goes when the memo is full.
+    order: std::collections::VecDeque<SpinKey>,
+}
+
+impl SpinMemo {
+    const CAPACITY: usize = 512;
+
+    fn key(hash: &str, salt: &[u8], pw: &[u8], count: u32) -> SpinKey {
+        Sha256::new()
+            .chain_update((hash.len() as u64).to_le_bytes())
+            .chain_update(hash)
+            .chain_update(count.to_le_bytes())
+            .chain_update((salt.len() as u64).to_le_bytes())
+            .chain_update(salt)
+            .chain_update(pw)
+            .finalize()
+            .into()
+    }
+
+    fn get(key: &SpinKey) -> Option<Vec<u8>> {
+        let memo = SPIN_MEMO.lock().unwrap_or_else(|e| e.into_inner());
+        memo.as_ref()?.hashes.get(key).cloned()
+    }
+
+    fn put(key: SpinKey, h: &[u8]) {
+        let mut memo = SPIN_MEMO.lock().unwrap_or_else(|e| e.into_inner());
+        let memo = memo.get_or_insert_with(SpinMemoState::default);
+        if memo.hashes.insert(key, h.to_vec()).is_none() {
+            memo.order.push_back(key);
+        }
+        while memo.order.len() > Self::CAPACITY {
+            if let Some(old) = memo.order.pop_front() {
+                memo.hashes.remove(&old);
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1447,6 +1516,46 @@ mod tests {
         assert_eq!(o.encrypted[0].opened_with, None);
         let o = run(&agile_doc(10, 12345), &["a"], 1);
         assert!(o.embedded.is_empty());
+    }
+
+    #[test]
+    fn spun_hashes_are_remembered_and_the_memo_stays_bounded() {
+        let budget = Budget::new(Instant::now() + Duration::from_secs(30), 1 << 20, 100);
+        let salt = b"memo-test-salt-01";
+        let h = spin::<Sha512>(salt, b"p\0w\0", 1000, &budget).unwrap();
+        assert_eq!(
+            h,
+            spin_uncached::<Sha512>(salt, b"p\0w\0", 1000, &budget).unwrap()
+        );
+        let key = SpinMemo::key(std::any::type_name::<Sha512>(), salt, b"p\0w\0", 1000);
+        assert_eq!(SpinMemo::get(&key), Some(h));
+        // Anything the hash depends on makes another entry.
+        for other in [
+            SpinMemo::key(std::any::type_name::<Sha512>(), salt, b"p\0w\0", 1001),
+            SpinMemo::key(std::any::type_name::<Sha256>(), salt, b"p\0w\0", 1000),
+            SpinMemo::key(
+                std::any::type_name::<Sha512>(),
+                b"memo-test-salt-02",
+                b"p\0w\0",
+                1000,
+            ),
+            SpinMemo::key(std::any::type_name::<Sha512>(), salt, b"p\0W\0", 1000),
+        ] {
+            assert_ne!(other, key);
+            assert_eq!(SpinMemo::get(&other), None);
+        }
+        // A flood of other documents pushes the oldest out; the memo stays
+        // at its size.
+        for i in 0..SpinMemo::CAPACITY + 10 {
+            SpinMemo::put(SpinMemo::key("flood", &i.to_le_bytes(), b"", 0), &[0; 64]);
+        }
+        let len = SPIN_MEMO
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map_or(0, |m| m.hashes.len());
+        assert!(len <= SpinMemo::CAPACITY, "{len}");
+        assert_eq!(SpinMemo::get(&key), None);
     }
 
     #[test]
