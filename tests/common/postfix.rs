@@ -1,8 +1,9 @@
 //! A throwaway Postfix for integration tests: its own config and queue
 //! directories under a temp dir (never the system's), smtpd on a loopback
 //! port, everything relayed to smtp-sink, the malspam-milter binary on a unix
-//! socket in the queue directory. Used by tests/postfix.rs and
-//! tests/outbound_postfix.rs; needs root and the Debian `postfix` package.
+//! socket in the queue directory. Used by tests/postfix.rs,
+//! tests/postfix_deep_nesting.rs, tests/outbound_postfix.rs and others;
+//! needs root and the Debian `postfix` package.
 #![allow(dead_code)] // each test file uses its own subset
 
 use std::io::{BufRead, BufReader, Write};
@@ -245,6 +246,17 @@ impl TestPostfix {
             .unwrap()
             .success();
         assert!(ok, "kill -{signal} {pid}");
+    }
+
+    /// The running milter's process id.
+    pub fn milter_pid(&self) -> u32 {
+        self.milter.as_ref().expect("milter running").id()
+    }
+
+    /// True while the milter process has not exited.
+    pub fn milter_is_running(&mut self) -> bool {
+        let child = self.milter.as_mut().expect("milter started");
+        child.try_wait().unwrap().is_none()
     }
 
     pub fn wait_milter_exit(&mut self) -> std::process::ExitStatus {
