@@ -6,7 +6,9 @@ mod common;
 
 use common::{findings, handshake, quarantine_reason, send, Msg, TestMilter, PANIC, SLOW};
 use indymilter_test::Status;
+use malspam_milter::detector::{Detector, DetectorError, Hit, RuleInfo, ScanContext};
 use malspam_milter::detectors::outbound::holds;
+use malspam_milter::view::MessageView;
 
 /// The test connection comes from 192.0.2.25: an internal network here, so
 /// its mail is outbound, counted against the account `ip:192.0.2.25`.
@@ -96,5 +98,108 @@ async fn deep_nesting_gets_a_verdict_and_the_daemon_stays_up() {
     let (_, status) = send(&mut conn, &Msg::default()).await;
     assert_eq!(status, Status::Continue);
     conn.close().await.unwrap();
+    milter.stop().await;
+}
+
+/// Sleeps 3 s on a message with 100 or more attachments: a stand-in for a
+/// scan that takes long, to show which thread it runs on.
+struct SlowOnManyParts;
+
+impl Detector for SlowOnManyParts {
+    fn name(&self) -> &'static str {
+        "slow_on_many_parts"
+    }
+    fn rules(&self) -> &'static [RuleInfo] {
+        &[]
+    }
+    fn inspect(
+        &self,
+        view: &MessageView,
+        _: &ScanContext<'_>,
+        _: &mut Vec<Hit>,
+    ) -> Result<(), DetectorError> {
+        if view.attachments.len() >= 100 {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+        }
+        Ok(())
+    }
+}
+
+/// Item 5: a message of 150 quoted-printable attachments, under the
+/// inline-scan size and with no base64, was scanned on the protocol thread,
+/// and every other session waited for it. The milter runs here on a
+/// one-thread runtime, like the daemon's single protocol thread, and the
+/// test's MTA on a thread of its own: a normal session sent while the heavy
+/// one is scanned is answered within 1 s.
+#[tokio::test(flavor = "current_thread")]
+async fn quoted_printable_attachments_are_scanned_off_the_protocol_thread() {
+    let milter = TestMilter::start_with("", || vec![Box::new(SlowOnManyParts)]).await;
+    let addr = milter.addr;
+    let mta = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let open = move || async move {
+                indymilter_test::TestConnection::configure()
+                    .read_timeout(std::time::Duration::from_secs(60))
+                    .open_tcp(addr)
+                    .await
+                    .unwrap()
+            };
+            let heavy_done = tokio::spawn(async move {
+                let mut body = String::new();
+                for i in 0..150 {
+                    body.push_str(&format!(
+                        "--b1\r\nContent-Type: application/vnd.ms-word.document.macroEnabled.12\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\r\nPK=03=04 part {i}=\r\n\r\n"
+                    ));
+                }
+                body.push_str("--b1--\r\n");
+                assert!(body.len() < 256 * 1024);
+                let heavy = Msg {
+                    queue_id: "4HEAVY",
+                    headers: &[
+                        ("From", "Alice <alice@sender.example>"),
+                        ("Subject", "documents"),
+                        ("MIME-Version", "1.0"),
+                        ("Content-Type", "multipart/mixed; boundary=\"b1\""),
+                    ],
+                    body: &body,
+                    ..Msg::default()
+                };
+                let mut conn = open().await;
+                handshake(&mut conn).await;
+                let (_, status) = send(&mut conn, &heavy).await;
+                let _ = conn.close().await;
+                status
+            });
+            // Let the heavy message reach its scan first.
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let start = std::time::Instant::now();
+            let mut conn = open().await;
+            handshake(&mut conn).await;
+            let (actions, status) = send(&mut conn, &Msg::default()).await;
+            let took = start.elapsed();
+            let _ = conn.close().await;
+            assert_eq!(status, Status::Continue);
+            assert_eq!(
+                common::added(&actions, "X-Malspam-Verdict").as_deref(),
+                Some("accept")
+            );
+            assert_eq!(heavy_done.await.unwrap(), Status::Continue);
+            took
+        })
+    });
+    // The milter's thread stays free while the MTA thread works.
+    let took = tokio::task::spawn_blocking(move || mta.join().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        took < std::time::Duration::from_secs(1),
+        "a normal session waited {took:?} for the heavy scan"
+    );
     milter.stop().await;
 }

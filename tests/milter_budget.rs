@@ -1,0 +1,262 @@
+//! Issue "fail closed, stay up", item 4, on the real daemon (a child
+//! process): a message under 1 MB carrying 200 Office documents whose VBA
+//! part is a bzip2 bomb (64 MiB of zeros in ~100 bytes), four at once
+//! against one scan slot. Each must end within the scan budget plus the
+//! milter's grace, give its slot back, and keep the daemon's memory
+//! bounded. (Item 5, quoted-printable parts kept off the protocol thread:
+//! tests/fail_closed_milter.rs.)
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use indymilter_test::{EomAction, MacroStage, Status, TestConnection};
+
+/// `[limits] scan_timeout_secs` of the daemon under test, and the grace the
+/// milter adds before it answers for a scan that has not finished.
+const SCAN_TIMEOUT_SECS: u64 = 5;
+const GRACE_SECS: u64 = 5;
+
+struct Daemon {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    /// One scan slot, so a slot that is not given back shows at once.
+    fn start() -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.path().join("milter.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[milter]\nlisten = \"inet:127.0.0.1:{port}\"\nmax_concurrent_scans = 1\n\
+                 log_level = \"warn\"\n[limits]\nscan_timeout_secs = {SCAN_TIMEOUT_SECS}\n\
+                 [store]\nbackend = \"memory\"\n"
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_malspam-milter"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut daemon = Daemon {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                daemon.child.try_wait().unwrap().is_none(),
+                "the daemon exited at start"
+            );
+            assert!(Instant::now() < deadline, "the daemon did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        daemon
+    }
+
+    /// Peak resident memory (VmHWM), in kB.
+    fn peak_rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("daemon.log")).unwrap_or_default()
+    }
+}
+
+/// One message over the milter protocol: its top-level headers and body.
+/// The verdict header, the findings, and how long end-of-message took.
+async fn send(
+    port: u16,
+    queue_id: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (String, String, Duration) {
+    let mut conn = TestConnection::configure()
+        .read_timeout(Duration::from_secs(60))
+        .write_timeout(Duration::from_secs(60))
+        .open_tcp(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    conn.connect("client.example", [192, 0, 2, 1])
+        .await
+        .unwrap();
+    conn.helo("client.example").await.unwrap();
+    conn.mail(["<a@sender.example>"]).await.unwrap();
+    conn.rcpt(["<b@rcpt.example>"]).await.unwrap();
+    conn.macros(MacroStage::Eoh, [("i", queue_id)])
+        .await
+        .unwrap();
+    for (name, value) in headers {
+        conn.header(*name, *value).await.unwrap();
+    }
+    conn.eoh().await.unwrap();
+    for chunk in body.chunks(60_000) {
+        conn.body(chunk.to_vec()).await.unwrap();
+    }
+    let start = Instant::now();
+    let (actions, status) = conn.eom().await.expect("an end-of-message reply");
+    let took = start.elapsed();
+    let _ = conn.close().await;
+    assert_eq!(status, Status::Continue, "{queue_id}");
+    let header = |want: &[u8]| {
+        actions
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                EomAction::AddHeader { name, value } if name.to_bytes() == want => {
+                    Some(value.to_string_lossy().into_owned())
+                }
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    (
+        header(b"X-Malspam-Verdict"),
+        header(b"X-Malspam-Findings"),
+        took,
+    )
+}
+
+/// A short plain message: the verdict and how long end-of-message took.
+async fn normal(port: u16, queue_id: &str) -> (String, Duration) {
+    let (verdict, _, took) = send(
+        port,
+        queue_id,
+        &[("From", "a@sender.example"), ("Subject", "lunch")],
+        b"Lunch at noon?\r\n",
+    )
+    .await;
+    (verdict, took)
+}
+
+/// A .docm whose VBA part declares 64 MiB of zeros, bzip2'd to ~100 bytes.
+fn bzip2_bomb_docm() -> Vec<u8> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut w = zip::ZipWriter::new(&mut buf);
+        w.start_file(
+            "[Content_Types].xml",
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+        w.write_all(b"<?xml version=\"1.0\"?><Types/>").unwrap();
+        let bz = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Bzip2);
+        w.start_file("word/vbaProject.bin", bz).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            w.write_all(&zeros).unwrap();
+        }
+        w.finish().unwrap();
+    }
+    buf.into_inner()
+}
+
+fn base64_lines(data: &[u8]) -> String {
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::STANDARD.encode(data);
+    text.as_bytes()
+        .chunks(76)
+        .map(|l| format!("{}\r\n", std::str::from_utf8(l).unwrap()))
+        .collect()
+}
+
+/// A multipart body of `parts` copies of `part` (already encoded, with its
+/// part headers).
+fn multipart(parts: usize, part: impl Fn(usize) -> String) -> Vec<u8> {
+    let mut body = String::new();
+    for i in 0..parts {
+        body.push_str("--b1\r\n");
+        body.push_str(&part(i));
+    }
+    body.push_str("--b1--\r\n");
+    body.into_bytes()
+}
+
+const MULTIPART: &[(&str, &str)] = &[
+    ("From", "a@sender.example"),
+    ("Subject", "documents"),
+    ("MIME-Version", "1.0"),
+    ("Content-Type", "multipart/mixed; boundary=\"b1\""),
+];
+
+fn assert_within_budget(what: &str, took: Duration) {
+    assert!(
+        took <= Duration::from_secs(SCAN_TIMEOUT_SECS + GRACE_SECS),
+        "{what} took {took:?}, over the budget plus grace"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_bzip2_bombs_end_in_budget_free_the_slot_and_keep_memory_bounded() {
+    let daemon = Daemon::start();
+    let docm = base64_lines(&bzip2_bomb_docm());
+    let body = multipart(200, |i| {
+        format!(
+            "Content-Type: application/octet-stream; name=\"d{i}.docm\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\n{docm}"
+        )
+    });
+    assert!(body.len() < 1 << 20, "{} bytes", body.len());
+    let before_kb = daemon.peak_rss_kb();
+
+    // Four at once against the one scan slot.
+    let port = daemon.port;
+    let sends: Vec<_> = (0..4)
+        .map(|n| {
+            let body = body.clone();
+            tokio::spawn(async move { send(port, &format!("4BOMB{n}"), MULTIPART, &body).await })
+        })
+        .collect();
+    for task in sends {
+        let (verdict, findings, took) = task.await.unwrap();
+        assert!(
+            verdict == "tag" || verdict == "quarantine",
+            "verdict {verdict:?}: {findings}"
+        );
+        assert!(findings.contains("scan."), "{findings}");
+        assert_within_budget("a bomb message", took);
+    }
+    // The slot is back: the next scan starts at once.
+    let (verdict, took) = normal(port, "4AFTER").await;
+    assert_eq!(verdict, "accept");
+    assert!(
+        took < Duration::from_secs(1),
+        "the next message took {took:?}"
+    );
+
+    let peak_kb = daemon.peak_rss_kb();
+    eprintln!("daemon peak RSS: {before_kb} kB at start, {peak_kb} kB after four bomb messages");
+    assert!(
+        peak_kb < 512 * 1024,
+        "peak RSS {peak_kb} kB: the bombs were inflated?\n{}",
+        daemon.log()
+    );
+}
