@@ -229,9 +229,7 @@ fn bench_plain(c: &mut Criterion) {
     config.store.backend = malspam_milter::store::StoreBackend::Embedded;
     config.store.path = Some(dir.path().join("state.sqlite3"));
     let store = malspam_milter::store::open(&config.store).expect("embedded store");
-    let engine = Engine::with_store(config, store)
-        .expect("default config")
-        .remembering(true);
+    let engine = Engine::with_store(config, store).expect("default config");
     let mut group = c.benchmark_group("plain");
     for size in [2_000, 10_000, 50_000, 200_000] {
         let mut n = 0;
@@ -244,7 +242,9 @@ fn bench_plain(c: &mut Criterion) {
                 if n % 100 == 0 {
                     engine.store().flush().unwrap();
                 }
-                std::hint::black_box(engine.scan(Envelope::default(), &plain_mail(size, n)))
+                std::hint::black_box(
+                    engine.scan_and_commit(Envelope::default(), &plain_mail(size, n)),
+                )
             })
         });
     }

@@ -57,7 +57,8 @@ fn per_message(store: &dyn Store, views: &[MessageView]) -> f64 {
         }
         std::hint::black_box(store.get_many(&keys).unwrap());
         // Remembering the passed message.
-        threads::remember(store, v, ttl, 0, &threads::Trust::BELIEVED).unwrap();
+        let memo = threads::Remembrance::of(v);
+        threads::remember(store, &memo, ttl, 0, &threads::Trust::BELIEVED).unwrap();
     }
     start.elapsed().as_secs_f64() * 1e6 / views.len() as f64
 }

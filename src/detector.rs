@@ -57,6 +57,9 @@ pub struct ScanContext<'a> {
     /// organisation knows (`store::lists`); None for any other mail, with
     /// or without a List-Id header.
     pub known_list: Option<&'a str>,
+    /// Where a detector proposes what should change once the verdict is
+    /// made (store writes, ...): detectors never write themselves.
+    pub effects: &'a crate::effects::Proposals,
 }
 
 pub trait Detector: Send + Sync {

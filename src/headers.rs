@@ -336,6 +336,7 @@ mod tests {
             ],
             observed_only: false,
             allowlisted: None,
+            effects: Vec::new(),
         }
     }
 

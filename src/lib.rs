@@ -11,6 +11,7 @@ pub mod config;
 pub mod detector;
 pub mod detectors;
 pub mod domains;
+pub mod effects;
 pub mod envelope;
 pub mod formats;
 pub mod headers;

@@ -183,6 +183,7 @@ impl Policy {
             findings,
             observed_only,
             allowlisted: None,
+            effects: Vec::new(),
         }
     }
 }

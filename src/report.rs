@@ -64,6 +64,10 @@ pub struct Report {
     /// Set when an allowlist entry let the message through unscanned.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allowlisted: Option<String>,
+    /// What the scan proposes to change (counts, holds, memory); the front
+    /// end decides whether to apply them (`Engine::commit`).
+    #[serde(skip)]
+    pub effects: Vec<crate::effects::Effect>,
 }
 
 impl Report {

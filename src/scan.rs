@@ -7,11 +7,12 @@ use std::time::Instant;
 
 use crate::config::{Config, ConfigErrors};
 use crate::detector::{Detector, Hit, ScanContext};
-use crate::detectors::outbound::{holds, Clock};
+use crate::detectors::outbound::{holds, notify, Clock};
+use crate::effects::{Effect, Proposals, Trip};
 use crate::envelope::Envelope;
 use crate::policy::{Policy, RawFinding};
 use crate::report::{Report, Verdict};
-use crate::store::threads::{self, Remembered};
+use crate::store::threads::{self, Remembered, Remembrance};
 use crate::store::{MemoryStore, Store, StoreError};
 use crate::view::MessageView;
 
@@ -21,9 +22,6 @@ pub struct Engine {
     detectors: Vec<Box<dyn Detector>>,
     policy: Policy,
     store: Arc<dyn Store>,
-    /// Remember every message that passes (thread memory, correspondents).
-    /// On in the milter; off in `check`, which only reads the store.
-    remember: bool,
     /// Where "now" comes from (Unix seconds).
     clock: Clock,
 }
@@ -43,16 +41,8 @@ impl Engine {
             detectors,
             policy,
             store,
-            remember: false,
             clock: Arc::new(crate::store::unix_now),
         })
-    }
-
-    /// Remember (or not) each message that passes after it is scanned:
-    /// the milter turns this on for inbound and outbound mail alike.
-    pub fn remembering(mut self, on: bool) -> Engine {
-        self.remember = on;
-        self
     }
 
     /// Record `view` in the thread memory and known correspondents.
@@ -62,14 +52,14 @@ impl Engine {
     pub fn remember(&self, view: &MessageView) -> Result<Remembered, StoreError> {
         let believed =
             crate::detectors::outbound::account_of(&self.config.outbound, &view.envelope).is_some();
-        self.remember_as(view, believed)
+        self.remember_as(&Remembrance::of(view), believed)
     }
 
-    /// Remember `view`, believed whole (`learn`: mail an admin vouches for)
-    /// or as inbound mail.
+    /// Remember a message, believed whole (`learn`: mail an admin vouches
+    /// for) or as inbound mail.
     pub fn remember_as(
         &self,
-        view: &MessageView,
+        message: &Remembrance,
         believed: bool,
     ) -> Result<Remembered, StoreError> {
         let org_domains: Vec<String> = self
@@ -81,7 +71,7 @@ impl Engine {
             .collect();
         threads::remember(
             self.store.as_ref(),
-            view,
+            message,
             self.config.store.thread_ttl(),
             (self.clock)() as i64,
             &threads::Trust {
@@ -91,21 +81,92 @@ impl Engine {
         )
     }
 
-    /// After a scan: remember the message if it passes clean (accepted).
-    /// Tagged or held mail is not remembered, so that a hijack attempt
-    /// cannot make its sender a participant of the thread it attacks.
-    /// The verdict is already made: a store error here is logged, never
-    /// turned into a finding after the policy decided.
-    fn remember_passed(&self, view: &MessageView, report: &Report) {
-        if !self.remember || report.verdict != Verdict::Accept {
-            return;
+    /// After the verdict: mail that passes clean is to be remembered.
+    /// Tagged or held mail is not, so that a hijack attempt cannot make
+    /// its sender a participant of the thread it attacks.
+    fn propose_remembering(&self, view: &MessageView, report: &mut Report) {
+        if report.verdict == Verdict::Accept {
+            let believed =
+                crate::detectors::outbound::account_of(&self.config.outbound, &view.envelope)
+                    .is_some();
+            report.effects.push(Effect::Remember {
+                message: Box::new(Remembrance::of(view)),
+                believed,
+            });
         }
-        if let Err(e) = self.remember(view) {
-            tracing::warn!(
-                "{}: could not remember the message in the store: {e}",
-                view.envelope.log_id()
-            );
+    }
+
+    /// Stage 4: apply what a scan proposed (its report's `effects`): store
+    /// writes, the outbound hold (its alert line and notify command), and
+    /// remembering. The milter commits every message it scanned; `check`
+    /// never does. The verdict is already made: an error here is logged,
+    /// never turned into a finding.
+    pub fn commit(&self, effects: &[Effect]) {
+        let store = self.store.as_ref();
+        for effect in effects {
+            match effect {
+                Effect::Write(writes) => {
+                    if let Err(e) = store.write_batch(writes) {
+                        tracing::warn!("could not write the outbound counters and identities: {e}");
+                    }
+                }
+                Effect::Hold {
+                    account,
+                    queue_id,
+                    trip,
+                } => self.commit_hold(account, queue_id, trip.as_ref()),
+                Effect::Remember { message, believed } => {
+                    if let Err(e) = self.remember_as(message, *believed) {
+                        tracing::warn!(
+                            "{}: could not remember the message in the store: {e}",
+                            message.log_id
+                        );
+                    }
+                }
+            }
         }
+    }
+
+    fn commit_hold(&self, account: &str, queue_id: &str, trip: Option<&Trip>) {
+        let cfg = &self.config.outbound;
+        let now = (self.clock)();
+        let outcome = holds::on_message(
+            self.store.as_ref(),
+            cfg,
+            account,
+            queue_id,
+            trip.map(|t| (t.reason.as_str(), t.counters.as_str())),
+            now,
+        );
+        match outcome {
+            Ok(holds::Outcome::Started(episode)) if !cfg.notify_command.is_empty() => {
+                let rule = trip.map_or("outbound.rate_exceeded", |t| t.rule);
+                match notify::expand(&cfg.notify_command, &episode, rule, cfg.hold_minutes) {
+                    // Detached: the commit does not wait for the command.
+                    Ok(argv) => drop(notify::spawn(
+                        argv,
+                        std::time::Duration::from_secs(cfg.notify_timeout_secs),
+                        queue_id.to_string(),
+                        cfg.notify_max_running,
+                    )),
+                    Err(e) => {
+                        tracing::warn!("{queue_id}: outbound: notify command not run: {e}")
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!("{queue_id}: outbound: could not update the hold of {account}: {e}")
+            }
+        }
+    }
+
+    /// Scan, then commit what the scan proposed: what the milter does with
+    /// each message (tests and benchmarks use it to stand in for it).
+    pub fn scan_and_commit(&self, envelope: Envelope, raw: &[u8]) -> Report {
+        let report = self.scan(envelope, raw);
+        self.commit(&report.effects);
+        report
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -119,17 +180,14 @@ impl Engine {
         engine
     }
 
-    /// Replace the detector with the same name (tests give the outbound
-    /// detector a clock of their own). False when there is none to replace.
     /// Read "now" from `clock` (Unix seconds) everywhere the engine needs
-    /// it: the envelope stage and the outbound detector. Tests move time.
+    /// it: the envelope stage, detectors, commits. Tests move time.
     pub fn set_clock(&mut self, clock: Clock) {
-        self.clock = clock.clone();
-        self.replace_detector(Box::new(crate::detectors::outbound::Outbound::with_clock(
-            clock,
-        )));
+        self.clock = clock;
     }
 
+    /// Replace the detector with the same name. False when there is none
+    /// to replace.
     pub fn replace_detector(&mut self, detector: Box<dyn Detector>) -> bool {
         match self
             .detectors
@@ -155,35 +213,56 @@ impl Engine {
     /// The envelope stage: what is known before any content is read. An
     /// outbound account on hold is held here, apart from the content scan,
     /// so that no timeout, panic or store error in the scan lets its mail
-    /// out. Read-only: it never writes the store.
+    /// out; and the account's message is counted and its rates judged here
+    /// ([`crate::detectors::outbound::account_control`]), so that no content
+    /// scan can make it go uncounted. Read-only: the counting and the hold
+    /// are effects in the report, committed by the front end.
     pub fn envelope_stage(&self, envelope: &Envelope) -> EnvelopeFindings {
-        let mut findings = Vec::new();
+        let mut stage = EnvelopeFindings::default();
         let cfg = &self.config.outbound;
-        if let Some(account) = crate::detectors::outbound::account_of(cfg, envelope) {
-            let now = (self.clock)();
-            match holds::get(self.store.as_ref(), &account) {
-                Ok(Some(ep)) if ep.active(now) => findings.push(RawFinding {
-                    detector: "outbound".into(),
-                    rule: "held".into(),
-                    evidence: clean_evidence(&format!(
-                        "{account} on hold since {} until {} (first queue id {}): {}",
-                        holds::utc(ep.since),
-                        holds::utc(ep.until),
-                        ep.first_queue_id,
-                        ep.reason
-                    )),
-                }),
-                Ok(_) => {}
-                Err(e) => findings.push(RawFinding {
-                    detector: "outbound".into(),
-                    rule: "hold_unknown".into(),
-                    evidence: clean_evidence(&format!(
-                        "{account}: whether the account is on hold could not be read ({e})"
-                    )),
-                }),
-            }
+        let Some(account) = crate::detectors::outbound::account_of(cfg, envelope) else {
+            return stage;
+        };
+        let now = (self.clock)();
+        let store = self.store.as_ref();
+        let finding = |rule: &str, evidence: String| RawFinding {
+            detector: "outbound".into(),
+            rule: rule.into(),
+            evidence: clean_evidence(&evidence),
+        };
+        match holds::get(store, &account) {
+            Ok(Some(ep)) if ep.active(now) => stage.findings.push(finding(
+                "held",
+                format!(
+                    "{account} on hold since {} until {} (first queue id {}): {}",
+                    holds::utc(ep.since),
+                    holds::utc(ep.until),
+                    ep.first_queue_id,
+                    ep.reason
+                ),
+            )),
+            Ok(_) => {}
+            Err(e) => stage.findings.push(finding(
+                "hold_unknown",
+                format!("{account}: whether the account is on hold could not be read ({e})"),
+            )),
         }
-        EnvelopeFindings(findings)
+        match crate::detectors::outbound::account_control(store, cfg, &account, envelope, now) {
+            Ok(control) => {
+                stage.findings.extend(
+                    control
+                        .hits
+                        .into_iter()
+                        .map(|hit| finding(hit.rule, hit.evidence)),
+                );
+                stage.effects = control.effects;
+            }
+            Err(e) => stage.findings.push(scan_finding(
+                "error",
+                format!("outbound: the account's counters could not be read ({e})"),
+            )),
+        }
+        stage
     }
 
     /// Scan one message. Deterministic for the same input and state; never panics.
@@ -200,20 +279,18 @@ impl Engine {
         if let Some(why) = self.policy.allowlisted(&envelope) {
             let mut report = self.decide(pre, Vec::new());
             report.allowlisted = Some(why);
-            if self.remember {
-                // Allowlisted mail (often our own outbound) is still worth remembering.
-                if let Ok(view) = catch_unwind(AssertUnwindSafe(|| {
-                    MessageView::build_within(
-                        envelope,
-                        raw,
-                        &self.config.limits,
-                        &self.config.encrypted_archive,
-                        &self.config.formats,
-                        &budget,
-                    )
-                })) {
-                    self.remember_passed(&view, &report);
-                }
+            // Allowlisted mail (often our own outbound) is still worth remembering.
+            if let Ok(view) = catch_unwind(AssertUnwindSafe(|| {
+                MessageView::build_within(
+                    envelope,
+                    raw,
+                    &self.config.limits,
+                    &self.config.encrypted_archive,
+                    &self.config.formats,
+                    &budget,
+                )
+            })) {
+                self.propose_remembering(&view, &mut report);
             }
             return report;
         }
@@ -242,8 +319,8 @@ impl Engine {
                 );
             }
         };
-        let report = self.scan_view_within(pre, &view, &budget);
-        self.remember_passed(&view, &report);
+        let mut report = self.scan_view_within(pre, &view, &budget);
+        self.propose_remembering(&view, &mut report);
         report
     }
 
@@ -294,12 +371,14 @@ impl Engine {
             },
             None => None,
         };
+        let proposals = Proposals::default();
         let ctx = ScanContext {
             config: &self.config,
             store: self.store.as_ref(),
             budget,
             now: (self.clock)() as i64,
             known_list,
+            effects: &proposals,
         };
         for detector in &self.detectors {
             if budget.expired() {
@@ -320,7 +399,9 @@ impl Engine {
         crate::policy::weigh_outbound_payload(&self.config, &view.envelope, &mut raw);
         let inbound =
             crate::detectors::outbound::account_of(&self.config.outbound, &view.envelope).is_none();
-        self.decide_for(pre, raw, inbound)
+        let mut report = self.decide_for(pre, raw, inbound);
+        report.effects.extend(proposals.into_inner());
+        report
     }
 
     /// The policy's verdict over the envelope stage's findings and the
@@ -335,7 +416,7 @@ impl Engine {
         content: Vec<RawFinding>,
         inbound: bool,
     ) -> Report {
-        let mut all = pre.0.clone();
+        let mut all = pre.findings.clone();
         // The detector also sees a hold (one started since MAIL FROM):
         // one `outbound.held` is enough.
         let held_before = all
@@ -346,7 +427,11 @@ impl Engine {
                 .into_iter()
                 .filter(|f| !(held_before && f.detector == "outbound" && f.rule == "held")),
         );
-        self.policy.decide_for(all, inbound)
+        let mut report = self.policy.decide_for(all, inbound);
+        // Whatever became of the content scan, the envelope stage's
+        // effects (the outbound count and hold) are the message's.
+        report.effects = pre.effects.clone();
+        report
     }
 
     /// The report for a message too large to buffer: not scanned, tagged.
@@ -378,10 +463,14 @@ impl Engine {
     }
 }
 
-/// Findings of the envelope stage (an outbound account on hold), carried
-/// into every report of the message.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EnvelopeFindings(pub Vec<RawFinding>);
+/// What the envelope stage found (an outbound account on hold or over a
+/// limit) and proposes (the account's count and hold), carried into every
+/// report of the message.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EnvelopeFindings {
+    pub findings: Vec<RawFinding>,
+    pub effects: Vec<Effect>,
+}
 
 /// Run one detector, turning errors, panics and undeclared rules into `scan.error`.
 fn run_detector(

@@ -214,7 +214,6 @@ fn engine_with(toml: &str, dir: &std::path::Path) -> Engine {
         std::sync::Arc::new(malspam_milter::store::MemoryStore::new()),
     )
     .unwrap()
-    .remembering(true)
 }
 
 fn impersonation(extra_headers: &str) -> Vec<u8> {
@@ -237,8 +236,8 @@ fn a_forged_list_id_does_not_soften_an_impersonation() {
     let base =
         "[organization]\ndomains = [\"example.jp\"]\n[display_name]\ndirectory = \"staff.csv\"\n";
     let engine = engine_with(base, dir.path());
-    let plain = engine.scan(Envelope::default(), &impersonation(""));
-    let forged = engine.scan(
+    let plain = engine.scan_and_commit(Envelope::default(), &impersonation(""));
+    let forged = engine.scan_and_commit(
         Envelope::default(),
         &impersonation("List-Id: <sales.lists.example>\r\nList-Post: <mailto:x@lists.example>\r\n"),
     );
@@ -256,7 +255,7 @@ fn a_forged_list_id_does_not_soften_an_impersonation() {
 [display_name]\ndirectory = \"staff.csv\"\n",
         dir.path(),
     );
-    let post = engine.scan(
+    let post = engine.scan_and_commit(
         Envelope::default(),
         &impersonation("List-Id: <sales.lists.example>\r\n"),
     );
@@ -279,7 +278,9 @@ fn a_planted_thread_does_not_vouch_for_its_planter() {
 Subject: Invoice for March\r\nMessage-ID: <thread-42@partner.example>\r\n\
 Date: Mon, 4 Mar 2019 10:12:00 +0900\r\n\r\nSee you soon.\r\n";
     assert_eq!(
-        engine.scan(Envelope::default(), plant.as_bytes()).verdict,
+        engine
+            .scan_and_commit(Envelope::default(), plant.as_bytes())
+            .verdict,
         Verdict::Accept
     );
     // Then replies into it.
@@ -288,7 +289,7 @@ Date: Mon, 4 Mar 2019 10:12:00 +0900\r\n\r\nSee you soon.\r\n";
 Subject: RE: Invoice for March\r\nMessage-ID: <r1@evil-host.example>\r\n\
 In-Reply-To: <thread-42@partner.example>\r\nReferences: <thread-42@partner.example>\r\n\r\n\
 Please find the new bank details attached.\r\n";
-    let report = engine.scan(Envelope::default(), hijack.as_bytes());
+    let report = engine.scan_and_commit(Envelope::default(), hijack.as_bytes());
     assert!(
         rules(&report).contains(&"thread_hijack.unknown_participant".to_string()),
         "{:?}",
@@ -309,10 +310,15 @@ Subject: hello\r\nMessage-ID: <t1@legal-holdings.co.jp>\r\n\r\nhi\r\n";
         &engine.config().limits,
         std::time::Instant::now() + std::time::Duration::from_secs(10),
     );
-    engine.remember_as(&view, true).unwrap();
+    engine
+        .remember_as(
+            &malspam_milter::store::threads::Remembrance::of(&view),
+            true,
+        )
+        .unwrap();
     let spoof = "From: Taro Yamada <taro@stranger-host.example>\r\nTo: staff@example.jp\r\n\
 Subject: urgent\r\nMessage-ID: <s1@stranger-host.example>\r\n\r\nplease call me\r\n";
-    let before = engine.scan(Envelope::default(), spoof.as_bytes());
+    let before = engine.scan_and_commit(Envelope::default(), spoof.as_bytes());
     assert!(
         rules(&before).contains(&"display_name.known_correspondent".to_string()),
         "{:?}",
@@ -323,10 +329,12 @@ Subject: urgent\r\nMessage-ID: <s1@stranger-host.example>\r\n\r\nplease call me\
 Cc: Taro Yamada <t@one.example>, Taro Yamada <t@two.example>, Taro Yamada <t@three.example>\r\n\
 Subject: newsletter\r\nMessage-ID: <n1@bulk-host.example>\r\n\r\nnews\r\n";
     assert_eq!(
-        engine.scan(Envelope::default(), forged.as_bytes()).verdict,
+        engine
+            .scan_and_commit(Envelope::default(), forged.as_bytes())
+            .verdict,
         Verdict::Accept
     );
-    let after = engine.scan(
+    let after = engine.scan_and_commit(
         Envelope::default(),
         spoof.replace("<s1@", "<s2@").as_bytes(),
     );

@@ -58,7 +58,7 @@ impl Setup {
             rcpt_to: rcpts.iter().map(|r| format!("<{r}>")).collect(),
             ..Envelope::default()
         };
-        self.engine.scan(envelope, &message(from, rcpts))
+        self.engine.scan_and_commit(envelope, &message(from, rcpts))
     }
 }
 
@@ -94,7 +94,7 @@ fn external_mail_is_not_outbound_and_leaves_no_state() {
         rcpt_to: vec!["<bob@example.jp>".into()],
         ..Envelope::default()
     };
-    let report = s.engine.scan(
+    let report = s.engine.scan_and_commit(
         envelope,
         &message("x <x@elsewhere.example>", &["bob@example.jp"]),
     );
@@ -330,7 +330,7 @@ fn internal_networks_make_unauthenticated_mail_outbound() {
             queue_id: Some(qid.into()),
             ..Envelope::default()
         };
-        s.engine.scan(
+        s.engine.scan_and_commit(
             envelope,
             &message("shop <web@example.jp>", &["a@x.example"]),
         )

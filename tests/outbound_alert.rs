@@ -48,7 +48,7 @@ fn one_alert_line_per_episode_prefixed_with_the_queue_id() {
                 rcpt_to: vec!["<bob@partner.example>".into()],
                 ..Envelope::default()
             };
-            engine.scan(
+            engine.scan_and_commit(
                 envelope,
                 b"From: Alice <alice@example.jp>\r\nTo: bob@partner.example\r\nSubject: figures\r\n\r\nhello\r\n",
             )

@@ -60,17 +60,14 @@ fn redis_backend_meets_the_contract_and_keeps_thread_memory() {
         store: shared.clone(),
         ..Config::default()
     };
-    let mx1 = Engine::with_store(cfg.clone(), Arc::new(RedisStore::new(&shared).unwrap()))
-        .unwrap()
-        .remembering(true);
-    let mx2 = Engine::with_store(cfg, Arc::new(RedisStore::new(&shared).unwrap()))
-        .unwrap()
-        .remembering(true);
+    let mx1 = Engine::with_store(cfg.clone(), Arc::new(RedisStore::new(&shared).unwrap())).unwrap();
+    let mx2 = Engine::with_store(cfg, Arc::new(RedisStore::new(&shared).unwrap())).unwrap();
     assert_eq!(
-        mx1.scan(Envelope::default(), ORIGINAL.as_bytes()).verdict,
+        mx1.scan_and_commit(Envelope::default(), ORIGINAL.as_bytes())
+            .verdict,
         Verdict::Accept
     );
-    let report = mx2.scan(Envelope::default(), HIJACK.as_bytes());
+    let report = mx2.scan_and_commit(Envelope::default(), HIJACK.as_bytes());
     let rules: Vec<String> = report.findings.iter().map(|f| f.full_rule()).collect();
     assert!(
         rules.contains(&"thread_hijack.unknown_participant".to_string()),
@@ -100,19 +97,17 @@ fn a_redis_that_goes_away_becomes_scan_error_and_mail_passes() {
         store: shared.clone(),
         ..Config::default()
     };
-    let engine = Engine::with_store(cfg, Arc::new(RedisStore::new(&shared).unwrap()))
-        .unwrap()
-        .remembering(true);
+    let engine = Engine::with_store(cfg, Arc::new(RedisStore::new(&shared).unwrap())).unwrap();
     assert_eq!(
         engine
-            .scan(Envelope::default(), ORIGINAL.as_bytes())
+            .scan_and_commit(Envelope::default(), ORIGINAL.as_bytes())
             .verdict,
         Verdict::Accept
     );
     let _ = server.child.kill();
     let _ = server.child.wait();
     for _ in 0..3 {
-        let report = engine.scan(Envelope::default(), HIJACK.as_bytes());
+        let report = engine.scan_and_commit(Envelope::default(), HIJACK.as_bytes());
         let errors: Vec<&str> = report
             .findings
             .iter()

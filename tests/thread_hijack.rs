@@ -492,21 +492,19 @@ fn learn_from_mbox_and_maildir_is_idempotent_and_catches_every_hijack() {
 #[test]
 fn the_engine_remembers_passed_mail_and_not_held_mail() {
     let store = Arc::new(MemoryStore::new());
-    let engine = Engine::with_store(Config::default(), store.clone())
-        .unwrap()
-        .remembering(true);
+    let engine = Engine::with_store(Config::default(), store.clone()).unwrap();
     // Taro's mail (sent by the organisation: authenticated submission)
     // passes and is remembered, believed whole.
     let taro = Envelope {
         auth_user: Some("taro".into()),
         ..Envelope::default()
     };
-    let r = engine.scan(taro, m1().as_bytes());
+    let r = engine.scan_and_commit(taro, m1().as_bytes());
     assert_eq!(r.verdict, Verdict::Accept);
     assert_eq!(store.keys_with_prefix("thread:").unwrap().len(), 1);
     // The hijack is quarantined and not remembered: its sender does not
     // become a participant.
-    let r = engine.scan(Envelope::default(), &hijack_outlook_en());
+    let r = engine.scan_and_commit(Envelope::default(), &hijack_outlook_en());
     assert_eq!(r.verdict, Verdict::Quarantine, "{:?}", r.findings);
     assert_eq!(
         thread_rules(&r),
@@ -522,12 +520,12 @@ fn the_engine_remembers_passed_mail_and_not_held_mail() {
     // genuine reply when scanned again.
     let ok = genuine_late_reply_with_attachment();
     assert_eq!(
-        engine.scan(Envelope::default(), &ok).verdict,
+        engine.scan_and_commit(Envelope::default(), &ok).verdict,
         Verdict::Accept
     );
     assert_eq!(store.keys_with_prefix("thread:").unwrap().len(), 2);
     assert_eq!(
-        engine.scan(Envelope::default(), &ok).verdict,
+        engine.scan_and_commit(Envelope::default(), &ok).verdict,
         Verdict::Accept
     );
 
@@ -579,12 +577,12 @@ fn thread_memory_expires_in_the_embedded_store() {
         },
         ..Config::default()
     };
-    let engine = Engine::with_store(config, store).unwrap().remembering(true);
-    engine.scan(Envelope::default(), m1().as_bytes());
-    let r = engine.scan(Envelope::default(), &hijack_thunderbird());
+    let engine = Engine::with_store(config, store).unwrap();
+    engine.scan_and_commit(Envelope::default(), m1().as_bytes());
+    let r = engine.scan_and_commit(Envelope::default(), &hijack_thunderbird());
     assert_eq!(thread_rules(&r), ["revived_thread", "unknown_participant"]);
     now.fetch_add(3 * 86_400_000, Ordering::SeqCst);
-    let r = engine.scan(Envelope::default(), &hijack_thunderbird());
+    let r = engine.scan_and_commit(Envelope::default(), &hijack_thunderbird());
     // Forgotten: the store no longer knows the thread; the quote still dates it.
     assert_eq!(thread_rules(&r), ["revived_thread"]);
 }
@@ -701,17 +699,15 @@ fn allowlisted_outbound_mail_is_remembered_too() {
         },
         ..Config::default()
     };
-    let engine = Engine::with_store(config, store.clone())
-        .unwrap()
-        .remembering(true);
+    let engine = Engine::with_store(config, store.clone()).unwrap();
     let outbound = Envelope {
         auth_user: Some("taro".into()),
         ..Envelope::default()
     };
-    let r = engine.scan(outbound, m1().as_bytes());
+    let r = engine.scan_and_commit(outbound, m1().as_bytes());
     assert!(r.allowlisted.is_some());
     assert_eq!(store.keys_with_prefix("thread:").unwrap().len(), 1);
     // And a stranger's reply to it is then recognised.
-    let r = engine.scan(Envelope::default(), &hijack_thunderbird());
+    let r = engine.scan_and_commit(Envelope::default(), &hijack_thunderbird());
     assert_eq!(thread_rules(&r), ["revived_thread", "unknown_participant"]);
 }

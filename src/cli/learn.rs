@@ -40,7 +40,7 @@ pub fn learn(engine: &Engine, paths: &[PathBuf], progress: &ProgressBar) -> Lear
                 let deadline = Instant::now() + Duration::from_secs(limits.scan_timeout_secs);
                 let view = MessageView::build(Envelope::default(), &bytes, limits, deadline);
                 // An admin vouches for what they feed: believed whole.
-                match engine.remember_as(&view, true) {
+                match engine.remember_as(&crate::store::threads::Remembrance::of(&view), true) {
                     Ok(Remembered::New) => sum.new += 1,
                     Ok(Remembered::Known) => sum.known += 1,
                     Ok(Remembered::Empty) => sum.empty += 1,

@@ -160,13 +160,6 @@ async fn mail(daemon: &Daemon, cx: &mut Context<Session>, args: Vec<CString>) ->
         &config.headers,
         in_flight,
     );
-    // The envelope stage: an outbound account on hold is held whatever
-    // becomes of the content scan.
-    if let Some(message) = session(&mut cx.data).message() {
-        message.envelope_findings = daemon
-            .envelope_stage(engine.clone(), &message.envelope)
-            .await;
-    }
     carry_on(&mut cx.data, ProtoOpts::NOREPLY_MAIL)
 }
 
@@ -230,8 +223,11 @@ async fn eom(daemon: &Daemon, cx: &mut EomContext<Session>) -> Status {
     let subject = message.subject().map(str::to_owned);
     let to_outsiders = !findings_shown(engine.config(), &envelope);
     let started = std::time::Instant::now();
+    // The envelope stage, with every recipient known: an outbound account
+    // on hold is held, and its message counted, whatever becomes of the
+    // content scan.
+    let pre = daemon.envelope_stage(engine.clone(), &envelope).await;
     // Allowlisted mail passes unscanned whatever its size.
-    let pre = message.envelope_findings.clone();
     let report = if message.too_large() && engine.policy().allowlisted(&envelope).is_none() {
         engine.too_large(message.size(), &pre)
     } else {
@@ -239,6 +235,7 @@ async fn eom(daemon: &Daemon, cx: &mut EomContext<Session>) -> Status {
             .scan(engine.clone(), pre, envelope, message.into_raw())
             .await
     };
+    daemon.commit(engine.clone(), report.effects.clone()).await;
 
     crate::metrics::observe_report(&report, started.elapsed());
     // The fields are for the journal and `[log] format = "json"`; the text

@@ -91,9 +91,7 @@ impl Daemon {
         info!("state store: {}", store.backend());
         Daemon::with_builder(
             config_path,
-            Box::new(
-                move |config| Ok(Engine::with_store(config, store.clone())?.remembering(true)),
-            ),
+            Box::new(move |config| Engine::with_store(config, store.clone())),
         )
     }
 
@@ -250,14 +248,46 @@ impl Daemon {
             tokio::task::spawn_blocking(move || stage_engine.envelope_stage(&stage_envelope));
         match tokio::time::timeout(limit, task).await {
             Ok(Ok(found)) => found,
-            _ => EnvelopeFindings(vec![crate::policy::RawFinding {
-                detector: "outbound".into(),
-                rule: "hold_unknown".into(),
-                evidence: crate::scan::clean_evidence(&format!(
-                    "{account}: whether the account is on hold could not be read in {} ms",
-                    limit.as_millis()
-                )),
-            }]),
+            _ => EnvelopeFindings {
+                findings: vec![crate::policy::RawFinding {
+                    detector: "outbound".into(),
+                    rule: "hold_unknown".into(),
+                    evidence: crate::scan::clean_evidence(&format!(
+                        "{account}: whether the account is on hold could not be read in {} ms",
+                        limit.as_millis()
+                    )),
+                }],
+                effects: Vec::new(),
+            },
+        }
+    }
+
+    /// Apply what the scan of a message proposed (`Engine::commit`) before
+    /// its end-of-message reply, so the next message of an outbound account
+    /// sees its count and hold. Off the protocol thread when it writes more
+    /// than the embedded store's deferred batch (outbound mail, Redis),
+    /// within the store's timeout plus a second; past that it finishes in
+    /// the background.
+    pub async fn commit(&self, engine: Arc<Engine>, effects: Vec<crate::effects::Effect>) {
+        if effects.is_empty() {
+            return;
+        }
+        let light = engine.config().store.backend != crate::store::StoreBackend::Redis
+            && effects
+                .iter()
+                .all(|e| matches!(e, crate::effects::Effect::Remember { .. }));
+        if light {
+            engine.commit(&effects);
+            return;
+        }
+        let limit =
+            Duration::from_millis(engine.config().store.timeout_ms) + Duration::from_secs(1);
+        let task = tokio::task::spawn_blocking(move || engine.commit(&effects));
+        if tokio::time::timeout(limit, task).await.is_err() {
+            warn!(
+                "committing a message's effects took over {} ms; it goes on in the background",
+                limit.as_millis()
+            );
         }
     }
 

@@ -8,7 +8,6 @@ use std::net::IpAddr;
 use crate::config::HeadersConfig;
 use crate::envelope::Envelope;
 use crate::headers::is_own_header;
-use crate::scan::EnvelopeFindings;
 
 use super::InFlight;
 
@@ -67,7 +66,6 @@ impl Session {
             own_counts: HashMap::new(),
             headers_config: headers.clone(),
             subject: None,
-            envelope_findings: EnvelopeFindings::default(),
             _in_flight: in_flight,
         });
     }
@@ -102,8 +100,6 @@ pub struct Message {
     headers_config: HeadersConfig,
     /// The first Subject as received, for `[headers] subject_prefix`.
     subject: Option<String>,
-    /// What the envelope stage found at MAIL FROM (an account on hold).
-    pub envelope_findings: EnvelopeFindings,
     /// Counts this message as in flight until it is dropped (end, abort,
     /// connection lost), so shutdown can wait for it.
     _in_flight: InFlight,

@@ -160,56 +160,118 @@ pub fn message_key_id(view: &MessageView) -> String {
     }
 }
 
-/// Remember `view`: its thread record, and each participant as a
+/// What [`remember`] needs of a message, taken from its view when it is
+/// scanned: owned, so that remembering can be proposed as an effect and
+/// applied after the verdict (an effect of the scan).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remembrance {
+    /// The id the message is remembered under ([`message_key_id`]).
+    pub id: String,
+    /// For log lines.
+    pub log_id: String,
+    /// From, To and Cc (address, display name), de-duplicated, at most
+    /// [`MAX_PARTICIPANTS`].
+    pub participants: Vec<(String, Option<String>)>,
+    pub from: Option<String>,
+    /// The registrable domain of the Message-ID.
+    pub id_domain: Option<String>,
+    /// In-Reply-To, then References newest first (threads a believed reply
+    /// corroborates), at most [`MAX_CORROBORATED`].
+    pub replies_to: Vec<String>,
+    /// List-Id and the list server's registrable domain.
+    pub list: Option<(String, String)>,
+    pub has_list_headers: bool,
+    /// The message's Date (unix seconds).
+    pub date: Option<i64>,
+    /// Hash of the normalised subject.
+    pub subject: String,
+}
+
+impl Remembrance {
+    pub fn of(view: &MessageView) -> Remembrance {
+        let mut participants: Vec<(String, Option<String>)> = Vec::new();
+        for m in view.from.iter().chain(&view.to).chain(&view.cc) {
+            let Some(address) = m.address.as_deref() else {
+                continue;
+            };
+            if !address.contains('@')
+                || participants
+                    .iter()
+                    .any(|(a, _)| a.eq_ignore_ascii_case(address))
+            {
+                continue;
+            }
+            if participants.len() >= MAX_PARTICIPANTS {
+                break;
+            }
+            participants.push((address.to_string(), m.name.clone()));
+        }
+        Remembrance {
+            id: message_key_id(view),
+            log_id: view.envelope.log_id().to_string(),
+            participants,
+            from: view.from.as_ref().and_then(|m| m.address.clone()),
+            id_domain: view
+                .message_id
+                .as_deref()
+                .and_then(|id| id.rsplit_once('@'))
+                .map(|(_, d)| {
+                    crate::domains::registrable(&d.trim_end_matches('>').to_ascii_lowercase())
+                }),
+            replies_to: view
+                .in_reply_to
+                .iter()
+                .chain(view.references.iter().rev())
+                .map(|id| id.trim().trim_matches(['<', '>']).to_string())
+                .filter(|id| !id.is_empty())
+                .take(MAX_CORROBORATED)
+                .collect(),
+            list: view
+                .list_id
+                .as_deref()
+                .map(|l| (l.to_string(), super::lists::server_of(view))),
+            has_list_headers: view.has_list_headers(),
+            date: view.date,
+            subject: hash::digest("subject", &normalize_subject(&view.subject)),
+        }
+    }
+}
+
+/// Remember a message: its thread record, and each participant as a
 /// correspondent. `now` (unix seconds) dates mail without a Date header.
 /// One read and one write transaction.
 pub fn remember(
     store: &dyn Store,
-    view: &MessageView,
+    message: &Remembrance,
     ttl: Duration,
     now: i64,
     trust: &Trust<'_>,
 ) -> StoreResult<Remembered> {
-    let mut seen: Vec<Seen<'_>> = Vec::new();
-    for m in view.from.iter().chain(&view.to).chain(&view.cc) {
-        let Some(address) = m.address.as_deref() else {
-            continue;
-        };
-        if !address.contains('@') || seen.iter().any(|s| s.address.eq_ignore_ascii_case(address)) {
-            continue;
-        }
-        if seen.len() >= MAX_PARTICIPANTS {
-            break;
-        }
-        seen.push(Seen {
+    let seen: Vec<Seen<'_>> = message
+        .participants
+        .iter()
+        .map(|(address, name)| Seen {
             address,
-            name: m.name.as_deref(),
-        });
-    }
+            name: name.as_deref(),
+        })
+        .collect();
     if seen.is_empty() {
         return Ok(Remembered::Empty);
     }
-    let id = message_key_id(view);
-    let mut keys = vec![thread_key(&id)];
+    let mut keys = vec![thread_key(&message.id)];
     keys.extend(seen.iter().map(|s| correspondents::address_key(s.address)));
-    let list = view
-        .list_id
-        .as_deref()
-        .map(|l| (l, super::lists::server_of(view)))
+    let list = message
+        .list
+        .as_ref()
+        .map(|(l, server)| (l.as_str(), server.clone()))
         .filter(|(_, server)| trust.believed || !server.is_empty());
     // Mail the organisation believes (its own outbound, `learn`)
     // corroborates the threads it replies to: their participants vouch
     // from now on (see [`Trust`]).
-    let corroborates: Vec<String> = if trust.believed {
-        view.in_reply_to
-            .iter()
-            .chain(view.references.iter().rev())
-            .map(|id| id.trim().trim_matches(['<', '>']).to_string())
-            .filter(|id| !id.is_empty())
-            .take(MAX_CORROBORATED)
-            .collect()
+    let corroborates: &[String] = if trust.believed {
+        &message.replies_to
     } else {
-        Vec::new()
+        &[]
     };
     let refs_at = keys.len();
     keys.extend(corroborates.iter().map(|id| thread_key(id)));
@@ -225,27 +287,23 @@ pub fn remember(
         .map(|v| correspondents::parse_record(v.as_deref()))
         .collect();
     // A message's own Date is only a claim: never later than now.
-    let date = view.date.map_or(now, |d| d.min(now));
+    let date = message.date.map_or(now, |d| d.min(now));
     let registrable = |address: &str| {
         crate::view::address::domain_of(address)
             .map(|d| crate::domains::registrable(&d))
             .unwrap_or_default()
     };
-    let from = view.from.as_ref().and_then(|m| m.address.as_deref());
-    let id_domain = view
-        .message_id
-        .as_deref()
-        .and_then(|id| id.rsplit_once('@'))
-        .map(|(_, d)| crate::domains::registrable(&d.trim_end_matches('>').to_ascii_lowercase()));
+    let from = message.from.as_deref();
+    let id_domain = message.id_domain.as_deref();
     let vouches = |address: &str| {
         trust.believed
             || trust.org_domains.contains(&registrable(address))
             || (from.is_some_and(|f| f.eq_ignore_ascii_case(address))
-                && id_domain.as_deref() == Some(registrable(address).as_str()))
+                && id_domain == Some(registrable(address).as_str()))
     };
     let record = ThreadRecord {
         date,
-        subject: hash::digest("subject", &normalize_subject(&view.subject)),
+        subject: message.subject.clone(),
         participants: seen
             .iter()
             .map(|s| Participant {
@@ -255,7 +313,7 @@ pub fn remember(
                 vouches: vouches(s.address),
             })
             .collect(),
-        list: view.has_list_headers(),
+        list: message.has_list_headers,
     };
     let mut ops = vec![WriteOp::Put {
         key: keys[0].clone(),
@@ -324,6 +382,10 @@ mod tests {
         )
     }
 
+    fn memo(raw: &str) -> Remembrance {
+        Remembrance::of(&view(raw))
+    }
+
     const FIRST: &str = "From: =?UTF-8?B?5bGx55SwIOWkqumDjg==?= <taro@legal-holdings.co.jp>\r\n\
 To: Hanako Sato <hanako@partner.example.com>, taro@legal-holdings.co.jp\r\n\
 Cc: <ops@mail.partner.example.com>\r\n\
@@ -345,15 +407,15 @@ Message-ID: <m1@legal-holdings.co.jp>\r\n\r\nbody\r\n";
             .replace("m1@", "m2@")
             .replace("=?UTF-8?B?5bGx55SwIOWkqumDjg==?=", "Taro Yamada");
         assert_eq!(
-            remember(&store, &view(FIRST), ttl, 0, &Trust::BELIEVED).unwrap(),
+            remember(&store, &memo(FIRST), ttl, 0, &Trust::BELIEVED).unwrap(),
             Remembered::New
         );
         assert_eq!(
-            remember(&store, &view(&second), ttl, 0, &Trust::BELIEVED).unwrap(),
+            remember(&store, &memo(&second), ttl, 0, &Trust::BELIEVED).unwrap(),
             Remembered::New
         );
         assert_eq!(
-            remember(&store, &view(FIRST), ttl, 0, &Trust::BELIEVED).unwrap(),
+            remember(&store, &memo(FIRST), ttl, 0, &Trust::BELIEVED).unwrap(),
             Remembered::Known
         );
         store.flush().unwrap();
@@ -369,7 +431,7 @@ Message-ID: <m1@legal-holdings.co.jp>\r\n\r\nbody\r\n";
     #[test]
     fn a_message_is_remembered_once_with_hashed_participants() {
         let store = MemoryStore::new();
-        let v = view(FIRST);
+        let v = memo(FIRST);
         let ttl = Duration::from_secs(86_400);
         let now = 2_000_000_000;
         assert_eq!(
@@ -429,7 +491,7 @@ Message-ID: <m1@legal-holdings.co.jp>\r\n\r\nbody\r\n";
         let store = MemoryStore::new();
         remember(
             &store,
-            &view(FIRST),
+            &memo(FIRST),
             Duration::from_millis(1),
             0,
             &Trust::BELIEVED,
@@ -442,7 +504,7 @@ Message-ID: <m1@legal-holdings.co.jp>\r\n\r\nbody\r\n";
         assert_eq!(
             remember(
                 &store,
-                &view(FIRST),
+                &memo(FIRST),
                 Duration::from_secs(60),
                 0,
                 &Trust::BELIEVED

@@ -91,7 +91,8 @@ pub fn known_key(account: &str) -> String {
 }
 
 /// Record one message of `account` to `recipients` at `now` and return the
-/// usage of every window, including this message.
+/// usage of every window, including this message ([`predict`], then its
+/// writes).
 pub fn record(
     store: &dyn Store,
     account: &str,
@@ -100,48 +101,75 @@ pub fn record(
     known_ttl: Duration,
     now: u64,
 ) -> StoreResult<Vec<Usage>> {
+    let (usage, writes) = predict(store, account, windows, recipients, known_ttl, now)?;
+    store.write_batch(&writes)?;
+    Ok(usage)
+}
+
+/// The usage of every window once one more message of `account` to
+/// `recipients` at `now` is counted, read without writing anything, and
+/// the writes that count it (every counter of every window in one batch:
+/// one transaction on the embedded store, one pipeline on Redis).
+pub fn predict(
+    store: &dyn Store,
+    account: &str,
+    windows: &[WindowConfig],
+    recipients: &[String],
+    known_ttl: Duration,
+    now: u64,
+) -> StoreResult<(Vec<Usage>, Vec<WriteOp>)> {
     let account = account_key(account);
-    let mut new_recipients = 0i64;
+    let mut writes = Vec::new();
+    let mut new_recipients = 0u64;
+    let mut hashes = BTreeSet::new();
     let mut domains = BTreeSet::new();
     for rcpt in recipients {
-        if store.set_add(&known_key(&account), &recipient_hash(rcpt), Some(known_ttl))? {
+        let hash = recipient_hash(rcpt);
+        if !hashes.insert(hash.clone()) {
+            continue;
+        }
+        if !store.set_contains(&known_key(&account), &hash)? {
             new_recipients += 1;
         }
+        writes.push(WriteOp::SetAdd {
+            key: known_key(&account),
+            member: hash,
+            ttl: Some(known_ttl),
+        });
         if let Some(d) = crate::view::address::domain_of(rcpt) {
             domains.insert(crate::domains::registrable(&d));
         }
     }
-    // Every counter of every window in one write: one transaction on the
-    // embedded store, one pipeline round trip on Redis.
-    let mut ops = Vec::new();
+    let mut usage = Vec::with_capacity(windows.len());
     for w in windows {
         let len = bucket_len(w);
         let bucket = now / len;
         // Keep a bucket as long as some window read may still include it.
         let ttl = Some(Duration::from_secs(w.seconds + 2 * len));
-        let incr = |metric: &str, by: i64| WriteOp::Incr {
+        let incr = |metric: &str, by: u64| WriteOp::Incr {
             key: counter_key(&account, metric, w, bucket),
-            by,
+            by: by as i64,
             ttl,
         };
-        ops.push(incr("msg", 1));
-        ops.push(incr("rcpt", recipients.len() as i64));
+        writes.push(incr("msg", 1));
+        writes.push(incr("rcpt", recipients.len() as u64));
         if new_recipients > 0 {
-            ops.push(incr("new", new_recipients));
+            writes.push(incr("new", new_recipients));
         }
         for d in &domains {
-            ops.push(WriteOp::SetAdd {
+            writes.push(WriteOp::SetAdd {
                 key: domains_key(&account, w, bucket),
                 member: d.as_bytes().to_vec(),
                 ttl,
             });
         }
+        let mut u = usage_of_key(store, &account, w, now, &domains)?;
+        u.messages += 1;
+        u.recipients += recipients.len() as u64;
+        u.new_recipients += new_recipients;
+        usage.push(u);
     }
-    store.write_batch(&ops)?;
-    windows
-        .iter()
-        .map(|w| usage_of_key(store, &account, w, now))
-        .collect()
+    Ok((usage, writes))
 }
 
 /// The usage of `account` in `window` at `now`, without recording anything.
@@ -151,14 +179,17 @@ pub fn usage(
     window: &WindowConfig,
     now: u64,
 ) -> StoreResult<Usage> {
-    usage_of_key(store, &account_key(account), window, now)
+    usage_of_key(store, &account_key(account), window, now, &BTreeSet::new())
 }
 
+/// The usage read from the store; `more_domains` counted among the
+/// window's recipient domains too.
 fn usage_of_key(
     store: &dyn Store,
     account: &str,
     window: &WindowConfig,
     now: u64,
+    more_domains: &BTreeSet<String>,
 ) -> StoreResult<Usage> {
     let len = bucket_len(window);
     let last = now / len;
@@ -180,11 +211,12 @@ fn usage_of_key(
     let domain_keys: Vec<String> = (first..=last)
         .map(|bucket| domains_key(account, window, bucket))
         .collect();
-    let domains: BTreeSet<Vec<u8>> = store
+    let mut domains: BTreeSet<Vec<u8>> = store
         .set_members_many(&domain_keys)?
         .into_iter()
         .flatten()
         .collect();
+    domains.extend(more_domains.iter().map(|d| d.as_bytes().to_vec()));
     usage.domains = domains.len() as u64;
     Ok(usage)
 }

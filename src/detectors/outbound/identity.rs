@@ -15,7 +15,7 @@ use unicode_normalization::UnicodeNormalization;
 
 use super::config::OutboundConfig;
 use super::counters::{account_key, recipient_hash};
-use crate::store::{Store, StoreResult};
+use crate::store::{Store, StoreResult, WriteOp};
 use crate::view::Mailbox;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,17 +46,35 @@ pub fn normalize_name(name: &str) -> String {
     folded.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Learn from or judge the From of one message of `account`. Returns the
-/// evidence for `from_not_owned` when the From is not the account's.
+/// Judge the From of one message of `account` and learn from it at once
+/// ([`judge`], then its writes). Returns the evidence for
+/// `from_not_owned` when the From is not the account's.
 pub fn check(
     store: &dyn Store,
     config: &OutboundConfig,
     account: &str,
     from: Option<&Mailbox>,
 ) -> StoreResult<Option<String>> {
-    let Some(from) = from else { return Ok(None) };
+    let (evidence, writes) = judge(store, config, account, from)?;
+    store.write_batch(&writes)?;
+    Ok(evidence)
+}
+
+/// Judge the From of one message of `account`, reading the store only: the
+/// evidence for `from_not_owned`, if any, and the writes that teach the
+/// account's identities from this message (applied after the verdict).
+pub fn judge(
+    store: &dyn Store,
+    config: &OutboundConfig,
+    account: &str,
+    from: Option<&Mailbox>,
+) -> StoreResult<(Option<String>, Vec<WriteOp>)> {
+    let mut writes = Vec::new();
+    let Some(from) = from else {
+        return Ok((None, writes));
+    };
     let Some(address) = from.address_lower() else {
-        return Ok(None);
+        return Ok((None, writes));
     };
     let a = account_key(account);
     let ttl = Some(Duration::from_secs(config.history_days.max(1) * 86400));
@@ -71,17 +89,30 @@ pub fn check(
         .filter(|n| !n.is_empty());
 
     // A login that is itself an address owns that address and its domain.
+    let mut owned: Vec<(Kind, String)> = Vec::new();
     if account.contains('@') {
         let login = account.trim().to_lowercase();
-        store.set_add(&id_key(&a, Kind::Address), login.as_bytes(), ttl)?;
         if let Some(d) = crate::view::address::domain_of(&login) {
-            let d = crate::domains::registrable(&d);
-            store.set_add(&id_key(&a, Kind::Domain), d.as_bytes(), ttl)?;
+            owned.push((Kind::Domain, crate::domains::registrable(&d)));
         }
+        owned.push((Kind::Address, login));
+    }
+    for (kind, value) in &owned {
+        writes.push(WriteOp::SetAdd {
+            key: id_key(&a, *kind),
+            member: value.as_bytes().to_vec(),
+            ttl,
+        });
     }
 
-    let seen = store.incr(&format!("ob:h:{a}"), 1, ttl)?;
-    let learning = seen as u64 <= config.from_learning_messages;
+    let history_key = format!("ob:h:{a}");
+    let seen = read_count(store, &history_key)? + 1;
+    writes.push(WriteOp::Incr {
+        key: history_key,
+        by: 1,
+        ttl,
+    });
+    let learning = seen <= config.from_learning_messages;
     let mut identities = vec![(Kind::Address, address.clone()), (Kind::Domain, domain)];
     if let Some(name) = &name {
         identities.push((Kind::Name, name.clone()));
@@ -93,21 +124,36 @@ pub fn check(
         }
         let key = id_key(&a, kind);
         if learning {
-            store.set_add(&key, value.as_bytes(), ttl)?;
+            writes.push(WriteOp::SetAdd {
+                key,
+                member: value.into_bytes(),
+                ttl,
+            });
             continue;
         }
-        if store.set_contains(&key, value.as_bytes())? {
+        if owned.iter().any(|(k, v)| *k == kind && *v == value)
+            || store.set_contains(&key, value.as_bytes())?
+        {
             continue;
         }
         let uses_key = format!("ob:idc:{a}:{}:{}", kind.key(), hex(&recipient_hash(&value)));
-        let uses = store.incr(&uses_key, 1, ttl)? as u64;
+        let uses = read_count(store, &uses_key)? + 1;
+        writes.push(WriteOp::Incr {
+            key: uses_key,
+            by: 1,
+            ttl,
+        });
         if config.from_adopt_after > 0 && uses >= config.from_adopt_after {
-            store.set_add(&key, value.as_bytes(), ttl)?;
+            writes.push(WriteOp::SetAdd {
+                key: key.clone(),
+                member: value.as_bytes().to_vec(),
+                ttl,
+            });
         }
         strange.push((kind, value, known_sample(store, &key)?));
     }
     if strange.is_empty() {
-        return Ok(None);
+        return Ok((None, writes));
     }
     // An unknown address at a known domain says less than an unknown domain;
     // report the strongest facts, the address only when its domain is known.
@@ -131,7 +177,15 @@ pub fn check(
             }
         })
         .collect();
-    Ok(Some(parts.join("; ")))
+    Ok((Some(parts.join("; ")), writes))
+}
+
+/// A counter's value (0 when absent or unreadable).
+fn read_count(store: &dyn Store, key: &str) -> StoreResult<u64> {
+    Ok(store
+        .get(key)?
+        .and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse::<i64>().ok())
+        .map_or(0, |n| n.max(0) as u64))
 }
 
 fn id_key(account_key: &str, kind: Kind) -> String {

@@ -1,12 +1,16 @@
 //! `outbound`: catch a compromised account while it is still sending.
 //!
 //! Mail is outbound when the session authenticated ({auth_authen}) or the
-//! client is in `outbound.internal_networks`. For such mail the detector
-//! counts the account's messages, recipients, recipient domains and
-//! never-before-seen recipients over sliding windows (`counters`), learns
-//! the From identities the account uses (`identity`), and when a limit is
-//! broken holds the account's mail for `hold_minutes` (`holds`), logging one
-//! alert per episode and running the notify command (`notify`).
+//! client is in `outbound.internal_networks`. For such mail the account is
+//! controlled from the envelope alone, before and apart from the content
+//! scan ([`account_control`], run by the engine's envelope stage): its
+//! messages, recipients, recipient domains and never-before-seen
+//! recipients over sliding windows (`counters`); when a limit is broken its
+//! mail is held for `hold_minutes` (`holds`), with one alert per episode
+//! and the notify command (`notify`). The detector proper judges the From
+//! against the identities the account uses (`identity`). Both only read
+//! the store: what they would write (counters, identities, the hold) is
+//! proposed as effects (`crate::effects`), applied after the verdict.
 //!
 //! Content findings on outbound mail weigh more: after every detector ran,
 //! the policy (`policy::weigh_outbound_payload`) adds `outbound.payload` when
@@ -24,8 +28,9 @@ use std::time::Duration;
 pub use config::OutboundConfig;
 
 use crate::detector::{Detector, DetectorError, Hit, RuleInfo, ScanContext};
+use crate::effects::{Effect, Trip};
 use crate::envelope::Envelope;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 use crate::view::MessageView;
 
 pub const NAME: &str = "outbound";
@@ -63,29 +68,18 @@ pub const RULES: &[RuleInfo] = &[
     },
 ];
 
-/// Where the detector reads the time (Unix seconds); tests set it.
+/// Where the engine reads the time (Unix seconds); tests set it.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// More envelope recipients than this are counted but not each remembered.
 const MAX_RECIPIENTS_REMEMBERED: usize = 5000;
 
-pub struct Outbound {
-    clock: Clock,
-}
-
-impl Default for Outbound {
-    fn default() -> Self {
-        Outbound::with_clock(Arc::new(crate::store::unix_now))
-    }
-}
+#[derive(Default)]
+pub struct Outbound;
 
 impl Outbound {
     pub fn new() -> Self {
-        Outbound::default()
-    }
-
-    pub fn with_clock(clock: Clock) -> Self {
-        Outbound { clock }
+        Outbound
     }
 }
 
@@ -114,24 +108,15 @@ pub fn account_of(config: &OutboundConfig, envelope: &Envelope) -> Option<String
     })
 }
 
-/// Envelope recipients; the To/Cc addresses when the envelope has none
-/// (offline `check`).
-fn recipients(view: &MessageView) -> (usize, Vec<String>) {
-    let mut rcpts: Vec<String> = view
-        .envelope
+/// The envelope's recipients (how many, and the first
+/// [`MAX_RECIPIENTS_REMEMBERED`] of them).
+fn recipients(envelope: &Envelope) -> (usize, Vec<String>) {
+    let mut rcpts: Vec<String> = envelope
         .rcpt_to
         .iter()
         .map(|r| r.trim().trim_matches(['<', '>']).to_lowercase())
         .filter(|r| !r.is_empty())
         .collect();
-    if rcpts.is_empty() {
-        rcpts = view
-            .to
-            .iter()
-            .chain(&view.cc)
-            .filter_map(|m| m.address_lower())
-            .collect();
-    }
     let total = rcpts.len();
     rcpts.truncate(MAX_RECIPIENTS_REMEMBERED);
     (total, rcpts)
@@ -186,6 +171,71 @@ pub fn describe_usage(windows: &[config::WindowConfig], usage: &[counters::Usage
         .join("; ")
 }
 
+/// What the envelope stage found for an outbound account: the trip
+/// findings of this message and the effects that count it and update the
+/// account's hold.
+#[derive(Debug, Default)]
+pub struct Control {
+    pub hits: Vec<Hit>,
+    pub effects: Vec<Effect>,
+}
+
+/// Count one outbound message of `account` (read only: the counts are what
+/// they will be once this message is committed) and judge its rates.
+/// Needs only the envelope, so no content scan can make a message go
+/// uncounted. Recipients are the envelope's.
+pub fn account_control(
+    store: &dyn Store,
+    cfg: &OutboundConfig,
+    account: &str,
+    envelope: &Envelope,
+    now: u64,
+) -> Result<Control, StoreError> {
+    let windows = cfg.windows_for(account);
+    let (total, rcpts) = recipients(envelope);
+    let known_ttl = Duration::from_secs(cfg.known_recipients_days.max(1) * 86400);
+    let (mut usage, writes) = counters::predict(store, account, &windows, &rcpts, known_ttl, now)?;
+    if total > rcpts.len() {
+        // Recipients beyond those remembered still count towards the rate.
+        let extra = (total - rcpts.len()) as u64;
+        usage.iter_mut().for_each(|u| u.recipients += extra);
+    }
+    let (mut rate, mut fresh) = (Vec::new(), Vec::new());
+    for (w, u) in windows.iter().zip(&usage) {
+        over_limits(w, u, &mut rate, &mut fresh);
+    }
+    let mut control = Control::default();
+    let mut trips = Vec::new();
+    if !rate.is_empty() {
+        let evidence = format!("{account}: {}", rate.join("; "));
+        trips.push(format!("outbound.rate_exceeded: {evidence}"));
+        control.hits.push(Hit::new("rate_exceeded", evidence));
+    }
+    if !fresh.is_empty() {
+        let evidence = format!("{account}: {}", fresh.join("; "));
+        trips.push(format!("outbound.new_recipients_burst: {evidence}"));
+        control
+            .hits
+            .push(Hit::new("new_recipients_burst", evidence));
+    }
+    control.effects.push(Effect::Write(writes));
+    let trip = (!trips.is_empty()).then(|| Trip {
+        rule: if rate.is_empty() {
+            "outbound.new_recipients_burst"
+        } else {
+            "outbound.rate_exceeded"
+        },
+        reason: trips.join("; "),
+        counters: describe_usage(&windows, &usage),
+    });
+    control.effects.push(Effect::Hold {
+        account: account.to_string(),
+        queue_id: envelope.log_id().to_string(),
+        trip,
+    });
+    Ok(control)
+}
+
 impl Detector for Outbound {
     fn name(&self) -> &'static str {
         NAME
@@ -205,79 +255,12 @@ impl Detector for Outbound {
         let Some(account) = account_of(cfg, &view.envelope) else {
             return Ok(());
         };
-        let now = (self.clock)();
-        let queue_id = view.envelope.log_id();
-        let store = ctx.store;
-
-        let windows = cfg.windows_for(&account);
-        let (total, rcpts) = recipients(view);
-        let known_ttl = Duration::from_secs(cfg.known_recipients_days.max(1) * 86400);
-        let mut usage = counters::record(store, &account, &windows, &rcpts, known_ttl, now)
-            .map_err(store_error)?;
-        if total > rcpts.len() {
-            // Recipients beyond those remembered still count towards the rate.
-            let extra = (total - rcpts.len()) as u64;
-            usage.iter_mut().for_each(|u| u.recipients += extra);
-        }
-
-        let (mut rate, mut fresh) = (Vec::new(), Vec::new());
-        for (w, u) in windows.iter().zip(&usage) {
-            over_limits(w, u, &mut rate, &mut fresh);
-        }
-        let mut trips = Vec::new();
-        if !rate.is_empty() {
-            let evidence = format!("{account}: {}", rate.join("; "));
-            trips.push(format!("outbound.rate_exceeded: {evidence}"));
-            hits.push(Hit::new("rate_exceeded", evidence));
-        }
-        if !fresh.is_empty() {
-            let evidence = format!("{account}: {}", fresh.join("; "));
-            trips.push(format!("outbound.new_recipients_burst: {evidence}"));
-            hits.push(Hit::new("new_recipients_burst", evidence));
-        }
-        if let Some(evidence) =
-            identity::check(store, cfg, &account, view.from.as_ref()).map_err(store_error)?
-        {
+        let (evidence, writes) =
+            identity::judge(ctx.store, cfg, &account, view.from.as_ref()).map_err(store_error)?;
+        if let Some(evidence) = evidence {
             hits.push(Hit::new("from_not_owned", evidence));
         }
-
-        let reason = trips.join("; ");
-        let counters_text = describe_usage(&windows, &usage);
-        let trip = (!trips.is_empty()).then_some((reason.as_str(), counters_text.as_str()));
-        match holds::on_message(store, cfg, &account, queue_id, trip, now).map_err(store_error)? {
-            holds::Outcome::Free => {}
-            holds::Outcome::Started(ep) => {
-                if !cfg.notify_command.is_empty() {
-                    let rule = if rate.is_empty() {
-                        "outbound.new_recipients_burst"
-                    } else {
-                        "outbound.rate_exceeded"
-                    };
-                    match notify::expand(&cfg.notify_command, &ep, rule, cfg.hold_minutes) {
-                        // Detached: the scan does not wait for the command.
-                        Ok(argv) => drop(notify::spawn(
-                            argv,
-                            Duration::from_secs(cfg.notify_timeout_secs),
-                            queue_id.to_string(),
-                            cfg.notify_max_running,
-                        )),
-                        Err(e) => {
-                            tracing::warn!("{queue_id}: outbound: notify command not run: {e}")
-                        }
-                    }
-                }
-            }
-            holds::Outcome::AlreadyHeld(ep) => hits.push(Hit::new(
-                "held",
-                format!(
-                    "{account} on hold since {} until {} (first queue id {}): {}",
-                    holds::utc(ep.since),
-                    holds::utc(ep.until),
-                    ep.first_queue_id,
-                    ep.reason
-                ),
-            )),
-        }
+        ctx.effects.propose(Effect::Write(writes));
         Ok(())
     }
 }
