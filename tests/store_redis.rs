@@ -123,3 +123,55 @@ fn a_redis_that_goes_away_becomes_scan_error_and_mail_passes() {
             .any(|f| f.full_rule() == "thread_hijack.quoted_header_mismatch"));
     }
 }
+
+/// Issue "one direction of flow": two mail servers sharing one Redis, each
+/// with four scan threads, remember 240 messages of the same correspondent
+/// at once. Remembering reads the correspondent's record, adds the message
+/// and writes it back: without an atomic update two writers read the same
+/// count and one increment is lost. Every message must count.
+#[test]
+fn concurrent_remembering_on_two_servers_loses_no_count() {
+    let Some(server) = start_redis() else { return };
+    let shared = config(server.port, "race:");
+    let cfg = Config {
+        store: shared.clone(),
+        ..Config::default()
+    };
+    let servers: Vec<Arc<Engine>> = (0..2)
+        .map(|_| {
+            Arc::new(
+                Engine::with_store(cfg.clone(), Arc::new(RedisStore::new(&shared).unwrap()))
+                    .unwrap(),
+            )
+        })
+        .collect();
+    const PER_THREAD: usize = 30;
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let engine = servers[t % 2].clone();
+            std::thread::spawn(move || {
+                for i in 0..PER_THREAD {
+                    let raw = format!(
+                        "From: Taro Yamada <taro@legal-holdings.co.jp>\r\nTo: staff@example.jp\r\n\
+Subject: note {t}-{i}\r\nMessage-ID: <n{t}-{i}@legal-holdings.co.jp>\r\n\r\nA short note.\r\n"
+                    );
+                    let r = engine.scan_and_commit(Envelope::default(), raw.as_bytes());
+                    assert_eq!(r.verdict, Verdict::Accept, "{:?}", r.findings);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let store = RedisStore::new(&shared).unwrap();
+    let taro =
+        malspam_milter::store::correspondents::lookup_address(&store, "taro@legal-holdings.co.jp")
+            .unwrap()
+            .expect("remembered");
+    assert_eq!(taro.messages, 8 * PER_THREAD as u64, "increments lost");
+    assert_eq!(
+        store.keys_with_prefix("thread:").unwrap().len(),
+        8 * PER_THREAD
+    );
+}

@@ -42,6 +42,9 @@ impl StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// What [`Store::update`] runs on the values it read: the writes to make.
+pub type Compute<'a> = dyn FnMut(&[Option<Vec<u8>>]) -> Vec<WriteOp> + 'a;
+
 /// The primitives every backend provides. Keys are UTF-8 strings with
 /// `:`-separated prefixes (`thread:`, `corr:`, `ob:` ...); values are bytes.
 /// `ttl = None` keeps a value until deleted. Writing an existing key with a
@@ -96,6 +99,27 @@ pub trait Store: Send + Sync {
     /// Apply every write kept by [`Store::write_batch_later`].
     fn flush(&self) -> StoreResult<()> {
         Ok(())
+    }
+
+    /// Read `keys`, work out writes from what was read, and make them, as
+    /// one step no other writer of the store can come between: two
+    /// messages remembered at once both count. `compute` may run again when
+    /// another writer changed one of `keys` meanwhile (Redis); it gets the
+    /// values in the order of `keys`. The writes may be kept for later, as
+    /// with [`Store::write_batch_later`].
+    ///
+    /// This default serialises updates within the process, which is every
+    /// writer for the memory and embedded stores (one daemon per file);
+    /// Redis, shared by several mail servers, overrides it.
+    fn update(&self, keys: &[String], compute: &mut Compute<'_>) -> StoreResult<()> {
+        static UPDATES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = UPDATES.lock().unwrap_or_else(|e| e.into_inner());
+        let values = self.get_many(keys)?;
+        let ops = compute(&values);
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.write_batch_later(ops)
     }
 
     fn write_batch(&self, ops: &[WriteOp]) -> StoreResult<()> {

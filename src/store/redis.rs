@@ -305,25 +305,56 @@ impl Store for RedisStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        // One round trip. GET in a pipeline rather than MGET, so that a key
-        // holding a set is an error (as in the other backends), not a nil.
-        let mut pipe = ::redis::pipe();
-        for key in keys {
-            pipe.cmd("GET").arg(self.key(key));
+        let keys: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
+        self.with_conn(|c| read_values(c, &keys))
+    }
+
+    /// Optimistic: WATCH the keys, read them, MULTI the writes; when
+    /// another mail server changed a watched key in between, EXEC does
+    /// nothing and the update runs again on fresh values (at most
+    /// [`UPDATE_TRIES`] times).
+    fn update(&self, keys: &[String], compute: &mut super::Compute<'_>) -> StoreResult<()> {
+        let prefixed: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
+        let done = self.with_conn(|c| {
+            for attempt in 0..UPDATE_TRIES {
+                if !prefixed.is_empty() {
+                    ::redis::cmd("WATCH").arg(&prefixed).query::<()>(c)?;
+                }
+                let values = match read_values(c, &prefixed) {
+                    Ok(values) => values,
+                    Err(e) => {
+                        ::redis::cmd("UNWATCH").query::<()>(c)?;
+                        return Err(e);
+                    }
+                };
+                let ops = compute(&values);
+                if ops.is_empty() {
+                    ::redis::cmd("UNWATCH").query::<()>(c)?;
+                    return Ok(true);
+                }
+                let mut pipe = ::redis::pipe();
+                pipe.atomic();
+                for op in &ops {
+                    self.queue(&mut pipe, op);
+                }
+                // EXEC answers nil when a watched key changed.
+                if pipe.query::<Option<Value>>(c)?.is_some() {
+                    return Ok(true);
+                }
+                // Lost to another writer: step aside a moment, longer each
+                // time, a little differently on every server.
+                backoff(attempt);
+            }
+            Ok(false)
+        })?;
+        if done {
+            Ok(())
+        } else {
+            Err(StoreError::new(format!(
+                "redis: {UPDATE_TRIES} tries to update {} keys each lost to another writer",
+                keys.len()
+            )))
         }
-        let values: Vec<Value> = self.with_conn(|c| pipe.query(c))?;
-        values
-            .into_iter()
-            .map(|v| match v {
-                Value::Nil => Ok(None),
-                Value::BulkString(b) => Ok(Some(b)),
-                Value::SimpleString(s) => Ok(Some(s.into_bytes())),
-                Value::Int(n) => Ok(Some(n.to_string().into_bytes())),
-                other => Err(StoreError::new(format!(
-                    "redis: unexpected reply {other:?}"
-                ))),
-            })
-            .collect()
     }
 
     fn write_batch(&self, ops: &[WriteOp]) -> StoreResult<()> {
@@ -337,6 +368,47 @@ impl Store for RedisStore {
         }
         self.with_conn(|c| pipe.query::<Value>(c).map(|_| ()))
     }
+}
+
+/// Tries of one [`Store::update`] before it gives up to contention (a
+/// correspondent every server remembers at once: a campaign's sender).
+const UPDATE_TRIES: usize = 64;
+
+/// Up to `attempt` + 1 ms, picked from the clock's nanoseconds.
+fn backoff(attempt: usize) {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64);
+    let cap_us = 1000 * (attempt as u64 + 1).min(10);
+    std::thread::sleep(Duration::from_micros(nanos % cap_us));
+}
+
+/// GET each of `keys` (already prefixed) in one round trip. GET in a
+/// pipeline rather than MGET, so that a key holding a set is an error (as
+/// in the other backends), not a nil.
+fn read_values(c: &mut Connection, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, RedisError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = ::redis::pipe();
+    for key in keys {
+        pipe.cmd("GET").arg(key);
+    }
+    let values: Vec<Value> = pipe.query(c)?;
+    values
+        .into_iter()
+        .map(|v| match v {
+            Value::Nil => Ok(None),
+            Value::BulkString(b) => Ok(Some(b)),
+            Value::SimpleString(s) => Ok(Some(s.into_bytes())),
+            Value::Int(n) => Ok(Some(n.to_string().into_bytes())),
+            other => Err(RedisError::from((
+                ::redis::ErrorKind::UnexpectedReturnType,
+                "unexpected reply",
+                format!("{other:?}"),
+            ))),
+        })
+        .collect()
 }
 
 /// Escape Redis glob characters so a prefix matches only itself.

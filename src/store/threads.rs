@@ -278,94 +278,103 @@ pub fn remember(
     if let Some((list_id, _)) = list {
         keys.push(super::lists::key(list_id));
     }
-    let values = store.get_many(&keys)?;
-    if values.first().is_some_and(Option::is_some) {
-        return Ok(Remembered::Known);
-    }
-    let previous: Vec<_> = values[1..=seen.len()]
-        .iter()
-        .map(|v| correspondents::parse_record(v.as_deref()))
-        .collect();
-    // A message's own Date is only a claim: never later than now.
-    let date = message.date.map_or(now, |d| d.min(now));
-    let registrable = |address: &str| {
-        crate::view::address::domain_of(address)
-            .map(|d| crate::domains::registrable(&d))
-            .unwrap_or_default()
-    };
-    let from = message.from.as_deref();
-    let id_domain = message.id_domain.as_deref();
-    let vouches = |address: &str| {
-        trust.believed
-            || trust.org_domains.contains(&registrable(address))
-            || (from.is_some_and(|f| f.eq_ignore_ascii_case(address))
-                && id_domain == Some(registrable(address).as_str()))
-    };
-    let record = ThreadRecord {
-        date,
-        subject: message.subject.clone(),
-        participants: seen
-            .iter()
-            .map(|s| Participant {
-                address: hash::address(s.address),
-                domain: registrable(s.address),
-                name: s.name.and_then(name_hash),
-                vouches: vouches(s.address),
-            })
-            .collect(),
-        list: message.has_list_headers,
-    };
-    let mut ops = vec![WriteOp::Put {
-        key: keys[0].clone(),
-        value: serde_json::to_vec(&record).unwrap_or_default(),
-        ttl: Some(ttl),
-    }];
-    for (key, value) in keys[refs_at..refs_at + corroborates.len()]
-        .iter()
-        .zip(&values[refs_at..refs_at + corroborates.len()])
-    {
-        let Some(mut earlier) = value
-            .as_deref()
-            .and_then(|v| serde_json::from_slice::<ThreadRecord>(v).ok())
-        else {
-            continue;
-        };
-        if earlier.participants.iter().all(|p| p.vouches) {
-            continue;
+    // Read, work out and write as one step: two messages of the same
+    // correspondent remembered at once (two threads, two mail servers on
+    // one Redis) both count.
+    let mut outcome = Remembered::New;
+    store.update(&keys, &mut |values: &[Option<Vec<u8>>]| {
+        if values.first().is_some_and(Option::is_some) {
+            outcome = Remembered::Known;
+            return Vec::new();
         }
-        earlier
-            .participants
-            .iter_mut()
-            .for_each(|p| p.vouches = true);
-        ops.push(WriteOp::Put {
-            key: key.clone(),
-            value: serde_json::to_vec(&earlier).unwrap_or_default(),
-            ttl: Some(ttl),
-        });
-    }
-    // Inbound mail teaches the correspondents only its sender.
-    let (learnt, before): (Vec<Seen<'_>>, Vec<_>) = seen
-        .iter()
-        .zip(previous)
-        .filter(|(s, _)| trust.believed || from.is_some_and(|f| f.eq_ignore_ascii_case(s.address)))
-        .map(|(s, p)| (*s, p))
-        .unzip();
-    ops.extend(correspondents::record_writes(&learnt, &before, date, ttl));
-    if let Some((list_id, server)) = list {
-        let previous = super::lists::parse(values.last().and_then(|v| v.as_deref()));
-        // The day a post arrived is ours to tell, not the post's Date; an
-        // archive an admin feeds to `learn` is vouched for whole.
-        let (day, vouched) = if trust.believed {
-            (date, true)
-        } else {
-            (now, false)
+        outcome = Remembered::New;
+        let previous: Vec<_> = values[1..=seen.len()]
+            .iter()
+            .map(|v| correspondents::parse_record(v.as_deref()))
+            .collect();
+        // A message's own Date is only a claim: never later than now.
+        let date = message.date.map_or(now, |d| d.min(now));
+        let registrable = |address: &str| {
+            crate::view::address::domain_of(address)
+                .map(|d| crate::domains::registrable(&d))
+                .unwrap_or_default()
         };
-        ops.extend(super::lists::record(
-            previous, list_id, &server, day, ttl, vouched,
-        ));
-    }
-    store.write_batch_later(ops)?;
-    Ok(Remembered::New)
+        let from = message.from.as_deref();
+        let id_domain = message.id_domain.as_deref();
+        let vouches = |address: &str| {
+            trust.believed
+                || trust.org_domains.contains(&registrable(address))
+                || (from.is_some_and(|f| f.eq_ignore_ascii_case(address))
+                    && id_domain == Some(registrable(address).as_str()))
+        };
+        let record = ThreadRecord {
+            date,
+            subject: message.subject.clone(),
+            participants: seen
+                .iter()
+                .map(|s| Participant {
+                    address: hash::address(s.address),
+                    domain: registrable(s.address),
+                    name: s.name.and_then(name_hash),
+                    vouches: vouches(s.address),
+                })
+                .collect(),
+            list: message.has_list_headers,
+        };
+        let mut ops = vec![WriteOp::Put {
+            key: keys[0].clone(),
+            value: serde_json::to_vec(&record).unwrap_or_default(),
+            ttl: Some(ttl),
+        }];
+        for (key, value) in keys[refs_at..refs_at + corroborates.len()]
+            .iter()
+            .zip(&values[refs_at..refs_at + corroborates.len()])
+        {
+            let Some(mut earlier) = value
+                .as_deref()
+                .and_then(|v| serde_json::from_slice::<ThreadRecord>(v).ok())
+            else {
+                continue;
+            };
+            if earlier.participants.iter().all(|p| p.vouches) {
+                continue;
+            }
+            earlier
+                .participants
+                .iter_mut()
+                .for_each(|p| p.vouches = true);
+            ops.push(WriteOp::Put {
+                key: key.clone(),
+                value: serde_json::to_vec(&earlier).unwrap_or_default(),
+                ttl: Some(ttl),
+            });
+        }
+        // Inbound mail teaches the correspondents only its sender.
+        let (learnt, before): (Vec<Seen<'_>>, Vec<_>) = seen
+            .iter()
+            .zip(previous)
+            .filter(|(s, _)| {
+                trust.believed || from.is_some_and(|f| f.eq_ignore_ascii_case(s.address))
+            })
+            .map(|(s, p)| (*s, p))
+            .unzip();
+        ops.extend(correspondents::record_writes(&learnt, &before, date, ttl));
+        if let Some((list_id, server)) = &list {
+            let previous = super::lists::parse(values.last().and_then(|v| v.as_deref()));
+            // The day a post arrived is ours to tell, not the post's Date; an
+            // archive an admin feeds to `learn` is vouched for whole.
+            let (day, vouched) = if trust.believed {
+                (date, true)
+            } else {
+                (now, false)
+            };
+            ops.extend(super::lists::record(
+                previous, list_id, server, day, ttl, vouched,
+            ));
+        }
+        ops
+    })?;
+    Ok(outcome)
 }
 
 #[cfg(test)]
