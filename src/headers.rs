@@ -322,14 +322,14 @@ mod tests {
             score: 12.5,
             findings: vec![
                 Finding {
-                    detector: "office_macro".into(),
-                    rule: "autoexec".into(),
+                    detector: "office_macro",
+                    rule: "autoexec",
                     score: 8.0,
                     evidence: "invoice.doc: Document_Open, Shell".into(),
                 },
                 Finding {
-                    detector: "display_name".into(),
-                    rule: "directory_person".into(),
+                    detector: "display_name",
+                    rule: "directory_person",
                     score: 4.5,
                     evidence: "\"Taro Yamada\" is taro@example.co.jp in the directory, sent from x@unrelated.example with a long tail of words".into(),
                 },
@@ -421,8 +421,8 @@ mod tests {
         let mut r = report(Verdict::Quarantine);
         for rule in ["suspicious", "autoexec", "present", "renamed", "xlm"] {
             r.findings.push(Finding {
-                detector: "office_macro".into(),
-                rule: rule.into(),
+                detector: "office_macro",
+                rule,
                 score: 1.0,
                 evidence: "x".into(),
             });

@@ -25,8 +25,10 @@ pub struct Policy {
 /// A rule's finding before scoring: which detector, which rule, what evidence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawFinding {
-    pub detector: String,
-    pub rule: String,
+    /// The detector's and the rule's names, as the registry spells them
+    /// (`detectors::REGISTRY`): borrowed, never copied per finding.
+    pub detector: &'static str,
+    pub rule: &'static str,
     pub evidence: String,
 }
 
@@ -203,7 +205,7 @@ pub fn weigh_outbound_payload(
     let patterns = cfg.payload_patterns();
     let mut matched: Vec<String> = Vec::new();
     for f in findings.iter() {
-        if crate::detectors::outbound::config::is_payload(&patterns, &f.detector, &f.rule) {
+        if crate::detectors::outbound::config::is_payload(&patterns, f.detector, f.rule) {
             let name = format!("{}.{}", f.detector, f.rule);
             if !matched.contains(&name) {
                 matched.push(name);
@@ -212,8 +214,8 @@ pub fn weigh_outbound_payload(
     }
     if !matched.is_empty() {
         findings.push(RawFinding {
-            detector: crate::detectors::outbound::NAME.into(),
-            rule: "payload".into(),
+            detector: crate::detectors::outbound::NAME,
+            rule: "payload",
             evidence: format!(
                 "outbound mail from {account} carries {}",
                 matched.join(", ")
@@ -228,9 +230,10 @@ mod tests {
 
     fn raw(rule: &str) -> RawFinding {
         let (d, r) = rule.split_once('.').unwrap();
+        let (detector, rule) = crate::detectors::rule_id(d, r).expect("a catalogue rule");
         RawFinding {
-            detector: d.into(),
-            rule: r.into(),
+            detector,
+            rule,
             evidence: "e".into(),
         }
     }

@@ -36,9 +36,9 @@ impl fmt::Display for Verdict {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
     /// The detector that made it, e.g. `office_macro` (or `scan` for the core itself).
-    pub detector: String,
+    pub detector: &'static str,
     /// The rule within that detector, e.g. `autoexec`.
-    pub rule: String,
+    pub rule: &'static str,
     /// The score the policy gave it (after overrides).
     pub score: f64,
     /// Human-readable, short and specific: file names, keywords, addresses.

@@ -225,9 +225,9 @@ impl Engine {
         };
         let now = (self.clock)();
         let store = self.store.as_ref();
-        let finding = |rule: &str, evidence: String| RawFinding {
-            detector: "outbound".into(),
-            rule: rule.into(),
+        let finding = |rule: &'static str, evidence: String| RawFinding {
+            detector: "outbound",
+            rule,
             evidence: clean_evidence(&evidence),
         };
         match holds::get(store, &account) {
@@ -486,8 +486,8 @@ fn run_detector(
     for hit in hits {
         if declared.iter().any(|r| r.name == hit.rule) {
             out.push(RawFinding {
-                detector: name.to_string(),
-                rule: hit.rule.to_string(),
+                detector: name,
+                rule: hit.rule,
                 evidence: clean_evidence(&hit.evidence),
             });
         } else {
@@ -517,10 +517,10 @@ fn run_detector(
     out
 }
 
-fn scan_finding(rule: &str, evidence: String) -> RawFinding {
+fn scan_finding(rule: &'static str, evidence: String) -> RawFinding {
     RawFinding {
-        detector: "scan".into(),
-        rule: rule.into(),
+        detector: "scan",
+        rule,
         evidence,
     }
 }

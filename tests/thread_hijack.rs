@@ -352,7 +352,7 @@ fn thread_rules(report: &Report) -> Vec<String> {
         .findings
         .iter()
         .filter(|f| f.detector == "thread_hijack")
-        .map(|f| f.rule.clone())
+        .map(|f| f.rule.to_string())
         .collect();
     r.sort();
     r

@@ -38,8 +38,8 @@ struct JsonFinding<'a> {
 impl<'a> From<&'a Finding> for JsonFinding<'a> {
     fn from(f: &'a Finding) -> Self {
         JsonFinding {
-            detector: &f.detector,
-            rule: &f.rule,
+            detector: f.detector,
+            rule: f.rule,
             score: round2(f.score),
             evidence: crate::sanitize::one_line(&f.evidence),
         }

@@ -1,7 +1,10 @@
-//! The detectors, one module each, and the catalogue of every rule.
+//! The detectors, one module each, and the registry that names them.
 //!
 //! To add a detector: write its module with a `NAME`, a `RULES` table and a
-//! type implementing [`Detector`], then list it in `catalog()` and `build()`.
+//! type implementing [`Detector`], then give it one entry in [`REGISTRY`]:
+//! the catalogue of rules (`malspam-milter rules`, the policy's scores, the
+//! config check) and the detectors a scan runs both come from there, so
+//! they cannot drift apart.
 
 pub mod attachment;
 pub mod display_name;
@@ -35,19 +38,66 @@ pub const SCAN_RULES: &[RuleInfo] = &[
     },
 ];
 
+/// One detector: its name, its rules, and how it is built from the config.
+pub struct Registered {
+    pub name: &'static str,
+    pub rules: &'static [RuleInfo],
+    pub build: fn(&Config) -> Box<dyn Detector>,
+}
+
+/// Every detector, in the order a scan runs them.
+pub const REGISTRY: &[Registered] = &[
+    Registered {
+        name: display_name::NAME,
+        rules: display_name::RULES,
+        build: |c| Box::new(display_name::DisplayNameDetector::new(c)),
+    },
+    Registered {
+        name: encrypted_archive::NAME,
+        rules: encrypted_archive::RULES,
+        build: |c| {
+            Box::new(encrypted_archive::EncryptedArchive::new(
+                &c.encrypted_archive,
+            ))
+        },
+    },
+    Registered {
+        name: attachment::NAME,
+        rules: attachment::RULES,
+        build: |_| Box::new(attachment::Attachment),
+    },
+    Registered {
+        name: thread_hijack::NAME,
+        rules: thread_hijack::RULES,
+        build: |c| Box::new(thread_hijack::ThreadHijack::new(c)),
+    },
+    Registered {
+        name: outbound::NAME,
+        rules: outbound::RULES,
+        build: |_| Box::new(outbound::Outbound::new()),
+    },
+    Registered {
+        name: office_macro::NAME,
+        rules: office_macro::RULES,
+        build: |c| Box::new(office_macro::OfficeMacro::new(&c.office_macro)),
+    },
+    Registered {
+        name: links::NAME,
+        rules: links::RULES,
+        build: |c| Box::new(links::Links::new(&c.links)),
+    },
+    Registered {
+        name: payload::NAME,
+        rules: payload::RULES,
+        build: |_| Box::new(payload::Payload),
+    },
+];
+
 /// Every detector's name and rules, the scan core's first.
 pub fn catalog() -> Vec<(&'static str, &'static [RuleInfo])> {
-    vec![
-        ("scan", SCAN_RULES),
-        (display_name::NAME, display_name::RULES),
-        (encrypted_archive::NAME, encrypted_archive::RULES),
-        (attachment::NAME, attachment::RULES),
-        (outbound::NAME, outbound::RULES),
-        (thread_hijack::NAME, thread_hijack::RULES),
-        (office_macro::NAME, office_macro::RULES),
-        (links::NAME, links::RULES),
-        (payload::NAME, payload::RULES),
-    ]
+    std::iter::once(("scan", SCAN_RULES))
+        .chain(REGISTRY.iter().map(|d| (d.name, d.rules)))
+        .collect()
 }
 
 /// `detector.rule` for every rule in the catalogue.
@@ -58,18 +108,44 @@ pub fn all_rule_names() -> Vec<String> {
         .collect()
 }
 
+/// The rule `detector.rule` as the catalogue spells it, with the names
+/// borrowed from it for the life of the program (findings carry these,
+/// not copies).
+pub fn rule_id(detector: &str, rule: &str) -> Option<(&'static str, &'static str)> {
+    catalog()
+        .into_iter()
+        .find(|(d, _)| *d == detector)
+        .and_then(|(d, rules)| rules.iter().find(|r| r.name == rule).map(|r| (d, r.name)))
+}
+
 /// Build every detector from the config.
 pub fn build(config: &Config) -> Vec<Box<dyn Detector>> {
-    vec![
-        Box::new(display_name::DisplayNameDetector::new(config)),
-        Box::new(encrypted_archive::EncryptedArchive::new(
-            &config.encrypted_archive,
-        )),
-        Box::new(attachment::Attachment),
-        Box::new(thread_hijack::ThreadHijack::new(config)),
-        Box::new(outbound::Outbound::new()),
-        Box::new(office_macro::OfficeMacro::new(&config.office_macro)),
-        Box::new(links::Links::new(&config.links)),
-        Box::new(payload::Payload),
-    ]
+    REGISTRY.iter().map(|d| (d.build)(config)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_built_is_what_the_catalogue_says() {
+        let built = build(&Config::default());
+        assert_eq!(built.len(), REGISTRY.len());
+        for (detector, entry) in built.iter().zip(REGISTRY) {
+            assert_eq!(detector.name(), entry.name);
+            let names = |rules: &[RuleInfo]| rules.iter().map(|r| r.name).collect::<Vec<_>>();
+            assert_eq!(
+                names(detector.rules()),
+                names(entry.rules),
+                "{}: rules() is not the registered table",
+                entry.name
+            );
+        }
+        let mut names: Vec<&str> = catalog().iter().map(|(d, _)| *d).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), REGISTRY.len() + 1, "a detector name twice");
+        assert_eq!(rule_id("payload", "padded"), Some(("payload", "padded")));
+        assert_eq!(rule_id("payload", "nope"), None);
+    }
 }

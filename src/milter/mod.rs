@@ -250,8 +250,8 @@ impl Daemon {
             Ok(Ok(found)) => found,
             _ => EnvelopeFindings {
                 findings: vec![crate::policy::RawFinding {
-                    detector: "outbound".into(),
-                    rule: "hold_unknown".into(),
+                    detector: "outbound",
+                    rule: "hold_unknown",
                     evidence: crate::scan::clean_evidence(&format!(
                         "{account}: whether the account is on hold could not be read in {} ms",
                         limit.as_millis()
