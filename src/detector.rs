@@ -29,14 +29,21 @@ impl Hit {
     }
 }
 
-/// An error a detector could not recover from; it becomes a `scan.error` finding.
+/// An error a detector could not recover from; it becomes a `scan.error`
+/// finding (its text is the evidence).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct DetectorError(pub String);
+pub enum DetectorError {
+    /// The state store failed (the detector needed what it remembers).
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// Anything else, said plainly.
+    #[error("{0}")]
+    Other(String),
+}
 
 impl DetectorError {
     pub fn new(msg: impl Into<String>) -> Self {
-        DetectorError(msg.into())
+        DetectorError::Other(msg.into())
     }
 }
 

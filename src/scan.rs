@@ -501,7 +501,7 @@ fn run_detector(
         Ok(Ok(())) => {}
         Ok(Err(e)) => out.push(scan_finding(
             "error",
-            format!("{name}: {}", clean_evidence(&e.0)),
+            format!("{name}: {}", clean_evidence(&e.to_string())),
         )),
         Err(panic) => {
             tracing::warn!(

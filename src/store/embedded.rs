@@ -163,17 +163,18 @@ fn percent_path(path: &Path) -> String {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> StoreResult<MutexGuard<'_, T>> {
-    mutex
-        .lock()
-        .map_err(|_| StoreError::new("embedded store lock poisoned"))
+    mutex.lock().map_err(|_| StoreError::Poisoned("embedded"))
 }
 
-fn err(context: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::new(format!("embedded store: {context}: {e}"))
+fn err(context: &str, source: rusqlite::Error) -> StoreError {
+    StoreError::Sqlite {
+        context: context.to_string(),
+        source,
+    }
 }
 
 fn wrong_type(key: &str) -> StoreError {
-    StoreError::new(format!("key {key} holds another type"))
+    StoreError::WrongType(key.to_string())
 }
 
 impl EmbeddedStore {
@@ -200,7 +201,9 @@ impl EmbeddedStore {
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
             .map_err(|e| err(&what, e))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(err(&what, format!("cannot use WAL journal (got {mode})")));
+            return Err(StoreError::new(format!(
+                "embedded store: {what}: cannot use WAL journal (got {mode})"
+            )));
         }
         conn.execute_batch(
             "PRAGMA synchronous=NORMAL;
@@ -246,7 +249,9 @@ impl EmbeddedStore {
         use rusqlite::OpenFlags;
         let what = path.display().to_string();
         if !path.is_file() {
-            return Err(err(&what, "no store file yet"));
+            return Err(StoreError::new(format!(
+                "embedded store: {what}: no store file yet"
+            )));
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
             | OpenFlags::SQLITE_OPEN_URI

@@ -51,7 +51,7 @@ impl MemoryStore {
         let mut inner = self
             .inner
             .lock()
-            .map_err(|_| StoreError::new("memory store lock poisoned"))?;
+            .map_err(|_| StoreError::Poisoned("memory"))?;
         let now = Instant::now();
         if inner.earliest.is_some_and(|t| t <= now) {
             inner.map.retain(|_, e| e.expires.is_none_or(|t| t > now));
@@ -62,7 +62,7 @@ impl MemoryStore {
 }
 
 fn wrong_type(key: &str) -> StoreError {
-    StoreError::new(format!("key {key} holds another type"))
+    StoreError::WrongType(key.to_string())
 }
 
 impl Store for MemoryStore {

@@ -29,14 +29,47 @@ pub use open::{default_embedded_path, open, open_or_memory, open_read_only};
 pub use redis::RedisStore;
 
 /// A store call failed. Callers turn this into `scan.error` evidence; the
-/// store never blocks mail.
+/// store never blocks mail. The text is what operators read in logs and
+/// findings; the source error, where there is one, is kept.
 #[derive(Debug, thiserror::Error)]
-#[error("state store: {0}")]
-pub struct StoreError(pub String);
+pub enum StoreError {
+    /// Redis refused, timed out or answered oddly.
+    #[error("state store: redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    /// Redis failed a moment ago: calls fail at once until it is retried.
+    #[error("state store: redis unavailable (retrying in under {retry_ms} ms): {why}")]
+    RedisDown { retry_ms: u128, why: String },
+    /// `store.url` is not a Redis URL (the password is left out).
+    #[error("state store: redis url {url}: {source}")]
+    RedisUrl {
+        url: String,
+        #[source]
+        source: ::redis::RedisError,
+    },
+    /// An update lost every try to other writers of a shared Redis.
+    #[error("state store: redis: {tries} tries to update {keys} keys each lost to another writer")]
+    Contention { tries: usize, keys: usize },
+    /// SQLite (the embedded store), while doing `context`.
+    #[error("state store: embedded store: {context}: {source}")]
+    Sqlite {
+        context: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A key read as one type holds another (a counter read as a set).
+    #[error("state store: key {0} holds another type")]
+    WrongType(String),
+    /// A thread panicked while it held the store's lock.
+    #[error("state store: {0} store lock poisoned")]
+    Poisoned(&'static str),
+    /// Anything else: where the store is, what a record holds.
+    #[error("state store: {0}")]
+    Other(String),
+}
 
 impl StoreError {
     pub fn new(msg: impl Into<String>) -> Self {
-        StoreError(msg.into())
+        StoreError::Other(msg.into())
     }
 }
 

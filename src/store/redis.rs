@@ -39,7 +39,7 @@ impl std::fmt::Debug for RedisStore {
 }
 
 fn err(e: RedisError) -> StoreError {
-    StoreError::new(format!("redis: {e}"))
+    StoreError::Redis(e)
 }
 
 /// `url` with any password replaced, for messages.
@@ -55,8 +55,10 @@ impl RedisStore {
     /// down at start makes calls fail, it does not stop the milter.
     pub fn new(config: &StoreConfig) -> StoreResult<RedisStore> {
         let url = config.redis_url();
-        let client = Client::open(url.as_str())
-            .map_err(|e| StoreError::new(format!("redis url {}: {e}", redacted(&url))))?;
+        let client = Client::open(url.as_str()).map_err(|source| StoreError::RedisUrl {
+            url: redacted(&url),
+            source,
+        })?;
         Ok(RedisStore {
             client,
             prefix: config.key_prefix.clone(),
@@ -83,10 +85,10 @@ impl RedisStore {
         if let Ok(down) = self.down_until.lock() {
             if let Some((until, why)) = down.as_ref() {
                 if Instant::now() < *until {
-                    return Err(StoreError::new(format!(
-                        "redis unavailable (retrying in under {} ms): {why}",
-                        self.reconnect_after.as_millis()
-                    )));
+                    return Err(StoreError::RedisDown {
+                        retry_ms: self.reconnect_after.as_millis(),
+                        why: why.clone(),
+                    });
                 }
             }
         }
@@ -350,10 +352,10 @@ impl Store for RedisStore {
         if done {
             Ok(())
         } else {
-            Err(StoreError::new(format!(
-                "redis: {UPDATE_TRIES} tries to update {} keys each lost to another writer",
-                keys.len()
-            )))
+            Err(StoreError::Contention {
+                tries: UPDATE_TRIES,
+                keys: keys.len(),
+            })
         }
     }
 

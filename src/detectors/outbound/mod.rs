@@ -122,10 +122,6 @@ fn recipients(envelope: &Envelope) -> (usize, Vec<String>) {
     (total, rcpts)
 }
 
-fn store_error(e: StoreError) -> DetectorError {
-    DetectorError::new(e.to_string())
-}
-
 /// `1m: 31 messages (limit 30)` for every metric over its limit.
 fn over_limits(
     window: &config::WindowConfig,
@@ -255,8 +251,7 @@ impl Detector for Outbound {
         let Some(account) = account_of(cfg, &view.envelope) else {
             return Ok(());
         };
-        let (evidence, writes) =
-            identity::judge(ctx.store, cfg, &account, view.from.as_ref()).map_err(store_error)?;
+        let (evidence, writes) = identity::judge(ctx.store, cfg, &account, view.from.as_ref())?;
         if let Some(evidence) = evidence {
             hits.push(Hit::new("from_not_owned", evidence));
         }

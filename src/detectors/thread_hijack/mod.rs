@@ -187,7 +187,7 @@ impl Detector for ThreadHijack {
                 if let Some((evidence, _)) = mismatch {
                     hits.push(Hit::new("quoted_header_mismatch", evidence));
                 }
-                return Err(DetectorError::new(e.to_string()));
+                return Err(DetectorError::Store(e));
             }
         };
         let records: Vec<ThreadRecord> = values[..refs.len()]
