@@ -5,6 +5,8 @@
 //! (Postfix's default `milter_default_action = tempfail` then retried it
 //! forever). Each is now delivered tagged with `scan.limit`, the daemon is
 //! still the same process afterwards, and plain mail goes on through it.
+//! Then, with `scan.limit` set to quarantine, the 200,000-level message is
+//! held, and the reviewers' `quarantine list` and `quarantine show` read it.
 //! Needs root and the `postfix` package (`.ci/run` installs it): skipped
 //! loudly without them, failed in CI.
 
@@ -93,4 +95,41 @@ fn run_deep_nesting_scenario() {
     assert_eq!(pf.milter_pid(), pid, "the same daemon served every message");
     assert!(pf.milter_is_running(), "{}", pf.milter_log());
     assert!(pf.queue("deferred").is_empty(), "nothing was tempfailed");
+
+    // Held, then read by a reviewer.
+    pf.write_milter_config(
+        "",
+        &format!(
+            "[policy.actions]\n\"scan.limit\" = \"quarantine\"\n\
+             [quarantine]\npostfix_config_dir = \"{}\"\n",
+            pf.etc().display()
+        ),
+    );
+    pf.signal_milter("HUP");
+    pf.wait_for_milter_log("configuration reloaded");
+    pf.smtp_send(&nested("deep-held", 200_000, true))
+        .expect("the deep message accepted, then held");
+    let held = pf.wait_for_queue("hold", 1);
+    let reviewer = |args: &[&str]| {
+        let out = std::process::Command::new(MILTER)
+            .arg("quarantine")
+            .arg(args[0])
+            .arg("--config")
+            .arg(pf.milter_config())
+            .args(&args[1..])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "quarantine {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let list = reviewer(&["list"]);
+    assert!(list.contains("deep-held"), "{list}");
+    let show = reviewer(&["show", &held[0]]);
+    assert!(show.contains("scan.limit"), "{show}");
+    assert!(pf.milter_is_running(), "{}", pf.milter_log());
 }
