@@ -58,7 +58,8 @@ pub struct EmbeddedStore {
 
 /// Kept writes: those since the last flush began, and those the running
 /// flush is committing (still visible until the commit is done, so a
-/// value is always in one of them or in the file).
+/// value is always in one of them or in the file). Reads see the file
+/// through `flushing`, then `current`.
 #[derive(Default)]
 struct Kept {
     current: Pending,
@@ -66,80 +67,174 @@ struct Kept {
 }
 
 impl Kept {
-    fn value(&self, key: &str) -> Option<Option<Vec<u8>>> {
-        self.current.value(key).or_else(|| self.flushing.value(key))
+    /// `key`'s value given the file's.
+    fn value(&self, key: &str, file: Option<Vec<u8>>) -> StoreResult<Option<Vec<u8>>> {
+        let below = self.flushing.value(key, file)?;
+        self.current.value(key, below)
     }
 
-    fn members(&self, key: &str) -> Vec<Vec<u8>> {
-        let mut out = self.flushing.members(key).to_vec();
-        out.extend_from_slice(self.current.members(key));
-        out
+    /// The set `key`'s members given the file's.
+    fn members(&self, key: &str, file: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+        self.current.members(key, self.flushing.members(key, file))
     }
 
-    fn keys_with_prefix(&self, prefix: &str) -> Vec<String> {
+    /// Whether the kept writes decide `key`'s members without the file.
+    fn members_known(&self, key: &str) -> bool {
+        self.current.decides_members(key) || self.flushing.decides_members(key)
+    }
+
+    fn keys_with_prefix(&self, prefix: &str, file: Vec<String>) -> Vec<String> {
         self.current
-            .keys_with_prefix(prefix)
-            .chain(self.flushing.keys_with_prefix(prefix))
-            .cloned()
-            .collect()
+            .keys_with_prefix(prefix, self.flushing.keys_with_prefix(prefix, file))
     }
 }
 
-/// Writes not yet applied, with what reads need of them indexed by key
-/// (Put, SetAdd and Delete; an Incr kept here is applied at flush but not
-/// seen by reads before).
+/// What the kept writes say of one key, over what lies below them (the
+/// file, or the writes kept before).
+#[derive(Debug, Clone, PartialEq)]
+enum KeyState {
+    /// After a Put (Some) or a Delete (None): this, whatever lies below.
+    Value(Option<Vec<u8>>),
+    /// Increments on top of the counter below, or of 0 (`fresh`: the key
+    /// was deleted first).
+    Counter { fresh: bool, delta: i64 },
+    /// Members added to the set below, or to an empty set (`fresh`).
+    Set { fresh: bool, members: Vec<Vec<u8>> },
+}
+
+/// Writes not yet applied, in order, and what reads need of them: the
+/// state of each key they touch. Every kind of write counts: a counter's
+/// kept increments and a deleted set are seen by reads as they will be
+/// once the writes are applied.
 #[derive(Default)]
 struct Pending {
     ops: Vec<WriteOp>,
-    /// Latest kept value per key: Some after a Put, None after a Delete.
-    values: HashMap<String, Option<Vec<u8>>>,
-    /// Members kept per set key.
-    members: HashMap<String, Vec<Vec<u8>>>,
+    keys: HashMap<String, KeyState>,
+}
+
+/// A counter as reads give it: decimal text.
+fn decimal_counter(value: &[u8]) -> i64 {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 impl Pending {
     fn push(&mut self, op: WriteOp) {
+        let state = |keys: &mut HashMap<String, KeyState>, key: &str| keys.remove(key);
         match &op {
             WriteOp::Put { key, value, .. } => {
-                self.members.remove(key);
-                self.values.insert(key.clone(), Some(value.clone()));
+                self.keys
+                    .insert(key.clone(), KeyState::Value(Some(value.clone())));
             }
             WriteOp::Delete { key } => {
-                self.members.remove(key);
-                self.values.insert(key.clone(), None);
+                self.keys.insert(key.clone(), KeyState::Value(None));
+            }
+            WriteOp::Incr { key, by, .. } => {
+                let next = match state(&mut self.keys, key) {
+                    None => KeyState::Counter {
+                        fresh: false,
+                        delta: *by,
+                    },
+                    Some(KeyState::Value(None)) => KeyState::Counter {
+                        fresh: true,
+                        delta: *by,
+                    },
+                    Some(KeyState::Value(Some(v))) => {
+                        KeyState::Value(Some((decimal_counter(&v) + by).to_string().into_bytes()))
+                    }
+                    Some(KeyState::Counter { fresh, delta }) => KeyState::Counter {
+                        fresh,
+                        delta: delta + by,
+                    },
+                    Some(set @ KeyState::Set { .. }) => set,
+                };
+                self.keys.insert(key.clone(), next);
             }
             WriteOp::SetAdd { key, member, .. } => {
-                let members = self.members.entry(key.clone()).or_default();
-                if !members.contains(member) {
-                    members.push(member.clone());
-                }
+                let next = match state(&mut self.keys, key) {
+                    None => KeyState::Set {
+                        fresh: false,
+                        members: vec![member.clone()],
+                    },
+                    Some(KeyState::Set { fresh, mut members }) => {
+                        if !members.contains(member) {
+                            members.push(member.clone());
+                        }
+                        KeyState::Set { fresh, members }
+                    }
+                    // After a Delete (or over a value of another type,
+                    // which the write replaces): a set of its own.
+                    Some(_) => KeyState::Set {
+                        fresh: true,
+                        members: vec![member.clone()],
+                    },
+                };
+                self.keys.insert(key.clone(), next);
             }
-            WriteOp::Incr { .. } => {}
         }
         self.ops.push(op);
     }
 
-    /// The kept value of `key`: Some(Some) after a Put, Some(None) after a
-    /// Delete, None when nothing kept says.
-    fn value(&self, key: &str) -> Option<Option<Vec<u8>>> {
-        self.values.get(key).cloned()
+    /// `key`'s value through these writes, given the value below.
+    fn value(&self, key: &str, below: Option<Vec<u8>>) -> StoreResult<Option<Vec<u8>>> {
+        Ok(match self.keys.get(key) {
+            None => below,
+            Some(KeyState::Value(v)) => v.clone(),
+            Some(KeyState::Counter { fresh, delta }) => {
+                let base = if *fresh {
+                    0
+                } else {
+                    below.as_deref().map_or(0, decimal_counter)
+                };
+                Some((base + delta).to_string().into_bytes())
+            }
+            Some(KeyState::Set { .. }) => return Err(wrong_type(key)),
+        })
     }
 
-    /// Members kept for the set `key`.
-    fn members(&self, key: &str) -> &[Vec<u8>] {
-        self.members.get(key).map_or(&[], Vec::as_slice)
+    /// The set `key`'s members through these writes, given those below.
+    fn members(&self, key: &str, mut below: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+        match self.keys.get(key) {
+            None => below,
+            Some(KeyState::Set { fresh, members }) => {
+                if *fresh {
+                    below.clear();
+                }
+                for m in members {
+                    if !below.contains(m) {
+                        below.push(m.clone());
+                    }
+                }
+                below
+            }
+            Some(_) => Vec::new(),
+        }
     }
 
-    /// Keys a kept Put or SetAdd creates under `prefix`.
-    fn keys_with_prefix<'p>(&'p self, prefix: &'p str) -> impl Iterator<Item = &'p String> {
-        let values = self
-            .values
-            .iter()
-            .filter(|(_, v)| v.is_some())
-            .map(|(k, _)| k);
-        values
-            .chain(self.members.keys())
-            .filter(move |k| k.starts_with(prefix))
+    /// True when these writes make `key`'s members whatever lies below.
+    fn decides_members(&self, key: &str) -> bool {
+        match self.keys.get(key) {
+            None => false,
+            Some(KeyState::Set { fresh, .. }) => *fresh,
+            Some(_) => true,
+        }
+    }
+
+    /// The keys under `prefix` through these writes, given those below.
+    fn keys_with_prefix(&self, prefix: &str, mut below: Vec<String>) -> Vec<String> {
+        for (key, state) in &self.keys {
+            if !key.starts_with(prefix) {
+                continue;
+            }
+            if *state == KeyState::Value(None) {
+                below.retain(|k| k != key);
+            } else if !below.contains(key) {
+                below.push(key.clone());
+            }
+        }
+        below
     }
 }
 
@@ -286,6 +381,57 @@ impl EmbeddedStore {
     /// flushes every `store.write_delay_ms`), or write them at once.
     pub fn defer_writes(&self, on: bool) {
         self.defer.store(on, Ordering::Relaxed);
+    }
+
+    /// A write made now goes after the writes kept for later, as it was
+    /// asked: those are applied first, so that a later flush can never
+    /// put an older value back over it.
+    fn in_order(&self) -> StoreResult<()> {
+        // Also waits for a flush under way.
+        let _one_at_a_time = lock(&self.flushing)?;
+        if self.pending()?.current.ops.is_empty() {
+            return Ok(());
+        }
+        self.flush_kept()
+    }
+
+    /// Apply the kept writes; the caller holds `flushing`.
+    fn flush_kept(&self) -> StoreResult<()> {
+        // The kept writes stay readable (as `flushing`) until committed;
+        // reads meanwhile neither wait nor miss them.
+        let ops = {
+            let mut pending = self.pending()?;
+            pending.flushing = std::mem::take(&mut pending.current);
+            std::mem::take(&mut pending.flushing.ops)
+        };
+        let written = self.apply(&ops);
+        self.pending()?.flushing = Pending::default();
+        written
+    }
+
+    /// Make `ops` in one transaction.
+    fn apply(&self, ops: &[WriteOp]) -> StoreResult<()> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let now = self.now();
+        let deadline =
+            |ttl: &Option<Duration>| ttl.map(|t| now.saturating_add(t.as_millis() as i64));
+        self.write(|tx, now| {
+            for op in ops {
+                match op {
+                    WriteOp::Put { key, value, ttl } => do_put(tx, key, value, deadline(ttl))?,
+                    WriteOp::SetAdd { key, member, ttl } => {
+                        do_set_add(tx, key, member, deadline(ttl), now)?;
+                    }
+                    WriteOp::Incr { key, by, ttl } => {
+                        do_incr(tx, key, *by, deadline(ttl), now)?;
+                    }
+                    WriteOp::Delete { key } => remove(tx, key)?,
+                }
+            }
+            Ok(())
+        })
     }
 
     fn pending(&self) -> StoreResult<MutexGuard<'_, Kept>> {
@@ -486,40 +632,45 @@ impl Store for EmbeddedStore {
     }
 
     fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        // Kept writes first, then the file: a flush clears its writes only
-        // after they are committed, so nothing falls between the two.
-        if let Some(kept) = self.pending()?.value(key) {
-            return Ok(kept);
-        }
-        let now = self.now();
-        self.with_reader(|conn| match live(conn, key, now)? {
-            None => Ok(None),
-            Some((kind, value, _)) => value_of(key, kind, value).map(Some),
-        })
+        Ok(self
+            .get_many(std::slice::from_ref(&key.to_string()))?
+            .pop()
+            .flatten())
     }
 
     fn put(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<()> {
+        self.in_order()?;
         let expires = self.deadline(ttl);
         self.write(|tx, _| do_put(tx, key, value, expires))
     }
 
     fn delete(&self, key: &str) -> StoreResult<()> {
+        self.in_order()?;
         self.write(|tx, _| remove(tx, key))
     }
 
     fn incr(&self, key: &str, by: i64, ttl: Option<Duration>) -> StoreResult<i64> {
+        self.in_order()?;
         let expires = self.deadline(ttl);
         self.write(|tx, now| do_incr(tx, key, by, expires, now))
     }
 
     fn set_add(&self, key: &str, member: &[u8], ttl: Option<Duration>) -> StoreResult<bool> {
+        self.in_order()?;
         let expires = self.deadline(ttl);
         self.write(|tx, now| do_set_add(tx, key, member, expires, now))
     }
 
     fn set_contains(&self, key: &str, member: &[u8]) -> StoreResult<bool> {
-        if self.pending()?.members(key).iter().any(|m| m == member) {
-            return Ok(true);
+        {
+            let pending = self.pending()?;
+            let kept = pending.members(key, Vec::new());
+            if kept.iter().any(|m| m == member) {
+                return Ok(true);
+            }
+            if pending.members_known(key) {
+                return Ok(false);
+            }
         }
         let now = self.now();
         self.with_reader(|conn| {
@@ -540,12 +691,8 @@ impl Store for EmbeddedStore {
     }
 
     fn set_members_many(&self, keys: &[String]) -> StoreResult<Vec<Vec<Vec<u8>>>> {
-        let kept: Vec<Vec<Vec<u8>>> = {
-            let pending = self.pending()?;
-            keys.iter().map(|k| pending.members(k)).collect()
-        };
         let now = self.now();
-        let mut sets = self.with_reader(|conn| {
+        let sets = self.with_reader(|conn| {
             // One read transaction: a consistent snapshot, one lock.
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Deferred)
@@ -557,20 +704,26 @@ impl Store for EmbeddedStore {
             tx.commit().map_err(|e| err("commit", e))?;
             Ok(sets)
         })?;
-        for (members, kept) in sets.iter_mut().zip(kept) {
-            members.extend(kept);
-            members.sort();
-            members.dedup();
-        }
-        Ok(sets)
+        // The kept writes over the file (read after it: a flush clears
+        // its writes only once committed, so nothing falls between).
+        let pending = self.pending()?;
+        Ok(keys
+            .iter()
+            .zip(sets)
+            .map(|(key, file)| {
+                let mut members = pending.members(key, file);
+                members.sort();
+                members.dedup();
+                members
+            })
+            .collect())
     }
 
     fn keys_with_prefix(&self, prefix: &str) -> StoreResult<Vec<String>> {
         let now = self.now();
         // Every key starting with `prefix` sorts between it and prefix+U+10FFFF.
         let upper = format!("{prefix}\u{10FFFF}");
-        let kept = self.pending()?.keys_with_prefix(prefix);
-        let mut keys = self.with_reader(|conn| {
+        let keys = self.with_reader(|conn| {
             let mut st = conn
                 .prepare_cached(
                     "SELECT key FROM kv WHERE key >= ?1 AND key < ?2
@@ -583,19 +736,15 @@ impl Store for EmbeddedStore {
             rows.collect::<Result<Vec<_>, _>>()
                 .map_err(|e| err("keys", e))
         })?;
-        keys.extend(kept);
+        let mut keys = self.pending()?.keys_with_prefix(prefix, keys);
         keys.sort();
         keys.dedup();
         Ok(keys)
     }
 
     fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
-        let kept: Vec<Option<Option<Vec<u8>>>> = {
-            let pending = self.pending()?;
-            keys.iter().map(|k| pending.value(k)).collect()
-        };
         let now = self.now();
-        let mut out = self.with_reader(|conn| {
+        let file = self.with_reader(|conn| {
             // One read transaction: a consistent snapshot, one lock.
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Deferred)
@@ -603,19 +752,25 @@ impl Store for EmbeddedStore {
             let mut out = Vec::with_capacity(keys.len());
             for key in keys {
                 out.push(match live(&tx, key, now)? {
-                    None => None,
-                    Some((kind, value, _)) => Some(value_of(key, kind, value)?),
+                    None => Ok(None),
+                    Some((kind, value, _)) => value_of(key, kind, value).map(Some),
                 });
             }
             tx.commit().map_err(|e| err("commit", e))?;
             Ok(out)
         })?;
-        for (value, kept) in out.iter_mut().zip(kept) {
-            if let Some(kept) = kept {
-                *value = kept;
-            }
-        }
-        Ok(out)
+        // The kept writes over the file (read after it: a flush clears
+        // its writes only once committed, so nothing falls between). A
+        // key of another type in the file is an error only where the kept
+        // writes do not decide the key.
+        let pending = self.pending()?;
+        keys.iter()
+            .zip(file)
+            .map(|(key, file)| match (pending.current.keys.get(key), file) {
+                (Some(KeyState::Value(v)), _) => Ok(v.clone()),
+                (_, file) => pending.value(key, file?),
+            })
+            .collect()
     }
 
     fn write_batch_later(&self, ops: Vec<WriteOp>) -> StoreResult<()> {
@@ -637,40 +792,12 @@ impl Store for EmbeddedStore {
 
     fn flush(&self) -> StoreResult<()> {
         let _one_at_a_time = lock(&self.flushing)?;
-        // The kept writes stay readable (as `flushing`) until committed;
-        // reads meanwhile neither wait nor miss them.
-        let ops = {
-            let mut pending = self.pending()?;
-            pending.flushing = std::mem::take(&mut pending.current);
-            std::mem::take(&mut pending.flushing.ops)
-        };
-        let written = self.write_batch(&ops);
-        self.pending()?.flushing = Pending::default();
-        written
+        self.flush_kept()
     }
 
     fn write_batch(&self, ops: &[WriteOp]) -> StoreResult<()> {
-        if ops.is_empty() {
-            return Ok(());
-        }
-        let now = self.now();
-        let deadline =
-            |ttl: &Option<Duration>| ttl.map(|t| now.saturating_add(t.as_millis() as i64));
-        self.write(|tx, now| {
-            for op in ops {
-                match op {
-                    WriteOp::Put { key, value, ttl } => do_put(tx, key, value, deadline(ttl))?,
-                    WriteOp::SetAdd { key, member, ttl } => {
-                        do_set_add(tx, key, member, deadline(ttl), now)?;
-                    }
-                    WriteOp::Incr { key, by, ttl } => {
-                        do_incr(tx, key, *by, deadline(ttl), now)?;
-                    }
-                    WriteOp::Delete { key } => remove(tx, key)?,
-                }
-            }
-            Ok(())
-        })
+        self.in_order()?;
+        self.apply(ops)
     }
 }
 
@@ -699,6 +826,71 @@ mod tests {
         let store =
             EmbeddedStore::open(&dir.path().join("s.sqlite3"), Duration::from_secs(1)).unwrap();
         super::super::contract::check_all(&store);
+    }
+
+    /// Issue "one direction of flow": the kept writes used to hide a
+    /// counter's increments and a set's deletion from reads, and a write
+    /// made at once could be undone by an older kept one at the flush.
+    #[test]
+    fn every_kept_write_reads_as_it_will_be_written_and_order_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = EmbeddedStore::open(&dir.path().join("s.sqlite3"), Duration::from_secs(1)).unwrap();
+        s.defer_writes(true);
+        s.incr("c", 2, None).unwrap();
+        s.set_add("set", b"a", None).unwrap();
+        s.put("k", b"v1", None).unwrap();
+        let kept = vec![
+            WriteOp::Incr {
+                key: "c".into(),
+                by: 3,
+                ttl: None,
+            },
+            WriteOp::Incr {
+                key: "fresh".into(),
+                by: 4,
+                ttl: None,
+            },
+            WriteOp::Delete { key: "set".into() },
+            WriteOp::SetAdd {
+                key: "set".into(),
+                member: b"b".to_vec(),
+                ttl: None,
+            },
+            WriteOp::Delete { key: "k".into() },
+        ];
+        s.write_batch_later(kept).unwrap();
+        let reads = |s: &EmbeddedStore| {
+            (
+                s.get_many(&["c".into(), "fresh".into(), "k".into()])
+                    .unwrap(),
+                s.set_members("set").unwrap(),
+                s.set_contains("set", b"a").unwrap(),
+                s.keys_with_prefix("").unwrap(),
+            )
+        };
+        let before = reads(&s);
+        assert_eq!(
+            before,
+            (
+                vec![Some(b"5".to_vec()), Some(b"4".to_vec()), None],
+                vec![b"b".to_vec()],
+                false,
+                vec!["c".to_string(), "fresh".into(), "set".into()],
+            )
+        );
+        s.flush().unwrap();
+        assert_eq!(reads(&s), before, "the flush changes nothing a read sees");
+
+        // A write made at once after a kept one is not undone by the flush.
+        s.write_batch_later(vec![WriteOp::Put {
+            key: "k".into(),
+            value: b"old".to_vec(),
+            ttl: None,
+        }])
+        .unwrap();
+        s.put("k", b"new", None).unwrap();
+        s.flush().unwrap();
+        assert_eq!(s.get("k").unwrap().as_deref(), Some(&b"new"[..]));
     }
 
     #[test]
