@@ -20,6 +20,8 @@ pub struct Policy {
     allow_senders: Vec<String>,
     allow_networks: Vec<ipnet::IpNet>,
     allow_auth_users: Vec<String>,
+    /// `outbound.payload_rules` (or their default), resolved once.
+    outbound_payload: Vec<String>,
 }
 
 /// A rule's finding before scoring: which detector, which rule, what evidence.
@@ -91,6 +93,7 @@ impl Policy {
                 .collect(),
             allow_networks: config.allowlist.client_networks.clone(),
             allow_auth_users: config.allowlist.auth_users.clone(),
+            outbound_payload: config.outbound.payload_patterns(),
         }
     }
 
@@ -190,37 +193,40 @@ impl Policy {
     }
 }
 
-/// After every detector ran (detectors do not see each other's hits): outbound mail with a finding of `payload_rules`
-/// gets `outbound.payload`, naming those rules. Called by the engine after
-/// every detector ran (detectors do not see each other's hits).
-pub fn weigh_outbound_payload(
-    config: &crate::Config,
-    envelope: &Envelope,
-    findings: &mut Vec<RawFinding>,
-) {
-    let cfg = &config.outbound;
-    let Some(account) = crate::detectors::outbound::account_of(cfg, envelope) else {
-        return;
-    };
-    let patterns = cfg.payload_patterns();
-    let mut matched: Vec<String> = Vec::new();
-    for f in findings.iter() {
-        if crate::detectors::outbound::config::is_payload(&patterns, f.detector, f.rule) {
-            let name = format!("{}.{}", f.detector, f.rule);
-            if !matched.contains(&name) {
-                matched.push(name);
+impl Policy {
+    /// Outbound mail with a finding of `outbound.payload_rules` gets
+    /// `outbound.payload`, naming those rules. Called by the engine once
+    /// every detector ran (detectors do not see each other's hits).
+    pub fn weigh_outbound_payload(
+        &self,
+        config: &crate::Config,
+        envelope: &Envelope,
+        findings: &mut Vec<RawFinding>,
+    ) {
+        let cfg = &config.outbound;
+        let Some(account) = crate::detectors::outbound::account_of(cfg, envelope) else {
+            return;
+        };
+        let patterns = &self.outbound_payload;
+        let mut matched: Vec<String> = Vec::new();
+        for f in findings.iter() {
+            if crate::detectors::outbound::config::is_payload(patterns, f.detector, f.rule) {
+                let name = format!("{}.{}", f.detector, f.rule);
+                if !matched.contains(&name) {
+                    matched.push(name);
+                }
             }
         }
-    }
-    if !matched.is_empty() {
-        findings.push(RawFinding {
-            detector: crate::detectors::outbound::NAME,
-            rule: "payload",
-            evidence: format!(
-                "outbound mail from {account} carries {}",
-                matched.join(", ")
-            ),
-        });
+        if !matched.is_empty() {
+            findings.push(RawFinding {
+                detector: crate::detectors::outbound::NAME,
+                rule: "payload",
+                evidence: format!(
+                    "outbound mail from {account} carries {}",
+                    matched.join(", ")
+                ),
+            });
+        }
     }
 }
 

@@ -396,7 +396,8 @@ impl Engine {
         }
         // The policy weighs payload findings on outbound mail
         // (`outbound.payload`), once every detector ran.
-        crate::policy::weigh_outbound_payload(&self.config, &view.envelope, &mut raw);
+        self.policy
+            .weigh_outbound_payload(&self.config, &view.envelope, &mut raw);
         let inbound =
             crate::detectors::outbound::account_of(&self.config.outbound, &view.envelope).is_none();
         let mut report = self.decide_for(pre, raw, inbound);

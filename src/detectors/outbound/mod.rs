@@ -13,7 +13,7 @@
 //! proposed as effects (`crate::effects`), applied after the verdict.
 //!
 //! Content findings on outbound mail weigh more: after every detector ran,
-//! the policy (`policy::weigh_outbound_payload`) adds `outbound.payload` when
+//! the policy (`Policy::weigh_outbound_payload`) adds `outbound.payload` when
 //! outbound mail carries a finding of `payload_rules`.
 
 pub mod config;
