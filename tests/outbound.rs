@@ -103,6 +103,23 @@ fn external_mail_is_not_outbound_and_leaves_no_state() {
 }
 
 #[test]
+fn an_allowlisted_account_is_neither_counted_nor_held_by_a_burst() {
+    // As before outbound control moved to the envelope stage: mail the
+    // admin allowlists passes unscanned, and uncounted.
+    let s = setup(&format!("[allowlist]\nauth_users = [\"{ALICE}\"]\n"));
+    for i in 0..40 {
+        let r = s.at(T0 + i).send(
+            ALICE,
+            &format!("Q{i}"),
+            ALICE_FROM,
+            &["bob@partner.example"],
+        );
+        assert_eq!(r.verdict, Verdict::Accept, "message {i}: {:?}", rules(&r));
+    }
+    assert!(s.store.keys_with_prefix("ob:").unwrap().is_empty());
+}
+
+#[test]
 fn one_minute_burst_trips_and_holds_the_account() {
     let s = setup("");
     for i in 0..30 {
