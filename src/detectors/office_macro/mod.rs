@@ -230,8 +230,16 @@ impl DocumentReport {
         out
     }
 
+    /// Whether any keyword of `class` was found (what [`Self::keywords`]
+    /// lists, without building the list).
     pub fn has_class(&self, class: Class) -> bool {
-        self.keywords().iter().any(|(_, c, _)| *c == class)
+        self.vba
+            .iter()
+            .any(|v| v.keywords.iter().any(|m| m.class == class))
+            || self.xlm.iter().any(|x| {
+                (class == Class::AutoExec && !x.auto_names.is_empty())
+                    || x.keywords.iter().any(|(c, _)| *c == class)
+            })
     }
 
     /// mraptor's verdict: auto-exec together with write or execute.
