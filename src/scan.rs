@@ -167,8 +167,8 @@ impl Engine {
                     rule: "held".into(),
                     evidence: clean_evidence(&format!(
                         "{account} on hold since {} until {} (first queue id {}): {}",
-                        holds::utc(ep.since),
-                        holds::utc(ep.until),
+                        crate::calendar::iso_utc(ep.since),
+                        crate::calendar::iso_utc(ep.until),
                         ep.first_queue_id,
                         ep.reason
                     )),

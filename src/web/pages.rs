@@ -51,32 +51,7 @@ fn shorten(s: &str, max: usize) -> String {
 
 /// `2026-12-02 10:05 UTC`.
 fn utc(unix: u64) -> String {
-    let d = crate::quarantine::release::rfc5322_date(unix);
-    // "Wed, 02 Dec 2026 10:05:26 +0000"
-    let parts: Vec<&str> = d.split(' ').collect();
-    if parts.len() < 5 {
-        return d;
-    }
-    let month = match parts[2] {
-        "Jan" => 1,
-        "Feb" => 2,
-        "Mar" => 3,
-        "Apr" => 4,
-        "May" => 5,
-        "Jun" => 6,
-        "Jul" => 7,
-        "Aug" => 8,
-        "Sep" => 9,
-        "Oct" => 10,
-        "Nov" => 11,
-        _ => 12,
-    };
-    format!(
-        "{}-{month:02}-{} {} UTC",
-        parts[3],
-        parts[1],
-        &parts[4][..5.min(parts[4].len())]
-    )
+    crate::calendar::utc_minute(unix)
 }
 
 fn layout(lang: Lang, title: &str, login: Option<&Login>, content: Markup) -> Markup {
@@ -597,10 +572,5 @@ mod tests {
         assert!(!cut);
         let (t, cut) = text_block("abcdef", 3);
         assert_eq!((t.as_str(), cut), ("abc", true));
-    }
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc(1795308472), "2026-11-22 00:47 UTC");
     }
 }

@@ -271,8 +271,8 @@ impl Detector for Outbound {
                 "held",
                 format!(
                     "{account} on hold since {} until {} (first queue id {}): {}",
-                    holds::utc(ep.since),
-                    holds::utc(ep.until),
+                    crate::calendar::iso_utc(ep.since),
+                    crate::calendar::iso_utc(ep.until),
                     ep.first_queue_id,
                     ep.reason
                 ),

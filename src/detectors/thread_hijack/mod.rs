@@ -430,7 +430,7 @@ impl ThreadHijack {
         let payload = payload(f)?;
         Some(format!(
             "the newest quoted message is from {} ({age_days} days earlier) and the reply carries {payload}",
-            ymd(newest)
+            crate::calendar::ymd(newest)
         ))
     }
 }
@@ -485,20 +485,6 @@ fn describe_history(q: &Quoted) -> String {
         }
         None => format!("{} quoted lines", q.quote_lines),
     }
-}
-
-/// `YYYY-MM-DD` of a unix time.
-fn ymd(t: i64) -> String {
-    let z = t.div_euclid(86_400) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
 }
 
 #[cfg(test)]

@@ -439,21 +439,10 @@ pub fn parse_loose_date(s: &str) -> Option<i64> {
         return None;
     };
     let (y, m, d) = (ymd.0?, ymd.1?, ymd.2?);
-    if !(1990..=2100).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+    if !(1990..=2100).contains(&y) {
         return None;
     }
-    Some(days_from_civil(y, m, d) * 86_400)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    crate::calendar::day_start(y, m, d)
 }
 
 #[cfg(test)]
@@ -495,7 +484,10 @@ mod tests {
         }
         assert_eq!(parse_loose_date("no date here"), None);
         assert_eq!(parse_loose_date("2019/13/45"), None);
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        // A day the calendar does not have is no date (it used to roll
+        // over into March).
+        assert_eq!(parse_loose_date("2019/02/30"), None);
+        assert_eq!(parse_loose_date("2020/02/29"), Some(1_582_934_400));
     }
 
     #[test]
