@@ -31,7 +31,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::detector::{Detector, DetectorError, Hit, RuleInfo, ScanContext};
 use crate::domains::registrable;
-use crate::store::correspondents::{self, normalize_name};
+use crate::names::normalize as normalize_name;
+use crate::store::correspondents;
 use crate::store::threads::{self, normalize_subject, ThreadRecord};
 use crate::view::{FileType, MessageView};
 use quoted::{Quoted, QuotedBlock, Style};
