@@ -569,6 +569,9 @@ mod tests {
     fn text_keeps_lines_escapes_controls() {
         let (t, cut) = text_block("a\u{202e}b\nc\u{1b}d", 100);
         assert_eq!(t, "a\\u{202e}b\nc\\u{1b}d");
+        // The one bidi set (sanitize) includes U+061C ARABIC LETTER MARK.
+        assert_eq!(line("a\u{61c}b"), "a\\u{61c}b");
+        assert_eq!(text_block("a\u{61c}b", 100).0, "a\\u{61c}b");
         assert!(!cut);
         let (t, cut) = text_block("abcdef", 3);
         assert_eq!((t.as_str(), cut), ("abc", true));
