@@ -9,6 +9,7 @@ mod decrypt;
 pub mod filetype;
 pub mod password;
 pub mod subject;
+pub mod urls;
 
 use std::time::Instant;
 

@@ -3,8 +3,6 @@
 //! shown as `\u{..}`, nothing from a message becomes a link, and there is
 //! no script on any page.
 
-use std::sync::LazyLock;
-
 use maud::{html, Markup, DOCTYPE};
 
 use super::explain;
@@ -346,9 +344,6 @@ pub struct MessagePage<'a> {
     pub can_act: bool,
 }
 
-static URL: LazyLock<regex::Regex> =
-    LazyLock::new(|| regex::Regex::new(r#"(?i)\b(?:https?|ftp)://[^\s"'<>()]{1,2000}"#).unwrap());
-
 /// `hxxps://evil[.]example/x` — never clickable (the links detector's).
 pub use crate::detectors::links::defang;
 
@@ -359,8 +354,8 @@ fn urls(view: &MessageView) -> Vec<String> {
             .into_iter()
             .flatten()
         {
-            for m in URL.find_iter(source) {
-                let d = defang(m.as_str().trim_end_matches(['.', ',', ';']));
+            for url in crate::view::urls::in_text(source) {
+                let d = defang(&shorten(url, 2000));
                 if !out.contains(&d) {
                     out.push(d);
                 }

@@ -24,9 +24,7 @@ pub mod quoted;
 pub use crate::view::subject;
 
 use std::collections::BTreeSet;
-use std::sync::LazyLock;
 
-use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use crate::detector::{Detector, DetectorError, Hit, RuleInfo, ScanContext};
@@ -34,7 +32,7 @@ use crate::domains::registrable;
 use crate::names::normalize as normalize_name;
 use crate::store::correspondents;
 use crate::store::threads::{self, normalize_subject, ThreadRecord};
-use crate::view::{FileType, MessageView};
+use crate::view::{urls, FileType, MessageView};
 use quoted::{Quoted, QuotedBlock, Style};
 use subject::PrefixKind;
 
@@ -123,6 +121,8 @@ struct Facts<'v> {
     quoted: Quoted,
     /// Text written now (above the quotes), all parts.
     new_text: String,
+    /// Links in the HTML written now (above its quote marks).
+    new_links: Vec<String>,
     sender_address: Option<String>,
     sender_name: Option<String>,
     sender_domain: Option<String>,
@@ -224,14 +224,6 @@ impl Detector for ThreadHijack {
     }
 }
 
-static URL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?i)\b(https?://[^\s<>"')\]]+|www\.[a-z0-9\-]+\.[^\s<>"')\]]+)"#)
-        .expect("url regex")
-});
-static HREF: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?i)href\s*=\s*["']?(https?://[^"'\s>]+)"#).expect("href regex")
-});
-
 /// Where quoted history starts in HTML, by the marks mailers leave.
 const HTML_QUOTE_MARKS: &[&str] = &[
     "gmail_quote",
@@ -247,6 +239,7 @@ impl ThreadHijack {
     fn gather<'v>(&self, view: &'v MessageView) -> Facts<'v> {
         let mut quoted = Quoted::default();
         let mut new_text = String::new();
+        let mut new_links = Vec::new();
         for part in view
             .texts
             .iter()
@@ -273,9 +266,10 @@ impl ThreadHijack {
                 while !html.is_char_boundary(cut) {
                     cut -= 1;
                 }
-                for c in HREF.captures_iter(&html[..cut]) {
-                    new_text.push_str(&c[1]);
-                    new_text.push('\n');
+                for a in urls::anchors(&html[..cut]) {
+                    if urls::parse(&a.href).is_some() {
+                        new_links.push(a.href);
+                    }
                 }
             }
         }
@@ -286,6 +280,7 @@ impl ThreadHijack {
             view,
             quoted,
             new_text,
+            new_links,
             sender_address,
             sender_name: from.and_then(|m| m.name.clone()),
             sender_domain,
@@ -459,8 +454,10 @@ fn payload(f: &Facts<'_>) -> Option<String> {
     if let Some(a) = attachment {
         return Some(format!("{} ({})", a.path, a.file_type));
     }
-    URL.find(&f.new_text)
-        .map(|m| format!("a link {}", crate::sanitize::evidence(m.as_str())))
+    urls::in_text(&f.new_text)
+        .chain(f.new_links.iter().map(|l| urls::trim_end(l)))
+        .next()
+        .map(|url| format!("a link {}", crate::sanitize::evidence(url)))
 }
 
 fn describe_person(p: &quoted::Person) -> String {
