@@ -8,6 +8,7 @@ mod containers;
 mod decrypt;
 pub mod filetype;
 pub mod password;
+pub mod quoted;
 pub mod subject;
 pub mod urls;
 

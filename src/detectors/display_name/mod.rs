@@ -32,7 +32,8 @@ use crate::config::Config;
 use crate::detector::{Detector, DetectorError, Hit, RuleInfo, ScanContext};
 use crate::domains::registrable;
 use crate::names::{self, NameKey};
-use crate::view::MessageView;
+use crate::view::address::find_in_text;
+use crate::view::{quoted, MessageView};
 use directory::{Directory, Person};
 
 pub const NAME: &str = "display_name";
@@ -395,7 +396,7 @@ impl DisplayNameDetector {
             return;
         }
         let listed_sender = directory.person_with_address(&sender.address);
-        for shown in find_addresses(name) {
+        for shown in find_in_text(name) {
             let reg = registrable(domain_part(&shown));
             if reg == sender.reg {
                 continue;
@@ -528,18 +529,20 @@ impl DisplayNameDetector {
         let Some(body) = view.texts.iter().find(|t| t.depth == 0 && !t.is_attachment) else {
             return;
         };
+        // What the sender wrote now: the text down to its quoted history.
+        let written = quoted::parse(&body.text, BODY_BYTES).new_text;
         let mut shown_lines = 0;
-        for (n, line) in body.text.lines().enumerate() {
+        for (n, line) in written.lines().enumerate() {
             // A "line" of megabytes (no newlines) is read only so far.
             let line = clip_bytes(line, MAX_LINE_BYTES).trim();
             if line.is_empty() {
                 continue;
             }
-            if is_quote_start(line) || shown_lines >= self.settings.body_lines {
+            if shown_lines >= self.settings.body_lines {
                 break;
             }
             shown_lines += 1;
-            for shown in find_addresses(line) {
+            for shown in find_in_text(line) {
                 let reg = registrable(domain_part(&shown));
                 if reg == sender.reg || !known(&reg) || recipients.contains(&shown) {
                     continue;
@@ -601,6 +604,9 @@ fn describe(person: &Person) -> String {
 
 /// How much of one body line `body_address` reads.
 const MAX_LINE_BYTES: usize = 1000;
+/// How much of the body `body_address` looks at for quoted history (as
+/// much as `thread_hijack` does by default).
+const BODY_BYTES: usize = 256 * 1024;
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character.
 fn clip_bytes(s: &str, max: usize) -> &str {
@@ -643,126 +649,9 @@ fn contains_phrase(words: &[String], phrase: &str) -> bool {
     })
 }
 
-/// The first line of quoted history: everything from here on was written
-/// by someone else ("On ... wrote:", "-----Original Message-----", "> ...").
-fn is_quote_start(line: &str) -> bool {
-    let lower = line.to_lowercase();
-    line.starts_with('>')
-        || line.starts_with('＞')
-        || lower.starts_with("from:")
-        || lower.starts_with("差出人:")
-        || lower.starts_with("差出人：")
-        || lower.starts_with("送信者:")
-        || lower.contains("original message")
-        || lower.contains("forwarded message")
-        || lower.ends_with("wrote:")
-        || lower.ends_with("writes:")
-        || line.ends_with("書きました:")
-        || line.ends_with("書きました：")
-        || line.ends_with("のメッセージ:")
-        // Gmail's Japanese quote header: "2019年12月9日(月) 10:00 Name <a@b>:"
-        || line.ends_with(">:")
-}
-
-/// Addresses written in free text, the way people and attackers write them:
-/// `taro@example.co.jp`, full-width `ｔａｒｏ＠ｅｘａｍｐｌｅ．ｃｏ．ｊｐ`,
-/// `taro @ example.co .jp`, `taro[at]example.co.jp`, `taro(@)example[.]co.jp`.
-/// Returned lower-cased and tidied; only domains under a known public suffix.
-pub fn find_addresses(text: &str) -> Vec<String> {
-    static ADDRESS: OnceLock<Regex> = OnceLock::new();
-    let re = ADDRESS.get_or_init(|| {
-        let label = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?";
-        let dot = r"\s*(?:\.|\[\.\]|\(\.\)|\[dot\]|\(dot\))\s*";
-        let at = r"\s*(?:@|\[\s*@\s*\]|\(\s*@\s*\)|\[at\]|\(at\)|\{at\})\s*";
-        Regex::new(&format!(r"([a-z0-9._%+-]+){at}({label}(?:{dot}{label})+)")).unwrap()
-    });
-    if !may_hold_address(text) {
-        return Vec::new();
-    }
-    let folded = names::fold(text);
-    let mut out = Vec::new();
-    for c in re.captures_iter(&folded) {
-        let local = c[1].trim_matches('.');
-        let labels: Vec<&str> = c[2]
-            .split(['.', '[', ']', '(', ')'])
-            .map(|l| l.trim())
-            .filter(|l| !l.is_empty() && *l != "dot")
-            .collect();
-        let Some(domain) = known_domain(&labels) else {
-            continue;
-        };
-        if local.is_empty() {
-            continue;
-        }
-        let address = format!("{local}@{domain}");
-        if !out.contains(&address) {
-            out.push(address);
-        }
-    }
-    out
-}
-
-/// False when `text` cannot hold an address in any form `find_addresses`
-/// reads: plain ASCII with neither "@" nor a bracketed "at". Body lines
-/// are mostly such text, and folding them (NFKC, skeletons) is not free.
-fn may_hold_address(text: &str) -> bool {
-    if !text.is_ascii() {
-        return true;
-    }
-    let bytes = text.as_bytes();
-    bytes.contains(&b'@')
-        || bytes.windows(3).any(|w| {
-            w[0].eq_ignore_ascii_case(&b'a')
-                && w[1].eq_ignore_ascii_case(&b't')
-                && matches!(w[2], b']' | b')' | b'}')
-        })
-}
-
-/// The longest prefix of `labels` that ends in a known public suffix and
-/// has a registrable domain: "example.co.jp.hello" (a sentence running on
-/// after the address) becomes "example.co.jp".
-fn known_domain(labels: &[&str]) -> Option<String> {
-    (2..=labels.len()).rev().find_map(|n| {
-        let domain = labels[..n].join(".");
-        let suffix = psl::suffix(domain.as_bytes())?;
-        (suffix.is_known() && psl::domain(domain.as_bytes()).is_some()).then_some(domain)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses_are_found_in_their_disguises() {
-        assert_eq!(
-            find_addresses("\"taro@legal-holdings.co.jp\""),
-            vec!["taro@legal-holdings.co.jp"]
-        );
-        assert_eq!(
-            find_addresses("ｔａｒｏ＠ｌｅｇａｌ－ｈｏｌｄｉｎｇｓ．ｃｏ．ｊｐ"),
-            vec!["taro@legal-holdings.co.jp"]
-        );
-        assert_eq!(
-            find_addresses("Taro (taro @ legal-holdings.co .jp)"),
-            vec!["taro@legal-holdings.co.jp"]
-        );
-        assert_eq!(
-            find_addresses("taro[at]example[.]com"),
-            vec!["taro@example.com"]
-        );
-        assert_eq!(
-            find_addresses("mail taro@example.co.jp.Thanks"),
-            vec!["taro@example.co.jp"]
-        );
-        assert!(find_addresses("version 1.2 at noon").is_empty());
-        // The quick pre-check passes every written form through.
-        assert_eq!(find_addresses("taro{AT}example.com"), ["taro@example.com"]);
-        assert!(may_hold_address("taro (At) example.com"));
-        assert!(may_hold_address("ｔａｒｏ＠ｅｘａｍｐｌｅ．ｃｏｍ"));
-        assert!(!may_hold_address("La La La at noon, that is all."));
-        assert!(find_addresses("user@localhost").is_empty());
-    }
 
     #[test]
     fn clip_bytes_keeps_characters_whole() {

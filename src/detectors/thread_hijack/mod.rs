@@ -19,9 +19,9 @@
 //! Mailing-list mail (List-Id) is not judged by the two participant rules:
 //! on a list, strangers joining a thread is normal.
 
-pub mod quoted;
-/// Reply and forward markers live in the view (the store reads them too).
-pub use crate::view::subject;
+/// Quoted history, and reply and forward markers, live in the view
+/// (display_name and the store read them too).
+pub use crate::view::{quoted, subject};
 
 use std::collections::BTreeSet;
 
@@ -224,17 +224,6 @@ impl Detector for ThreadHijack {
     }
 }
 
-/// Where quoted history starts in HTML, by the marks mailers leave.
-const HTML_QUOTE_MARKS: &[&str] = &[
-    "gmail_quote",
-    "<blockquote",
-    "divrplyfwdmsg",
-    "-----original message-----",
-    "moz-cite-prefix",
-    "olk_src_body_section",
-    "appendonsend",
-];
-
 impl ThreadHijack {
     fn gather<'v>(&self, view: &'v MessageView) -> Facts<'v> {
         let mut quoted = Quoted::default();
@@ -255,17 +244,7 @@ impl ThreadHijack {
             new_text.push_str(&q.new_text);
             new_text.push('\n');
             if let Some(html) = &part.html {
-                let lower = html.to_ascii_lowercase();
-                let cut = HTML_QUOTE_MARKS
-                    .iter()
-                    .filter_map(|m| lower.find(m))
-                    .min()
-                    .unwrap_or(html.len())
-                    .min(self.config.max_text_bytes);
-                let mut cut = cut.min(html.len());
-                while !html.is_char_boundary(cut) {
-                    cut -= 1;
-                }
+                let cut = quoted::html_history_start(html, self.config.max_text_bytes);
                 for a in urls::anchors(&html[..cut]) {
                     if urls::parse(&a.href).is_some() {
                         new_links.push(a.href);

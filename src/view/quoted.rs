@@ -14,10 +14,17 @@
 //!
 //! The text is NFKC-normalised first, so full-width colons and digits read
 //! as ASCII. Only the first `max_bytes` of a text are looked at.
+//!
+//! This is the one place that says where quoted history starts: in text
+//! ([`parse`], its `new_text` is what the sender wrote now) and in HTML
+//! ([`html_history_start`]). `thread_hijack` reads the blocks, `display_name`
+//! reads the top of the body down to the history.
 
 use std::sync::LazyLock;
 
 use regex::Regex;
+
+use super::address::find_in_text;
 
 /// Which mailer's layout a block follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,10 +85,6 @@ static LABEL: LazyLock<Regex> = LazyLock::new(|| {
 static SEPARATOR: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)^(-{3,}\s*(original message|forwarded message|ursprüngliche nachricht|message d'origine|元のメッセージ|転送されたメッセージ)\s*-{3,}|_{10,}|-{2,}\s*forwarded message\s*-{2,})$")
         .expect("separator regex")
-});
-static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
-        .expect("address regex")
 });
 static TIME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)\d{1,2}:\d{2}(:\d{2})?(\s*[ap]\.?m\.?)?(\s*[+-]\d{4})?(\s*\([A-Z]{2,5}\))?")
@@ -145,6 +148,35 @@ pub fn parse(text: &str, max_bytes: usize) -> Quoted {
     let end = history_start.unwrap_or(text.len());
     out.new_text = text[..end].to_string();
     out
+}
+
+/// Where quoted history starts in HTML, by the marks mailers leave.
+const HTML_QUOTE_MARKS: &[&str] = &[
+    "gmail_quote",
+    "<blockquote",
+    "divrplyfwdmsg",
+    "-----original message-----",
+    "moz-cite-prefix",
+    "olk_src_body_section",
+    "appendonsend",
+];
+
+/// The byte offset (on a character boundary) where quoted history starts
+/// in `html`, looking at its first `max_bytes`; at most `max_bytes` (or
+/// the length) when it has none.
+pub fn html_history_start(html: &str, max_bytes: usize) -> usize {
+    let lower = html.to_ascii_lowercase();
+    let mut cut = HTML_QUOTE_MARKS
+        .iter()
+        .filter_map(|m| lower.find(m))
+        .min()
+        .unwrap_or(html.len())
+        .min(max_bytes)
+        .min(html.len());
+    while !html.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    cut
 }
 
 /// A line that can be nothing of quoted history: its first character
@@ -242,7 +274,7 @@ fn header_block(lines: &[(usize, &str)]) -> (Option<QuotedBlock>, usize) {
 fn people(value: &str) -> Vec<Person> {
     let segments: Vec<&str> = if value.contains(';') {
         value.split(';').collect()
-    } else if ADDRESS.find_iter(value).count() > 1 {
+    } else if find_in_text(value).len() > 1 {
         value.split(',').collect()
     } else {
         vec![value]
@@ -250,7 +282,7 @@ fn people(value: &str) -> Vec<Person> {
     segments
         .into_iter()
         .filter_map(|seg| {
-            let address = ADDRESS.find(seg).map(|m| m.as_str().to_lowercase());
+            let address = find_in_text(seg).into_iter().next();
             let mut name = seg.to_string();
             for cut in ["<", "[mailto:", "(mailto:"] {
                 if let Some(p) = name.find(cut) {
@@ -312,7 +344,7 @@ fn attribution(lines: &[(usize, &str)], i: usize) -> Option<(QuotedBlock, usize)
         return None;
     }
     let date = parse_loose_date(&full);
-    let address = ADDRESS.find(&full).map(|m| m.as_str().to_lowercase());
+    let address = find_in_text(&full).into_iter().next();
     // The name: after the date/time, before the address or "wrote:".
     let mut name_part = full.clone();
     for suffix in [
