@@ -72,13 +72,7 @@ impl Engine {
         view: &MessageView,
         believed: bool,
     ) -> Result<Remembered, StoreError> {
-        let org_domains: Vec<String> = self
-            .config
-            .organization
-            .domains
-            .iter()
-            .map(|d| crate::domains::registrable(&d.trim().to_ascii_lowercase()))
-            .collect();
+        let org_domains = self.config.org_domains();
         threads::remember(
             self.store.as_ref(),
             view,

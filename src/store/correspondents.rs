@@ -130,8 +130,9 @@ pub fn record_writes(
             ttl: Some(ttl),
         });
         if let Some(h) = name_h {
+            // In clear as the mail wrote it, for evidence; compared by key.
             let domain = crate::view::address::domain_of(s.address)
-                .map(|d| crate::domains::registrable(&d))
+                .map(|d| crate::domains::registrable_as_written(&d))
                 .unwrap_or_default();
             ops.push(WriteOp::SetAdd {
                 key: name_key(&h),

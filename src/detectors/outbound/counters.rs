@@ -286,6 +286,15 @@ mod tests {
     }
 
     #[test]
+    fn recipient_domains_count_once_in_either_idn_form() {
+        let store = MemoryStore::new();
+        let w = [window(60)];
+        let rcpts = ["a@例え.jp".to_string(), "b@mail.xn--r8jz45g.jp".into()];
+        let u = record(&store, "a", &w, &rcpts, DAY, 1000).unwrap();
+        assert_eq!((u[0].recipients, u[0].domains), (2, 1));
+    }
+
+    #[test]
     fn known_recipients_are_kept_as_the_stores_address_hash() {
         // One address hash in the whole store: the one threads and
         // correspondents key addresses by.

@@ -54,10 +54,10 @@ pub fn check(
     };
     let a = account_key(account);
     let ttl = Some(Duration::from_secs(config.history_days.max(1) * 86400));
-    let domain = from
-        .domain()
-        .map(|d| crate::domains::registrable(&d))
-        .unwrap_or_default();
+    // (the registrable domain as compared and kept, as the mail wrote it)
+    let from_domain = from.domain().unwrap_or_default();
+    let domain = crate::domains::registrable(&from_domain);
+    let domain_shown = crate::domains::registrable_as_written(&from_domain);
     // (the value compared and kept, the value as the mail wrote it)
     let name = from
         .name
@@ -79,7 +79,7 @@ pub fn check(
     let learning = seen as u64 <= config.from_learning_messages;
     let mut identities = vec![
         (Kind::Address, address.clone(), address.as_str()),
-        (Kind::Domain, domain.clone(), domain.as_str()),
+        (Kind::Domain, domain.clone(), domain_shown.as_str()),
     ];
     if let Some((key, shown)) = &name {
         identities.push((Kind::Name, key.clone(), shown));

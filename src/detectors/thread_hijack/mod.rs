@@ -28,7 +28,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::detector::{Detector, DetectorError, Hit, RuleInfo, ScanContext};
-use crate::domains::registrable;
+use crate::domains::{registrable, registrable_as_written, OrgDomains};
 use crate::names::normalize as normalize_name;
 use crate::store::correspondents;
 use crate::store::threads::{self, normalize_subject, ThreadRecord};
@@ -90,28 +90,22 @@ impl Default for ThreadHijackConfig {
 
 pub struct ThreadHijack {
     config: ThreadHijackConfig,
-    /// The organisation's own registrable domains: one organisation even
-    /// when it writes from several domains.
-    org_domains: Vec<String>,
+    /// The organisation's own domains: one organisation even when it
+    /// writes from several domains.
+    org_domains: OrgDomains,
 }
 
 impl ThreadHijack {
     pub fn new(config: &crate::Config) -> Self {
         ThreadHijack {
             config: config.thread_hijack.clone(),
-            org_domains: config
-                .organization
-                .domains
-                .iter()
-                .map(|d| registrable(d))
-                .collect(),
+            org_domains: config.org_domains(),
         }
     }
 
     /// Same organisation: same registrable domain, or both the organisation's.
     fn same_org(&self, a: &str, b: &str) -> bool {
-        a == b
-            || (self.org_domains.iter().any(|d| d == a) && self.org_domains.iter().any(|d| d == b))
+        self.org_domains.same_org(a, b)
     }
 }
 
@@ -125,7 +119,10 @@ struct Facts<'v> {
     new_links: Vec<String>,
     sender_address: Option<String>,
     sender_name: Option<String>,
+    /// The sender's registrable domain (a key, compared).
     sender_domain: Option<String>,
+    /// The same as the mail wrote it, for evidence.
+    sender_domain_shown: Option<String>,
     is_list: bool,
 }
 
@@ -254,7 +251,9 @@ impl ThreadHijack {
         }
         let from = view.from.as_ref();
         let sender_address = from.and_then(|m| m.address_lower());
-        let sender_domain = from.and_then(|m| m.domain()).map(|d| registrable(&d));
+        let from_domain = from.and_then(|m| m.domain());
+        let sender_domain = from_domain.as_deref().map(registrable);
+        let sender_domain_shown = from_domain.as_deref().map(registrable_as_written);
         Facts {
             view,
             quoted,
@@ -263,6 +262,7 @@ impl ThreadHijack {
             sender_address,
             sender_name: from.and_then(|m| m.name.clone()),
             sender_domain,
+            sender_domain_shown,
             is_list: is_list_mail(view),
         }
     }
@@ -340,12 +340,13 @@ impl ThreadHijack {
         } else {
             return None;
         };
+        let shown = f.sender_domain_shown.as_deref().unwrap_or(sender_domain);
         let mut quoted_addresses: Vec<&str> = with_address.iter().map(|(a, _)| *a).collect();
         quoted_addresses.dedup();
         quoted_addresses.truncate(5);
         Some((
             format!(
-                "sender {} ({sender_domain}): quoted headers name {}, none at {sender_domain}; {tie}",
+                "sender {} ({shown}): quoted headers name {}, none at {shown}; {tie}",
                 f.sender_address.as_deref().unwrap_or(""),
                 quoted_addresses.join(", "),
             ),
