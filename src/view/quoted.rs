@@ -94,6 +94,33 @@ static JA_DATE_START: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^\d{4}\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日").expect("ja date regex")
 });
 
+/// Lines a header block may span ([`header_block`] reads no more).
+const BLOCK_LINES: usize = 24;
+
+/// [`parse`] of the head of `text` only: its first `lines` lines that hold
+/// anything, and after them as many lines as a header block starting among
+/// them may span, so that history starting among those lines is found
+/// where [`parse`] finds it. For a reader of the top of a body
+/// (`display_name`) that should not pay for parsing all of a long one.
+pub fn parse_head(text: &str, lines: usize, max_bytes: usize) -> Quoted {
+    let (mut shown, mut after) = (0, 0);
+    let mut end = text.len();
+    let mut offset = 0;
+    for line in text.split('\n') {
+        if shown >= lines {
+            after += 1;
+            if after > BLOCK_LINES {
+                end = offset;
+                break;
+            }
+        } else if !line.trim().is_empty() {
+            shown += 1;
+        }
+        offset += line.len() + 1;
+    }
+    parse(&text[..end], max_bytes)
+}
+
 /// Find the quoted history in `text` (first `max_bytes` bytes).
 pub fn parse(text: &str, max_bytes: usize) -> Quoted {
     let mut cut = text.len().min(max_bytes);
@@ -494,6 +521,26 @@ mod tests {
         assert!(!is_plain_line(
             "2019年3月4日(月) 10:12 山田太郎 <t@x.example>:"
         ));
+    }
+
+    #[test]
+    fn the_head_finds_history_where_the_whole_does() {
+        let top = "Thanks.\r\n\r\nSee below.\r\n\r\n";
+        let block = "-----Original Message-----\r\nFrom: Taro <t@x.example>\r\n\
+Sent: Monday, March 4, 2019 10:12 AM\r\n\r\n\r\nTo: Hanako <h@y.example>\r\n\
+Subject: Invoice\r\n\r\nold text\r\n";
+        let tail = "filler\r\n".repeat(5000);
+        let text = format!("{top}{block}{tail}");
+        let whole = parse(&text, 1 << 20);
+        for lines in [2, 3, 5] {
+            let head = parse_head(&text, lines, 1 << 20);
+            assert_eq!(head.new_text, whole.new_text, "{lines}");
+            assert_eq!(head.blocks, whole.blocks, "{lines}");
+        }
+        // A block whose "From:" stands just after the head still ends it.
+        let head = parse_head(&format!("a\r\nb\r\n{block}{tail}"), 2, 1 << 20);
+        assert_eq!(head.new_text, "a\r\nb\r\n");
+        assert!(parse_head(&tail, 5, 1 << 20).new_text.len() < 1000);
     }
 
     #[test]

@@ -520,7 +520,7 @@ impl DisplayNameDetector {
             return;
         };
         // What the sender wrote now: the text down to its quoted history.
-        let written = quoted::parse(&body.text, BODY_BYTES).new_text;
+        let written = quoted::parse_head(&body.text, self.settings.body_lines, BODY_BYTES).new_text;
         let mut shown_lines = 0;
         for (n, line) in written.lines().enumerate() {
             // A "line" of megabytes (no newlines) is read only so far.
