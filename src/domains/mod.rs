@@ -33,8 +33,9 @@ const DOTS: [char; 4] = ['.', '\u{3002}', '\u{FF0E}', '\u{FF61}'];
 /// The key of a domain, or the lower-cased copy of an invalid one.
 fn checked_key(domain: &str) -> Result<String, String> {
     let d = domain.trim();
-    match idna::domain_to_ascii_cow(d.as_bytes(), idna::AsciiDenyList::URL) {
-        Ok(ascii) if !ascii.is_empty() => Ok(ascii.trim_end_matches('.').to_string()),
+    let ascii = idna::domain_to_ascii_cow(d.as_bytes(), idna::AsciiDenyList::URL);
+    match ascii.as_deref().map(|a| a.trim_end_matches('.')) {
+        Ok(key) if !key.is_empty() => Ok(key.to_string()),
         _ => Err(d.trim_end_matches(DOTS).to_lowercase()),
     }
 }
@@ -310,6 +311,8 @@ mod tests {
         assert_eq!(domain_key("\u{202E}moc.Example"), "\u{202E}moc.example");
         assert_ne!(domain_key("exa mple.com"), domain_key("example.com"));
         assert!(!same_organization("", ""));
+        assert_eq!(valid_key("."), None);
+        assert_eq!(valid_key("。"), None);
         for odd in [
             "",
             ".",
