@@ -227,7 +227,7 @@ impl Links {
             .as_str()
             .to_ascii_lowercase();
         // Only names under a real public suffix count (not "setup.exe").
-        if !psl::suffix(shown_domain.as_bytes()).is_some_and(|s| s.is_known()) {
+        if !domains::has_known_suffix(&shown_domain) {
             return None;
         }
         if domains::same_organization(&shown_domain, &target.host) {

@@ -70,6 +70,22 @@ fn registrable_of_key(key: String) -> String {
     }
 }
 
+/// True when the domain ends in a suffix the public suffix list knows
+/// (`example.co.jp`, and `co.jp` itself; not `x.example`). A domain IDNA
+/// rejects ends in none.
+pub fn has_known_suffix(domain: &str) -> bool {
+    valid_key(domain).is_some_and(|key| psl::suffix(key.as_bytes()).is_some_and(|s| s.is_known()))
+}
+
+/// True when the domain is a registrable domain, or below one, under a
+/// suffix the list knows (`example.co.jp`; not `co.jp`, not `x.example`).
+pub fn is_under_known_suffix(domain: &str) -> bool {
+    valid_key(domain).is_some_and(|key| {
+        psl::suffix(key.as_bytes()).is_some_and(|s| s.is_known())
+            && psl::domain(key.as_bytes()).is_some()
+    })
+}
+
 /// The registrable domain in the form the mail wrote it (lower-cased):
 /// `mail.例え.jp` gives `例え.jp` where [`registrable`] gives
 /// `xn--r8jz45g.jp`. For evidence and for what the store keeps in clear.
@@ -346,6 +362,16 @@ mod tests {
         assert!(!within("ä.box.com", "ä"));
         assert!(within("mail.例え.jp", "XN--R8JZ45G.JP"));
         assert!(within("mail.xn--r8jz45g.jp.", "例え。jp"));
+    }
+
+    #[test]
+    fn known_suffixes_by_key() {
+        assert!(has_known_suffix("co.jp") && !is_under_known_suffix("co.jp"));
+        assert!(is_under_known_suffix("mail.例え.jp"));
+        assert!(is_under_known_suffix("EXAMPLE.XN--P1AI."));
+        assert!(is_under_known_suffix("пример.рф"));
+        assert!(!has_known_suffix("x.example"));
+        assert!(!has_known_suffix("xn--zz.com"));
     }
 
     #[test]

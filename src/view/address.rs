@@ -113,8 +113,7 @@ fn may_hold_address(text: &str) -> bool {
 fn known_domain(labels: &[&str]) -> Option<String> {
     (2..=labels.len()).rev().find_map(|n| {
         let domain = labels[..n].join(".");
-        let suffix = psl::suffix(domain.as_bytes())?;
-        (suffix.is_known() && psl::domain(domain.as_bytes()).is_some()).then_some(domain)
+        crate::domains::is_under_known_suffix(&domain).then_some(domain)
     })
 }
 
