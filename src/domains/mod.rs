@@ -162,10 +162,7 @@ pub fn unicode(domain: &str) -> String {
 /// One domain of the organisation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct OrgDomain {
-    /// As configured, trimmed and without a leading `@`: what `headers`
-    /// compares subdomains with.
-    configured: String,
-    /// Its key.
+    /// Its key: what `headers` compares subdomains with.
     key: String,
     /// Its registrable domain, a key: what detectors compare.
     registrable: String,
@@ -202,7 +199,6 @@ impl OrgDomains {
                 continue;
             }
             domains.push(OrgDomain {
-                configured: entry.to_string(),
                 registrable: registrable(entry),
                 shown: registrable_as_written(entry),
                 key,
@@ -256,11 +252,6 @@ impl OrgDomains {
             .into_iter()
             .map(|(_, s)| s)
             .collect()
-    }
-
-    /// The domains as configured.
-    pub fn configured(&self) -> impl Iterator<Item = &str> {
-        self.domains.iter().map(|d| d.configured.as_str())
     }
 }
 
