@@ -412,6 +412,16 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 impl Config {
+    /// The organisation's own domains as every reader compares them:
+    /// `[organization] domains` without the free-mail ones (built in, and
+    /// `[display_name] freemail_domains`), by IDNA key.
+    pub fn org_domains(&self) -> crate::domains::OrgDomains {
+        crate::domains::OrgDomains::new(
+            &self.organization.domains,
+            &self.display_name.freemail_domains,
+        )
+    }
+
     /// Load from `path`, or the built-in defaults when `path` is None.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {
         let Some(path) = path else {

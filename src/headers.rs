@@ -138,28 +138,21 @@ pub fn findings_shown(config: &Config, envelope: &Envelope) -> bool {
     if !submitted && !internal {
         return true;
     }
+    let org = config.org_domains();
     envelope
         .rcpt_to
         .iter()
-        .all(|r| is_organization_address(&config.organization.domains, r))
+        .all(|r| is_organization_address(&org, r))
 }
 
 /// `<bob@mail.example.jp>` is the organisation's when its domain is one of
-/// `domains` or below one.
-fn is_organization_address(domains: &[String], rcpt: &str) -> bool {
+/// its domains or below one (by key: an IDN in either form).
+fn is_organization_address(org: &crate::domains::OrgDomains, rcpt: &str) -> bool {
     let addr = rcpt.trim().trim_start_matches('<').trim_end_matches('>');
     let Some((_, domain)) = addr.rsplit_once('@') else {
         return false;
     };
-    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-    domains.iter().any(|d| {
-        let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
-        !d.is_empty()
-            && (domain == d
-                || domain
-                    .strip_suffix(&d)
-                    .is_some_and(|rest| rest.ends_with('.')))
-    })
+    org.covers(domain)
 }
 
 /// The new Subject for flagged mail when a prefix is configured and not
@@ -315,6 +308,27 @@ fn unfold_raw(value: &str) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::report::Finding;
+
+    #[test]
+    fn organisation_recipients_are_compared_by_key() {
+        let mut config = Config::default();
+        config.organization.domains = vec!["例え.jp".into(), "gmail.com".into()];
+        config.outbound.internal_networks = vec!["192.0.2.0/24".parse().unwrap()];
+        let env = |rcpt: &str| Envelope {
+            client_addr: Some("192.0.2.7".parse().unwrap()),
+            rcpt_to: vec![rcpt.to_string()],
+            ..Envelope::default()
+        };
+        assert!(findings_shown(&config, &env("<bob@mail.xn--r8jz45g.jp>")));
+        assert!(findings_shown(&config, &env("<bob@例え。JP.>")));
+        assert!(!findings_shown(&config, &env("<bob@例ぇ.jp>")));
+        assert!(!findings_shown(
+            &config,
+            &env("<bob@xn--zz.xn--r8jz45g.jp>")
+        ));
+        // Free mail is never the organisation's, listed or not.
+        assert!(!findings_shown(&config, &env("<bob@gmail.com>")));
+    }
 
     fn report(verdict: Verdict) -> Report {
         Report {

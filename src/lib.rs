@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod detector;

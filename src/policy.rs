@@ -117,14 +117,16 @@ impl Policy {
         if let Some(sender) = envelope.mail_from.as_deref() {
             let sender = sender.trim_matches(['<', '>']).to_lowercase();
             let domain = domain_of(&sender);
+            let sender_key = crate::domains::address_key(&sender);
             for entry in &self.allow_senders {
+                // Compared by key: an IDN in either form is one domain.
                 let hit = if entry.contains('@') {
-                    *entry == sender
+                    crate::domains::address_key(entry) == sender_key
                 } else {
                     let entry = entry.trim_start_matches('@').trim_start_matches('.');
                     domain
                         .as_deref()
-                        .is_some_and(|d| d == entry || d.ends_with(&format!(".{entry}")))
+                        .is_some_and(|d| crate::domains::within(d, entry))
                 };
                 if hit {
                     return Some(format!("sender {sender} matches {entry}"));
@@ -312,6 +314,16 @@ mod tests {
         assert!(p.allowlisted(&env("a@mail.partner.example")).is_some());
         assert!(p.allowlisted(&env("a@notpartner.example")).is_none());
         assert!(p.allowlisted(&env("other@example.com")).is_none());
+        // An IDN allowlisted in one form matches the other, a look-alike
+        // or an undecodable label under it does not.
+        let p = policy("[allowlist]\nsenders = [\"例え.jp\", \"ceo@xn--r8jz45g.jp\"]\n");
+        assert!(p.allowlisted(&env("<a@mail.xn--r8jz45g.jp>")).is_some());
+        assert!(p.allowlisted(&env("CEO@例え。jp")).is_some());
+        assert!(p.allowlisted(&env("a@例ぇ.jp")).is_none());
+        assert!(p.allowlisted(&env("a@xn--zz.xn--r8jz45g.jp")).is_none());
+        let p = policy(
+            "[allowlist]\nsenders = [\"boss@example.com\", \"partner.example\"]\nclient_networks = [\"192.0.2.0/24\"]\nauth_users = [\"relay\"]\n",
+        );
         let e = Envelope {
             client_addr: Some("192.0.2.7".parse().unwrap()),
             ..Envelope::default()

@@ -330,6 +330,31 @@ mod tests {
     }
 
     #[test]
+    fn the_arabic_letter_mark_is_a_bidi_control_on_every_way_out() {
+        // U+061C reorders text like U+200F does: one set, checked
+        // everywhere, so no way out writes it raw.
+        let text = "invoice\u{061C}fdp.exe";
+        assert!(is_bidi_control('\u{061C}') && is_unsafe('\u{061C}'));
+        assert_eq!(one_line(text), "invoice\\u{61C}fdp.exe");
+        assert_eq!(evidence(text), "invoice\\u{61C}fdp.exe");
+        assert_eq!(escape_controls(text), "invoice\\u{61c}fdp.exe");
+        assert_eq!(escape_lines(text), "invoice\\u{61c}fdp.exe");
+        assert_eq!(
+            json_escape_controls(&serde_json::to_string(text).unwrap()),
+            "\"invoice\\u061cfdp.exe\""
+        );
+        let header = encode_header(text, 60);
+        assert!(header.is_ascii());
+        assert_eq!(decode_header(&header), "invoice\\u{61C}fdp.exe");
+        let mut log = LogWriter(Vec::new());
+        std::io::Write::write_all(&mut log, format!("Q1: {text}\n").as_bytes()).unwrap();
+        assert_eq!(
+            String::from_utf8(log.0).unwrap(),
+            "Q1: invoice\\u{61c}fdp.exe\n"
+        );
+    }
+
+    #[test]
     fn bounded_line_counts_characters_and_is_idempotent() {
         let cut = bounded_line(&"請".repeat(500), 240);
         assert_eq!(cut.chars().count(), 240);

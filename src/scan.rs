@@ -62,13 +62,7 @@ impl Engine {
         message: &Remembrance,
         believed: bool,
     ) -> Result<Remembered, StoreError> {
-        let org_domains: Vec<String> = self
-            .config
-            .organization
-            .domains
-            .iter()
-            .map(|d| crate::domains::registrable(&d.trim().to_ascii_lowercase()))
-            .collect();
+        let org_domains = self.config.org_domains();
         threads::remember(
             self.store.as_ref(),
             message,
@@ -235,8 +229,8 @@ impl Engine {
                 "held",
                 format!(
                     "{account} on hold since {} until {} (first queue id {}): {}",
-                    holds::utc(ep.since),
-                    holds::utc(ep.until),
+                    crate::calendar::iso_utc(ep.since),
+                    crate::calendar::iso_utc(ep.until),
                     ep.first_queue_id,
                     ep.reason
                 ),

@@ -26,7 +26,7 @@ const MARKER: &str = "<!-- NEXT CASE -->";
 
 /// Every case in the fixture files; the count guards against cases silently
 /// not being read (a broken marker, a file left out).
-const EXPECTED_CASES: usize = 71;
+const EXPECTED_CASES: usize = 73;
 
 struct Case {
     file: String,
@@ -350,4 +350,129 @@ fn corpus_spam_with_an_address_in_the_display_name_is_tagged() {
         );
         assert_eq!(report.verdict.as_str(), "tag", "{file}");
     }
+}
+
+// ------------------------------------------------------------------- IDNA
+
+fn engine_for_org(domains: &[&str], names: &[&str]) -> Engine {
+    let mut config = Config::default();
+    config.organization.domains = domains.iter().map(|d| d.to_string()).collect();
+    config.organization.names = names.iter().map(|n| n.to_string()).collect();
+    Engine::new(config).expect("engine")
+}
+
+fn from(display: &str, address: &str) -> Vec<u8> {
+    format!(
+        "From: \"{display}\" <{address}>\r\nTo: keiri@customer-a.example.org\r\nSubject: invoice\r\n\
+Date: Fri, 10 Dec 2021 12:00:00 +0900\r\nMessage-ID: <i1@example.net>\r\nMIME-Version: 1.0\r\n\
+Content-Type: text/plain; charset=UTF-8\r\n\r\nPlease see the attached invoice.\r\n"
+    )
+    .into_bytes()
+}
+
+fn display_findings(report: &Report) -> Vec<String> {
+    report
+        .findings
+        .iter()
+        .filter(|f| f.detector == "display_name")
+        .map(|f| format!("{}: {}", f.rule, f.evidence))
+        .collect()
+}
+
+#[test]
+fn the_organisations_idn_in_either_form_is_its_own_domain() {
+    // Configured in Unicode, mail from the punycode form, and the reverse
+    // (with the ideographic full stop UTS #46 reads as a dot): the
+    // organisation's own mail, not judged by the names it shows.
+    for (configured, sender) in [
+        ("例え.jp", "billing@xn--r8jz45g.jp"),
+        ("例え.jp", "billing@XN--R8JZ45G.JP"),
+        ("xn--r8jz45g.jp", "billing@例え.jp"),
+        ("xn--r8jz45g.jp", "billing@mail.例え。jp"),
+    ] {
+        let engine = engine_for_org(&[configured], &["Tatoe Holdings"]);
+        let report = engine.scan(Envelope::default(), &from("Tatoe Holdings 経理部", sender));
+        assert_eq!(
+            display_findings(&report),
+            Vec::<String>::new(),
+            "{configured} / {sender}"
+        );
+        // The same mail to an organisation elsewhere is judged: the sender
+        // was read, and is not everyone's.
+        let elsewhere = engine_for_org(&["other.example"], &["Tatoe Holdings"]);
+        let report = elsewhere.scan(Envelope::default(), &from("Tatoe Holdings 経理部", sender));
+        let found = display_findings(&report);
+        assert_eq!(found.len(), 1, "{sender}: {found:?}");
+        assert!(
+            found[0].ends_with(&format!("From is {}", sender.to_lowercase())),
+            "{found:?}"
+        );
+    }
+}
+
+#[test]
+fn a_look_alike_of_the_organisations_idn_is_not_the_organisation() {
+    // 例ぇ (small e) looks like 例え and is another domain; a punycode
+    // label that does not decode is no domain of the organisation's.
+    let engine = engine_for_org(&["例え.jp"], &["Tatoe Holdings"]);
+    for sender in ["billing@例ぇ.jp", "billing@xn--zz.xn--r8jz45g.jp"] {
+        let report = engine.scan(Envelope::default(), &from("Tatoe Holdings 経理部", sender));
+        let found = display_findings(&report);
+        assert_eq!(found.len(), 1, "{sender}: {found:?}");
+        // Evidence keeps the domains as configured and as the mail wrote them.
+        assert!(
+            found[0].starts_with(&format!(
+                "organization_name: display name \"Tatoe Holdings 経理部\" names the organisation (Tatoe Holdings; its domains: 例え.jp); From is {sender}"
+            )),
+            "{found:?}"
+        );
+    }
+}
+
+#[test]
+fn the_organisations_idn_label_is_read_as_a_reader_sees_it() {
+    // Configured in punycode, the organisation's label is still 例え in a
+    // display name.
+    let engine = engine_for_org(&["xn--r8jz45g.jp"], &[]);
+    let report = engine.scan(
+        Envelope::default(),
+        &from("例え 経理部", "keiri@stranger.example"),
+    );
+    let found = display_findings(&report);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("organization_name: display name \"例え 経理部\" names the organisation (xn--r8jz45g.jp; its domains: xn--r8jz45g.jp)"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn reply_to_evidence_shows_the_domain_as_the_mail_wrote_it() {
+    let engine = engine_for_org(&["legal-holdings.co.jp"], &[]);
+    let raw = String::from_utf8(from("Accounts", "ap@mail.例え.jp"))
+        .unwrap()
+        .replace("To: ", "Reply-To: pay@elsewhere.example\r\nTo: ");
+    let report = engine.scan(Envelope::default(), raw.as_bytes());
+    assert_eq!(
+        display_findings(&report),
+        ["reply_to_mismatch: Reply-To pay@elsewhere.example is not at From's domain (例え.jp)"]
+    );
+}
+
+#[test]
+fn a_directory_address_at_an_idn_is_the_persons_in_either_form() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("staff.csv"), "山田 太郎,taro@例え.jp\n").unwrap();
+    let mut config = Config::default();
+    config.display_name.directory = dir.path().join("staff.csv").display().to_string();
+    let engine = Engine::new(config).expect("engine");
+    for own in ["taro@xn--r8jz45g.jp", "Taro@例え。JP"] {
+        let report = engine.scan(Envelope::default(), &from("山田 太郎", own));
+        assert_eq!(display_findings(&report), Vec::<String>::new(), "{own}");
+    }
+    let report = engine.scan(Envelope::default(), &from("山田 太郎", "taro@例ぇ.jp"));
+    assert_eq!(
+        display_findings(&report),
+        ["directory_person: display name \"山田 太郎\" is \"山田 太郎\" <taro@例え.jp>; From is taro@例ぇ.jp"]
+    );
 }

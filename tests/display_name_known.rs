@@ -262,3 +262,54 @@ fn a_store_that_is_down_costs_only_this_rule() {
         err.evidence
     );
 }
+
+#[test]
+fn a_correspondent_learned_at_an_idn_is_known_in_either_form() {
+    // Learned from taro@例え.jp; mail from the punycode form of the same
+    // address is his, from a look-alike domain it is a stranger under his
+    // name, and the evidence names the domain as the learned mail wrote it.
+    let engine = Engine::with_store(
+        Config::default(),
+        Arc::new(malspam_milter::store::MemoryStore::new()),
+    )
+    .unwrap();
+    let learned = message(
+        &format!("{} <taro@例え.jp>", b_encode("山田 太郎")),
+        "Ichiro Suzuki <ichiro@partner.example.jp>",
+        "1@xn--r8jz45g.jp",
+        "",
+    );
+    let view = malspam_milter::view::MessageView::build(
+        Envelope::default(),
+        learned.as_bytes(),
+        &Config::default().limits,
+        std::time::Instant::now() + std::time::Duration::from_secs(10),
+    );
+    engine
+        .remember_as(&malspam_milter::store::threads::Remembrance::of(&view), true)
+        .unwrap();
+    let known = |address: &str| -> Vec<String> {
+        let raw = message(
+            &format!("{} <{address}>", b_encode("山田 太郎")),
+            "Ichiro Suzuki <ichiro@partner.example.jp>",
+            "2@example.net",
+            "",
+        );
+        engine
+            .scan(Envelope::default(), raw.as_bytes())
+            .findings
+            .iter()
+            .filter(|f| f.detector == "display_name")
+            .map(|f| format!("{}: {}", f.rule, f.evidence))
+            .collect()
+    };
+    assert_eq!(known("Taro@XN--R8JZ45G.JP"), Vec::<String>::new());
+    assert_eq!(
+        known("taro.yamada@mail.xn--r8jz45g.jp"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        known("taro@例ぇ.jp"),
+        ["known_correspondent: display name \"山田 太郎\" is known from earlier mail at 例え.jp (1 address); From is taro@例ぇ.jp"]
+    );
+}

@@ -58,6 +58,26 @@ fn html_anchor_with_mismatched_text_and_archive_target() {
 }
 
 #[test]
+fn every_link_a_reader_can_click() {
+    // view::urls::anchors: an image map's <area href>, and an <a> the
+    // next link closes, are links too; the text an <a> shows ends there.
+    let engine = Engine::new(Config::default()).unwrap();
+    let raw = "From: a@example.net\r\nTo: b@example.org\r\nSubject: Invoice\r\n\
+               MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+               <html><body><map name=m><area shape=rect coords=0,0,9,9 href=\"http://evil.example.net/inv.docm\"></map>\
+               <a href=\"http://evil.example.net/login\">www.mybank.co.jp\
+               <a href=\"https://www.mybank.co.jp/help\">help</a></body></html>\r\n";
+    let r = scan(&engine, raw.as_bytes());
+    assert_eq!(
+        links_findings(&r),
+        [
+            "links.text_mismatch: body.html: text shows www[.]mybank[.]co[.]jp, link goes to hxxp://evil[.]example[.]net/login",
+            "links.macro_document_download: body.html: hxxp://evil[.]example[.]net/inv.docm",
+        ]
+    );
+}
+
+#[test]
 fn rspamd_phishing_samples() {
     let dir = Path::new(CORPUS).join("rspamd-messages");
     if !dir.exists() {

@@ -326,7 +326,7 @@ fn from_not_owned_fires_only_after_the_account_has_history() {
     assert!(e.contains("From domain \"unrelated.example\" never used by alice@example.jp (used: \"example.jp\")"), "{e}");
     assert!(
         e.contains(
-            "display name \"hanako suzuki\" never used by alice@example.jp (used: \"alice sato\")"
+            "display name \"Hanako Suzuki\" never used by alice@example.jp (used: \"Alice Sato\")"
         ),
         "{e}"
     );

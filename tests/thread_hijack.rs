@@ -711,3 +711,125 @@ fn allowlisted_outbound_mail_is_remembered_too() {
     let r = engine.scan_and_commit(Envelope::default(), &hijack_thunderbird());
     assert_eq!(thread_rules(&r), ["revived_thread", "unknown_participant"]);
 }
+
+// ------------------------------------------- the organisation's domains, IDNA
+
+fn config_with_org(domains: &[&str], names: &[&str]) -> Config {
+    let mut config = Config::default();
+    config.organization.domains = domains.iter().map(|d| d.to_string()).collect();
+    config.organization.names = names.iter().map(|n| n.to_string()).collect();
+    config
+}
+
+fn findings_of(report: &Report, detector: &str) -> Vec<String> {
+    let mut r: Vec<String> = report
+        .findings
+        .iter()
+        .filter(|f| f.detector == detector)
+        .map(|f| f.rule.to_string())
+        .collect();
+    r.sort();
+    r
+}
+
+#[test]
+fn free_mail_among_the_organisations_domains_is_ignored_by_both_detectors() {
+    // An admin lists gmail.com among the organisation's domains. Both
+    // detectors read [organization] domains through Config::org_domains,
+    // which drops free mail: a stranger at gmail.com is not the
+    // organisation for thread_hijack (it was: both "the organisation's")
+    // any more than for display_name.
+    let config = config_with_org(&["legal-holdings.co.jp", "gmail.com"], &["Legal Holdings"]);
+    let engine = Engine::with_store(config, Arc::new(MemoryStore::new())).unwrap();
+    let raw = format!(
+        "From: \"Taro Yamada (Legal Holdings)\" <t.yamada.2019@gmail.com>\r\nTo: Hanako Sato <{HANAKO}>\r\n\
+Subject: RE: Invoice for March\r\nDate: {LATE}\r\nMessage-ID: <g9@gmail.com>\r\n\r\n\
+Please see the updated invoice.\r\n\r\n{}",
+        outlook_quote()
+    );
+    let r = engine.scan(Envelope::default(), raw.as_bytes());
+    let thread = thread_rules(&r);
+    assert!(
+        thread.contains(&"quoted_header_mismatch".to_string()),
+        "{thread:?}"
+    );
+    let evidence = &r
+        .findings
+        .iter()
+        .find(|f| f.rule == "quoted_header_mismatch")
+        .unwrap()
+        .evidence;
+    assert!(
+        evidence.starts_with("sender t.yamada.2019@gmail.com (gmail.com): quoted headers name"),
+        "{evidence}"
+    );
+    assert_eq!(findings_of(&r, "display_name"), ["organization_name"]);
+}
+
+fn remembered_idn_thread(engine: &Engine, from: &str) {
+    let original = format!(
+        "From: Taro Yamada <{from}>\r\nTo: Hanako Sato <{HANAKO}>\r\nSubject: Invoice for March\r\n\
+Date: Mon, 4 Mar 2019 10:12:00 +0900\r\nMessage-ID: <m1@xn--r8jz45g.jp>\r\n\r\nPlease find the invoice.\r\n"
+    );
+    let view = MessageView::build(
+        Envelope::default(),
+        original.as_bytes(),
+        &Config::default().limits,
+        Instant::now() + Duration::from_secs(10),
+    );
+    engine
+        .remember_as(&malspam_milter::store::threads::Remembrance::of(&view), true)
+        .unwrap();
+}
+
+fn idn_reply(from: &str) -> Vec<u8> {
+    format!(
+        "From: Taro Yamada <{from}>\r\nTo: Hanako Sato <{HANAKO}>\r\nSubject: RE: Invoice for March\r\n\
+Date: Wed, 6 Mar 2019 09:00:00 +0900\r\nMessage-ID: <r1@xn--r8jz45g.jp>\r\n\
+In-Reply-To: <m1@xn--r8jz45g.jp>\r\nReferences: <m1@xn--r8jz45g.jp>\r\n\r\nThanks, noted.\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn thread_participants_compare_in_either_form_of_an_idn() {
+    // Remembered in Unicode, replied to in punycode, and the reverse: one
+    // participant. A look-alike of the domain is a stranger.
+    for (remembered, replying) in [
+        ("taro@例え.jp", "taro@xn--r8jz45g.jp"),
+        ("taro@XN--R8JZ45G.JP", "Taro@例え。jp"),
+    ] {
+        let engine = Engine::with_store(Config::default(), Arc::new(MemoryStore::new())).unwrap();
+        remembered_idn_thread(&engine, remembered);
+        let r = engine.scan(Envelope::default(), &idn_reply(replying));
+        assert_eq!(thread_rules(&r), Vec::<String>::new(), "{replying}");
+        let r = engine.scan(Envelope::default(), &idn_reply("taro@例ぇ.jp"));
+        assert_eq!(thread_rules(&r), ["unknown_participant"], "{remembered}");
+    }
+}
+
+#[test]
+fn the_organisation_configured_in_one_idn_form_vouches_in_the_other() {
+    // The organisation's colleague replies from its other form of the
+    // domain: the quoted header names the organisation, the sender is the
+    // organisation; no mismatch either way round.
+    for (configured, sender) in [
+        ("例え.jp", "jiro@xn--r8jz45g.jp"),
+        ("xn--r8jz45g.jp", "jiro@mail.例え.jp"),
+    ] {
+        let config = config_with_org(&[configured, "legal-holdings.co.jp"], &[]);
+        let engine = Engine::with_store(config, Arc::new(MemoryStore::new())).unwrap();
+        let raw = format!(
+            "From: Taro Yamada <{sender}>\r\nTo: Hanako Sato <{HANAKO}>\r\n\
+Subject: RE: Invoice for March\r\nDate: {LATE}\r\nMessage-ID: <j9@xn--r8jz45g.jp>\r\n\
+In-Reply-To: <m1.1551661920@legal-holdings.co.jp>\r\n\r\nSee the new figures.\r\n\r\n{}",
+            outlook_quote()
+        );
+        let r = engine.scan(Envelope::default(), raw.as_bytes());
+        assert_eq!(thread_rules(&r), Vec::<String>::new(), "{configured}");
+        // A look-alike of the organisation's IDN is not the organisation.
+        let raw = raw.replace(sender, "jiro@例ぇ.jp");
+        let r = engine.scan(Envelope::default(), raw.as_bytes());
+        assert_eq!(thread_rules(&r), ["quoted_header_mismatch"], "{configured}");
+    }
+}

@@ -119,8 +119,8 @@ pub fn status(
         match holds::get(store, &account)? {
             Some(ep) if ep.active(now) => out.push_str(&format!(
                 "  HELD since {} until {} ({} min left), {} message(s), first queue id {}, last queue id {}\n  reason: {}\n",
-                holds::utc(ep.since),
-                holds::utc(ep.until),
+                crate::calendar::iso_utc(ep.since),
+                crate::calendar::iso_utc(ep.until),
                 (ep.until - now).div_ceil(60),
                 ep.messages,
                 ep.first_queue_id,
@@ -129,8 +129,8 @@ pub fn status(
             )),
             Some(ep) => out.push_str(&format!(
                 "  not held (last hold {} .. {}, first queue id {})\n",
-                holds::utc(ep.since),
-                holds::utc(ep.until),
+                crate::calendar::iso_utc(ep.since),
+                crate::calendar::iso_utc(ep.until),
                 ep.first_queue_id
             )),
             None => out.push_str("  not held\n"),
@@ -151,7 +151,7 @@ pub fn release(store: &dyn Store, account: &str, who: &str) -> StoreResult<Strin
     Ok(match holds::release(store, &account, who)? {
         Some(ep) => format!(
             "released {account}: hold since {}, {} message(s), first queue id {}, last queue id {}; window counters reset\n",
-            holds::utc(ep.since),
+            crate::calendar::iso_utc(ep.since),
             ep.messages,
             ep.first_queue_id,
             ep.last_queue_id

@@ -122,7 +122,7 @@ pub fn release_note(reviewer: &str, now: u64, held: &HeldMessage) -> String {
         ),
         None => String::new(),
     };
-    format!("by {who} at {}{was}", rfc5322_date(now))
+    format!("by {who} at {}{was}", crate::calendar::rfc5322(now))
 }
 
 fn seven_bit(s: &str, max: usize) -> String {
@@ -130,36 +130,6 @@ fn seven_bit(s: &str, max: usize) -> String {
         .filter(|c| c.is_ascii_graphic() || *c == ' ')
         .take(max)
         .collect()
-}
-
-/// `Wed, 02 Dec 2026 10:05:26 +0000`.
-pub fn rfc5322_date(unix: u64) -> String {
-    let days = unix / 86400;
-    let secs = unix % 86400;
-    // Civil from days (Howard Hinnant's algorithm), 1970-01-01 a Thursday.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} +0000",
-        WEEKDAYS[(days % 7) as usize],
-        day,
-        MONTHS[(month - 1) as usize],
-        year,
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
 }
 
 /// The message with our verdict headers removed (and the SpamAssassin-style
@@ -328,13 +298,6 @@ pub fn smtp_send(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates() {
-        assert_eq!(rfc5322_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
-        assert_eq!(rfc5322_date(1795308472), "Sun, 22 Nov 2026 00:47:52 +0000");
-        assert_eq!(rfc5322_date(951782400), "Tue, 29 Feb 2000 00:00:00 +0000");
-    }
 
     #[test]
     fn verdict_headers_replaced_by_the_release_note() {

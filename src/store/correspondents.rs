@@ -45,18 +45,11 @@ pub struct KnownAddress {
     pub domain: String,
 }
 
-/// A display name as people read it, the same key `display_name` matches
-/// names by (see `crate::names`): NFKC, case folded, quotes,
-/// honorifics (様, さん, Mr ...) and company forms dropped, confusable letters
-/// reduced to their skeleton, words joined in written order, so "山田 太郎 様"
-/// and "山田　太郎" compare equal. Empty means no name.
-pub fn normalize_name(name: &str) -> String {
-    crate::names::normalize(name)
-}
-
-/// The hash of a normalised display name; None when nothing is left.
+/// The hash of a display name's key ([`crate::names::normalize`], the key
+/// `display_name` matches names by: "山田 太郎 様" and "山田　太郎" are one
+/// name); None when nothing of the name is left.
 pub fn name_hash(name: &str) -> Option<String> {
-    let n = normalize_name(name);
+    let n = crate::names::normalize(name);
     (!n.is_empty()).then(|| hash::digest("name", &n))
 }
 
@@ -137,8 +130,9 @@ pub fn record_writes(
             ttl: Some(ttl),
         });
         if let Some(h) = name_h {
+            // In clear as the mail wrote it, for evidence; compared by key.
             let domain = crate::view::address::domain_of(s.address)
-                .map(|d| crate::domains::registrable(&d))
+                .map(|d| crate::domains::registrable_as_written(&d))
                 .unwrap_or_default();
             ops.push(WriteOp::SetAdd {
                 key: name_key(&h),
@@ -153,6 +147,7 @@ pub fn record_writes(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::names::normalize as normalize_name;
     use crate::store::MemoryStore;
 
     #[test]

@@ -26,10 +26,12 @@ pub fn digest(kind: &str, value: &str) -> String {
     hex
 }
 
-/// The hash of an address, case-folded (the local part is case-sensitive in
-/// theory, never in practice).
+/// The hash of an address by its key ([`crate::domains::address_key`]):
+/// case-folded (the local part is case-sensitive in theory, never in
+/// practice), the domain in its IDNA form, so `taro@例え.jp` and
+/// `taro@xn--r8jz45g.jp` are one address.
 pub fn address(addr: &str) -> String {
-    digest("addr", &addr.trim().trim_matches(['<', '>']).to_lowercase())
+    digest("addr", &crate::domains::address_key(addr))
 }
 
 /// The hash of a Message-ID, without angle brackets or surrounding space.
@@ -45,6 +47,11 @@ mod tests {
     fn digests_are_stable_and_separated_by_kind() {
         assert_eq!(digest("addr", "a@b.example").len(), 32);
         assert_eq!(address("A@B.example"), address(" <a@b.example> "));
+        assert_eq!(address("taro@例え.jp"), address("Taro@XN--R8JZ45G.JP."));
+        assert_ne!(
+            address("taro@ex\u{0430}mple.jp"),
+            address("taro@example.jp")
+        );
         assert_ne!(digest("addr", "x"), digest("name", "x"));
         assert_eq!(message_id("<x@y>"), message_id("x@y"));
         // Pinned so that a change of algorithm (which would orphan every

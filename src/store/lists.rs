@@ -34,7 +34,10 @@ pub struct ListRecord {
 
 impl ListRecord {
     pub fn known_from(&self, server: &str) -> bool {
-        self.vouched || (!server.is_empty() && self.server == server && self.days.len() >= MIN_DAYS)
+        self.vouched
+            || (!server.is_empty()
+                && crate::domains::same_organization(&self.server, server)
+                && self.days.len() >= MIN_DAYS)
     }
 }
 
@@ -49,17 +52,21 @@ pub fn server_of(view: &crate::view::MessageView) -> String {
         .filter(|s| !s.trim().is_empty())
         .or_else(|| view.header("Return-Path").map(str::to_string))
         .unwrap_or_default();
-    let address = sender.trim().trim_matches(['<', '>']).to_ascii_lowercase();
-    crate::view::address::domain_of(&address)
+    let address = sender.trim().trim_matches(['<', '>']);
+    crate::view::address::domain_of(address)
         .map(|d| crate::domains::registrable(&d))
         .unwrap_or_default()
 }
 
+/// A List-Id as compared: it has the form of a domain (`list.example.org`),
+/// so its IDNA key ([`crate::domains::domain_key`]; plain ASCII ids are
+/// only lower-cased).
+fn list_key(list_id: &str) -> String {
+    crate::domains::domain_key(list_id.trim())
+}
+
 pub fn key(list_id: &str) -> String {
-    format!(
-        "list:{}",
-        hash::digest("list", &list_id.trim().to_ascii_lowercase())
-    )
+    format!("list:{}", hash::digest("list", &list_key(list_id)))
 }
 
 pub fn parse(value: Option<&[u8]>) -> Option<ListRecord> {
@@ -74,11 +81,8 @@ pub fn is_known(
     list_id: &str,
     server: &str,
 ) -> StoreResult<bool> {
-    let id = list_id.trim().to_ascii_lowercase();
-    if configured
-        .iter()
-        .any(|c| c.trim().eq_ignore_ascii_case(&id))
-    {
+    let id = list_key(list_id);
+    if configured.iter().any(|c| list_key(c) == id) {
         return Ok(true);
     }
     let value = store.get(&key(&id))?;
@@ -102,7 +106,7 @@ pub fn record(
     let day = now.div_euclid(86_400);
     let was_vouched = previous.as_ref().is_some_and(|r| r.vouched);
     let mut rec = previous
-        .filter(|r| r.server == server || r.vouched)
+        .filter(|r| r.vouched || crate::domains::same_organization(&r.server, server))
         .unwrap_or_else(|| ListRecord {
             server: server.to_string(),
             days: Vec::new(),
@@ -160,5 +164,19 @@ mod tests {
         let store = MemoryStore::new();
         let configured = vec!["Sales.Example.org".to_string()];
         assert!(is_known(&store, &configured, "sales.example.org", "").unwrap());
+        // A List-Id has the form of a domain: one IDN, either form.
+        let configured = vec!["users.例え.jp".to_string()];
+        assert!(is_known(&store, &configured, "USERS.xn--r8jz45g.jp", "").unwrap());
+        assert!(!is_known(&store, &configured, "users.例ぇ.jp", "").unwrap());
+    }
+
+    #[test]
+    fn a_list_server_is_one_in_either_form_of_its_idn() {
+        let store = MemoryStore::new();
+        post(&store, "lists.例え.jp", 20_000);
+        post(&store, "xn--r8jz45g.jp", 20_001);
+        post(&store, "lists.例え。jp", 20_002);
+        assert!(is_known(&store, &[], "sales.example.org", "xn--r8jz45g.jp").unwrap());
+        assert!(!is_known(&store, &[], "sales.example.org", "例ぇ.jp").unwrap());
     }
 }

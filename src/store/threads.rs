@@ -15,6 +15,7 @@ use unicode_normalization::UnicodeNormalization;
 
 use super::correspondents::{self, name_hash, Seen};
 use super::{hash, Store, StoreResult, WriteOp};
+use crate::domains::{address_key, registrable, registrable_as_written, OrgDomains};
 use crate::view::MessageView;
 
 /// Threads one believed reply corroborates at most (In-Reply-To, then the
@@ -29,7 +30,8 @@ pub const MAX_PARTICIPANTS: usize = 50;
 pub struct Participant {
     /// Hash of the address.
     pub address: String,
-    /// Registrable domain of the address, in clear (for evidence).
+    /// Registrable domain of the address, in clear, as the mail wrote it
+    /// (for evidence; compared by its key, [`crate::domains`]).
     pub domain: String,
     /// Hash of the normalised display name, if it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -56,17 +58,17 @@ fn yes() -> bool {
 ///
 /// Only its From becomes a known correspondent (so one forged message
 /// Cc'ing a name at three domains cannot make that name "generic").
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Trust<'a> {
     pub believed: bool,
-    /// The organisation's registrable domains.
-    pub org_domains: &'a [String],
+    /// The organisation's domains.
+    pub org_domains: &'a OrgDomains,
 }
 
 impl Trust<'_> {
     pub const BELIEVED: Trust<'static> = Trust {
         believed: true,
-        org_domains: &[],
+        org_domains: &OrgDomains::EMPTY,
     };
 }
 
@@ -197,7 +199,7 @@ impl Remembrance {
             if !address.contains('@')
                 || participants
                     .iter()
-                    .any(|(a, _)| a.eq_ignore_ascii_case(address))
+                    .any(|(a, _)| address_key(a) == address_key(address))
             {
                 continue;
             }
@@ -215,9 +217,7 @@ impl Remembrance {
                 .message_id
                 .as_deref()
                 .and_then(|id| id.rsplit_once('@'))
-                .map(|(_, d)| {
-                    crate::domains::registrable(&d.trim_end_matches('>').to_ascii_lowercase())
-                }),
+                .map(|(_, d)| registrable(d.trim_end_matches('>'))),
             replies_to: view
                 .in_reply_to
                 .iter()
@@ -294,18 +294,14 @@ pub fn remember(
             .collect();
         // A message's own Date is only a claim: never later than now.
         let date = message.date.map_or(now, |d| d.min(now));
-        let registrable = |address: &str| {
-            crate::view::address::domain_of(address)
-                .map(|d| crate::domains::registrable(&d))
-                .unwrap_or_default()
-        };
+        let domain = |address: &str| crate::view::address::domain_of(address).unwrap_or_default();
         let from = message.from.as_deref();
+        let is_from = |address: &str| from.is_some_and(|f| address_key(f) == address_key(address));
         let id_domain = message.id_domain.as_deref();
         let vouches = |address: &str| {
             trust.believed
-                || trust.org_domains.contains(&registrable(address))
-                || (from.is_some_and(|f| f.eq_ignore_ascii_case(address))
-                    && id_domain == Some(registrable(address).as_str()))
+                || trust.org_domains.contains(&domain(address))
+                || (is_from(address) && id_domain == Some(registrable(&domain(address)).as_str()))
         };
         let record = ThreadRecord {
             date,
@@ -314,7 +310,7 @@ pub fn remember(
                 .iter()
                 .map(|s| Participant {
                     address: hash::address(s.address),
-                    domain: registrable(s.address),
+                    domain: registrable_as_written(&domain(s.address)),
                     name: s.name.and_then(name_hash),
                     vouches: vouches(s.address),
                 })
@@ -353,9 +349,7 @@ pub fn remember(
         let (learnt, before): (Vec<Seen<'_>>, Vec<_>) = seen
             .iter()
             .zip(previous)
-            .filter(|(s, _)| {
-                trust.believed || from.is_some_and(|f| f.eq_ignore_ascii_case(s.address))
-            })
+            .filter(|(s, _)| trust.believed || is_from(s.address))
             .map(|(s, p)| (*s, p))
             .unzip();
         ops.extend(correspondents::record_writes(&learnt, &before, date, ttl));

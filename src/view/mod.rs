@@ -8,7 +8,9 @@ mod containers;
 mod decrypt;
 pub mod filetype;
 pub mod password;
+pub mod quoted;
 pub mod subject;
+pub mod urls;
 
 use std::time::Instant;
 

@@ -58,18 +58,13 @@ impl User {
         if self.domains.is_empty() {
             return true;
         }
-        let domain = address
-            .rsplit_once('@')
-            .map(|(_, d)| d)
-            .unwrap_or("")
-            .trim_end_matches('.')
-            .to_ascii_lowercase();
-        self.domains.iter().any(|d| {
-            domain == *d
-                || (domain.len() > d.len()
-                    && domain.ends_with(d.as_str())
-                    && domain.as_bytes()[domain.len() - d.len() - 1] == b'.')
-        })
+        let Some((_, domain)) = address.rsplit_once('@') else {
+            return false;
+        };
+        // By key: `xn--r8jz45g.jp` in the users file sees mail to `例え.jp`.
+        self.domains
+            .iter()
+            .any(|d| crate::domains::within(domain, d))
     }
 
     pub fn all_domains(&self) -> bool {
@@ -453,6 +448,18 @@ mod tests {
         assert!(!verify_password(&users[0], "wrong"));
         assert!(!verify_password(&users[1], ""), "proxy-only user");
         assert_eq!(users[1].domains, ["a.example", "b.example"]);
+        // A reviewer of an IDN sees its mail in either form, and only its.
+        let idn = User {
+            name: "r".into(),
+            role: Role::Reviewer,
+            domains: vec!["xn--r8jz45g.jp".into()],
+            hash: None,
+        };
+        assert!(idn.sees("bob@例え.jp"));
+        assert!(idn.sees("bob@mail.xn--r8jz45g.jp"));
+        assert!(idn.sees("bob@Mail.例え。JP."));
+        assert!(!idn.sees("bob@ex\u{0430}mple.jp"));
+        assert!(!idn.sees("bob@xn--zz.xn--r8jz45g.jp"));
         assert!(users[1].sees("x@a.example"));
         assert!(users[1].sees("x@mail.B.example"));
         assert!(!users[1].sees("x@notb.example"));

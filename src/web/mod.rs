@@ -682,12 +682,8 @@ impl Filters {
         if !self.rule.is_empty() && !item.findings.iter().any(|f| f.name() == self.rule) {
             return false;
         }
-        if !self.domain.is_empty() {
-            let d = self.domain.trim().to_ascii_lowercase();
-            let sd = &item.sender_domain;
-            if !(*sd == d || sd.ends_with(&format!(".{d}"))) {
-                return false;
-            }
+        if !self.domain.is_empty() && !crate::domains::within(&item.sender_domain, &self.domain) {
+            return false;
         }
         let age = now.saturating_sub(item.held.arrival_time);
         let ok_age = match self.age.as_str() {

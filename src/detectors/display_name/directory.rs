@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::domains::registrable;
+use crate::domains::{address_key, registrable};
 use crate::names::NameKey;
 
 /// One person (or company) of the directory with every address listed.
@@ -50,7 +50,8 @@ pub struct Directory {
     people: Vec<Person>,
     /// Name variant (see [`NameKey::variants`]) to people.
     by_name: HashMap<String, Vec<usize>>,
-    /// Lower-cased address to the person listing it.
+    /// Address key ([`address_key`]: `例え.jp` and `xn--r8jz45g.jp` alike)
+    /// to the person listing it.
     by_address: HashMap<String, usize>,
 }
 
@@ -137,10 +138,11 @@ impl Directory {
                 format!("{name:?} is too short or generic to identify anyone (after honorifics and company forms are removed)")
             })?;
         let name = name.trim().to_string();
+        let address_id = address_key(&address);
         let id = match self.find(&key).first() {
             Some(&id) => id,
             None => {
-                let id = match self.by_address.get(&address) {
+                let id = match self.by_address.get(&address_id) {
                     Some(&id) => {
                         self.people[id].aliases.push(name);
                         id
@@ -160,10 +162,14 @@ impl Directory {
                 id
             }
         };
-        if !self.people[id].addresses.contains(&address) {
-            self.people[id].addresses.push(address.clone());
+        if !self.people[id]
+            .addresses
+            .iter()
+            .any(|a| address_key(a) == address_id)
+        {
+            self.people[id].addresses.push(address);
         }
-        self.by_address.entry(address).or_insert(id);
+        self.by_address.entry(address_id).or_insert(id);
         Ok(())
     }
 
@@ -188,10 +194,11 @@ impl Directory {
             .collect()
     }
 
-    /// The person who lists this address (case-insensitive).
+    /// The person who lists this address (compared by [`address_key`]:
+    /// case, and the Unicode or punycode form of the domain, aside).
     pub fn person_with_address(&self, address: &str) -> Option<&Person> {
         self.by_address
-            .get(&address.to_lowercase())
+            .get(&address_key(address))
             .map(|&i| &self.people[i])
     }
 
@@ -203,8 +210,8 @@ impl Directory {
         self.people.is_empty()
     }
 
-    /// Registrable domains of every address in the directory that is not at
-    /// a free-mail provider (`is_freemail` decides).
+    /// Registrable domains (keys) of every address in the directory that is
+    /// not at a free-mail provider (`is_freemail` decides).
     pub fn organisation_domains(&self, is_freemail: impl Fn(&str) -> bool) -> BTreeSet<String> {
         self.people
             .iter()
@@ -246,6 +253,7 @@ mod tests {
             vec!["taro@legal-holdings.co.jp", "yamada.taro@gmail.com"]
         );
         let john = dir.person_with_address("john@partner.example").unwrap();
+        assert!(dir.person_with_address("<JOHN@Partner.Example.>").is_some());
         assert_eq!(john.name, "Smith, John");
         let domains = dir.organisation_domains(|d| d == "gmail.com");
         assert_eq!(
@@ -262,6 +270,23 @@ mod tests {
         assert_eq!(
             dir.lookup(&NameKey::new("YAMADA Taro").unwrap())[0].name,
             "山田 太郎"
+        );
+    }
+
+    #[test]
+    fn addresses_compare_in_either_form_of_their_domain() {
+        let dir = parse("山田 太郎,taro@例え.jp\nTaro Yamada,Taro@XN--R8JZ45G.JP\n").unwrap();
+        assert_eq!(dir.people().len(), 1);
+        assert_eq!(dir.people()[0].addresses, ["taro@例え.jp"]);
+        for a in ["taro@xn--r8jz45g.jp", "taro@例え。jp", "Taro@例え.JP."] {
+            assert!(dir.person_with_address(a).is_some(), "{a}");
+        }
+        assert!(dir.person_with_address("taro@ex\u{0430}mple.jp").is_none());
+        assert_eq!(
+            dir.organisation_domains(|_| false)
+                .into_iter()
+                .collect::<Vec<_>>(),
+            ["xn--r8jz45g.jp"]
         );
     }
 

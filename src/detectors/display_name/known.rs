@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 
 use super::{clip, Match, Sender};
+use crate::domains::registrable;
 use crate::names;
 use crate::store::correspondents::{self, KnownAddress};
 use crate::store::{hash, Store, StoreResult};
@@ -39,14 +40,22 @@ pub(super) fn check(
         if known.is_empty() {
             continue;
         }
+        // The store keeps domains as the mail wrote them: compare keys.
         let own = |k: &KnownAddress| {
-            k.address_hash == sender_hash || (!sender_is_free && k.domain == sender.reg)
+            k.address_hash == sender_hash
+                || (!sender_is_free && registrable(&k.domain) == sender.reg)
         };
         if known.iter().any(own) {
             // The sender was seen with this name before: a known correspondent.
             return Ok(());
         }
-        let domains: BTreeSet<&str> = known.iter().map(|k| k.domain.as_str()).collect();
+        // Each registrable domain once, shown as first written.
+        let mut keys = BTreeSet::new();
+        let domains: BTreeSet<&str> = known
+            .iter()
+            .filter(|k| keys.insert(registrable(&k.domain)))
+            .map(|k| k.domain.as_str())
+            .collect();
         if domains.len() >= GENERIC_NAME_DOMAINS {
             continue;
         }

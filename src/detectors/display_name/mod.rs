@@ -17,7 +17,6 @@
 //! sender's own domain carries it (a brand named after its domain).
 
 pub mod directory;
-pub mod freemail;
 mod known;
 pub mod services;
 
@@ -30,9 +29,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::detector::{Detector, DetectorError, Hit, RuleInfo, ScanContext};
-use crate::domains::registrable;
+use crate::domains::{self, registrable, OrgDomains};
 use crate::names::{self, NameKey};
-use crate::view::MessageView;
+use crate::view::address::find_in_text;
+use crate::view::{quoted, MessageView};
 use directory::{Directory, Person};
 
 pub const NAME: &str = "display_name";
@@ -144,19 +144,6 @@ pub fn check_config(config: &Config, config_file: Option<&Path>) -> Vec<String> 
     }
 }
 
-/// `true` when `domain` is `within` or one of its subdomains.
-pub(crate) fn domain_within(domain: &str, within: &str) -> bool {
-    let within = within.trim().trim_end_matches('.');
-    if within.is_empty() {
-        return false;
-    }
-    let (domain, within) = (domain.as_bytes(), within.as_bytes());
-    domain.eq_ignore_ascii_case(within)
-        || (domain.len() > within.len()
-            && domain[domain.len() - within.len()..].eq_ignore_ascii_case(within)
-            && domain[domain.len() - within.len() - 1] == b'.')
-}
-
 /// The organisation's name or domain label, prepared for phrase search.
 #[derive(Debug, Clone)]
 struct OrgTerm {
@@ -170,8 +157,8 @@ struct OrgTerm {
 
 pub struct DisplayNameDetector {
     settings: DisplayNameConfig,
-    /// Registrable domains of the organisation (free-mail ones dropped).
-    org_domains: BTreeSet<String>,
+    /// The organisation's domains (free-mail ones dropped).
+    org_domains: OrgDomains,
     org_terms: Vec<OrgTerm>,
     /// The directory, or why it could not be loaded (reported per message).
     directory: Result<Directory, String>,
@@ -182,25 +169,18 @@ pub struct DisplayNameDetector {
 impl DisplayNameDetector {
     pub fn new(config: &Config) -> Self {
         let settings = config.display_name.clone();
-        let is_free = |d: &str| freemail::is_freemail(d, &settings.freemail_domains);
-        let org_domains: BTreeSet<String> = config
-            .organization
-            .domains
-            .iter()
-            .map(|d| d.trim().trim_start_matches('@').to_lowercase())
-            .filter(|d| !d.is_empty() && !is_free(d))
-            .map(|d| registrable(&d))
-            .collect();
+        let is_free = |d: &str| domains::is_freemail(d, &settings.freemail_domains);
+        let org_domains = config.org_domains();
         let mut org_terms = Vec::new();
         for name in &config.organization.names {
             if let Some(key) = NameKey::new(name) {
                 push_term(&mut org_terms, name, key.canonical());
             }
         }
-        for domain in &org_domains {
-            let label = domain.split('.').next().unwrap_or("");
-            let joined: String = names::words(label).concat();
-            push_term(&mut org_terms, domain, joined);
+        for (domain, shown) in org_domains.registrable_domains() {
+            // The label as a reader sees it: 例え, not xn--r8jz45g.
+            let joined: String = names::words(&first_label(domain)).concat();
+            push_term(&mut org_terms, shown, joined);
         }
         let directory = match settings.directory_path(config.source.as_deref()) {
             None => Ok(Directory::default()),
@@ -223,15 +203,25 @@ impl DisplayNameDetector {
     }
 
     fn is_freemail(&self, domain: &str) -> bool {
-        freemail::is_freemail(domain, &self.settings.freemail_domains)
+        domains::is_freemail(domain, &self.settings.freemail_domains)
     }
 
     fn is_service(&self, domain: &str) -> bool {
+        let Some(key) = domains::valid_key(domain) else {
+            return false;
+        };
         self.settings
             .services
             .iter()
-            .any(|s| domain_within(domain, s))
+            .any(|s| domains::key_within(&key, s))
     }
+}
+
+/// The first label of a registrable domain in its Unicode form, the way a
+/// reader would write it in a name: `例え` for `xn--r8jz45g.jp`.
+fn first_label(domain: &str) -> String {
+    let unicode = domains::unicode(domain);
+    unicode.split('.').next().unwrap_or("").to_string()
 }
 
 fn push_term(terms: &mut Vec<OrgTerm>, shown: &str, joined: String) {
@@ -253,8 +243,13 @@ fn push_term(terms: &mut Vec<OrgTerm>, shown: &str, joined: String) {
 
 /// The sender as the rules compare it.
 struct Sender<'a> {
+    /// The address as written (lower case), for evidence.
     address: String,
+    /// The address as compared ([`domains::address_key`]).
+    address_key: String,
+    /// The domain as written (lower case).
     domain: String,
+    /// The registrable domain, as compared (a key).
     reg: String,
     /// The display name, cut to `max_name_chars`.
     name: Option<String>,
@@ -291,6 +286,7 @@ impl Detector for DisplayNameDetector {
         };
         let sender = Sender {
             reg: registrable(&domain),
+            address_key: domains::address_key(&address),
             address,
             domain,
             name: from
@@ -311,7 +307,7 @@ impl Detector for DisplayNameDetector {
             self.embedded_addresses(&sender, name, directory, &mut matches);
             self.directory_people(&sender, name, directory, &mut matches);
             // The directory is the stronger claim; the store covers the rest.
-            if matches.is_empty() && !self.org_domains.contains(&sender.reg) {
+            if matches.is_empty() && !self.org_domains.contains(&sender.domain) {
                 let free = |d: &str| self.is_freemail(d);
                 if let Err(e) = known::check(&sender, name, ctx.store, free, &mut matches) {
                     store_error = Some(DetectorError::new(format!("known_correspondent: {e}")));
@@ -372,7 +368,7 @@ impl DisplayNameDetector {
             Regex::new(r"(?i)(?:^|[\s(\[])via\s+([^()\[\]]+)|[(\[]?([^()\[\]\s]+)\s*経由").unwrap()
         });
         let folded = names::nfkc(name);
-        let label: String = names::words(sender.reg.split('.').next().unwrap_or("")).concat();
+        let label: String = names::words(&first_label(&sender.reg)).concat();
         via.captures_iter(&folded).any(|c| {
             let service = c.get(1).or_else(|| c.get(2)).map_or("", |m| m.as_str());
             names::words(service)
@@ -391,11 +387,11 @@ impl DisplayNameDetector {
     ) {
         // The organisation's own systems (help desks, portals) show their
         // customers' addresses; spoofing our own domain is DMARC's business.
-        if self.org_domains.contains(&sender.reg) {
+        if self.org_domains.contains(&sender.domain) {
             return;
         }
         let listed_sender = directory.person_with_address(&sender.address);
-        for shown in find_addresses(name) {
+        for shown in find_in_text(name) {
             let reg = registrable(domain_part(&shown));
             if reg == sender.reg {
                 continue;
@@ -431,7 +427,7 @@ impl DisplayNameDetector {
         directory: &Directory,
         out: &mut Vec<Match>,
     ) {
-        if directory.is_empty() || self.org_domains.contains(&sender.reg) {
+        if directory.is_empty() || self.org_domains.contains(&sender.domain) {
             return;
         }
         let mut seen: Vec<&Person> = Vec::new();
@@ -461,7 +457,7 @@ impl DisplayNameDetector {
     /// address, or the same registrable domain unless that is free mail.
     fn is_own_address(&self, person: &Person, sender: &Sender<'_>) -> bool {
         person.addresses.iter().any(|a| {
-            a == &sender.address
+            domains::address_key(a) == sender.address_key
                 || (!self.is_freemail(&sender.domain) && registrable(domain_part(a)) == sender.reg)
         })
     }
@@ -469,15 +465,14 @@ impl DisplayNameDetector {
     /// `organization_name`: the organisation's name or domain label in the
     /// display name while the sender is not the organisation.
     fn organization_names(&self, sender: &Sender<'_>, name: &str, out: &mut Vec<Match>) {
-        if self.org_terms.is_empty() || self.org_domains.contains(&sender.reg) {
+        if self.org_terms.is_empty() || self.org_domains.contains(&sender.domain) {
             return;
         }
         let words = names::words(name);
         let all: String = words.concat();
         // A brand named after the sender's own domain (a newsletter from
         // examplecloud.io naming "Example") is the sender's own name.
-        let sender_label: String =
-            names::words(sender.reg.split('.').next().unwrap_or("")).concat();
+        let sender_label: String = names::words(&first_label(&sender.reg)).concat();
         for term in &self.org_terms {
             let found = if term.cjk {
                 all.contains(&term.joined)
@@ -487,7 +482,7 @@ impl DisplayNameDetector {
             if !found || sender_label.contains(&term.joined) {
                 continue;
             }
-            let domains: Vec<&str> = self.org_domains.iter().map(String::as_str).collect();
+            let domains = self.org_domains.shown();
             out.push(Match {
                 rule: "organization_name",
                 evidence: format!(
@@ -515,33 +510,34 @@ impl DisplayNameDetector {
             .to
             .iter()
             .chain(&view.cc)
-            .filter_map(|m| m.address_lower())
-            .chain(
-                view.envelope
-                    .rcpt_to
-                    .iter()
-                    .map(|r| r.trim_matches(|c| c == '<' || c == '>').to_lowercase()),
-            )
+            .filter_map(|m| m.address.as_deref())
+            .chain(view.envelope.rcpt_to.iter().map(String::as_str))
+            .map(domains::address_key)
             .collect();
         // The first text the reader sees: the message's own first text part
         // (for multipart/alternative, either rendering starts the same).
         let Some(body) = view.texts.iter().find(|t| t.depth == 0 && !t.is_attachment) else {
             return;
         };
+        // What the sender wrote now: the text down to its quoted history.
+        let written = quoted::parse_head(&body.text, self.settings.body_lines, BODY_BYTES).new_text;
         let mut shown_lines = 0;
-        for (n, line) in body.text.lines().enumerate() {
+        for (n, line) in written.lines().enumerate() {
             // A "line" of megabytes (no newlines) is read only so far.
             let line = clip_bytes(line, MAX_LINE_BYTES).trim();
             if line.is_empty() {
                 continue;
             }
-            if is_quote_start(line) || shown_lines >= self.settings.body_lines {
+            if shown_lines >= self.settings.body_lines {
                 break;
             }
             shown_lines += 1;
-            for shown in find_addresses(line) {
+            for shown in find_in_text(line) {
                 let reg = registrable(domain_part(&shown));
-                if reg == sender.reg || !known(&reg) || recipients.contains(&shown) {
+                if reg == sender.reg
+                    || !known(&reg)
+                    || recipients.contains(&domains::address_key(&shown))
+                {
                     continue;
                 }
                 let who = match directory.person_with_address(&shown) {
@@ -574,6 +570,8 @@ impl DisplayNameDetector {
             if registrable(&domain) == sender.reg {
                 continue;
             }
+            // The domain as the mail wrote it: evidence is read by people.
+            let from_domain = domains::registrable_as_written(&sender.domain);
             let (rule, why) = match matches.first() {
                 Some(m) => (
                     "reply_to_impersonation",
@@ -583,10 +581,7 @@ impl DisplayNameDetector {
             };
             return Some(Hit::new(
                 rule,
-                format!(
-                    "Reply-To {address} is not at From's domain ({}){why}",
-                    sender.reg
-                ),
+                format!("Reply-To {address} is not at From's domain ({from_domain}){why}"),
             ));
         }
         None
@@ -601,6 +596,9 @@ fn describe(person: &Person) -> String {
 
 /// How much of one body line `body_address` reads.
 const MAX_LINE_BYTES: usize = 1000;
+/// How much of the body `body_address` looks at for quoted history (as
+/// much as `thread_hijack` does by default).
+const BODY_BYTES: usize = 256 * 1024;
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character.
 fn clip_bytes(s: &str, max: usize) -> &str {
@@ -643,141 +641,14 @@ fn contains_phrase(words: &[String], phrase: &str) -> bool {
     })
 }
 
-/// The first line of quoted history: everything from here on was written
-/// by someone else ("On ... wrote:", "-----Original Message-----", "> ...").
-fn is_quote_start(line: &str) -> bool {
-    let lower = line.to_lowercase();
-    line.starts_with('>')
-        || line.starts_with('＞')
-        || lower.starts_with("from:")
-        || lower.starts_with("差出人:")
-        || lower.starts_with("差出人：")
-        || lower.starts_with("送信者:")
-        || lower.contains("original message")
-        || lower.contains("forwarded message")
-        || lower.ends_with("wrote:")
-        || lower.ends_with("writes:")
-        || line.ends_with("書きました:")
-        || line.ends_with("書きました：")
-        || line.ends_with("のメッセージ:")
-        // Gmail's Japanese quote header: "2019年12月9日(月) 10:00 Name <a@b>:"
-        || line.ends_with(">:")
-}
-
-/// Addresses written in free text, the way people and attackers write them:
-/// `taro@example.co.jp`, full-width `ｔａｒｏ＠ｅｘａｍｐｌｅ．ｃｏ．ｊｐ`,
-/// `taro @ example.co .jp`, `taro[at]example.co.jp`, `taro(@)example[.]co.jp`.
-/// Returned lower-cased and tidied; only domains under a known public suffix.
-pub fn find_addresses(text: &str) -> Vec<String> {
-    static ADDRESS: OnceLock<Regex> = OnceLock::new();
-    let re = ADDRESS.get_or_init(|| {
-        let label = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?";
-        let dot = r"\s*(?:\.|\[\.\]|\(\.\)|\[dot\]|\(dot\))\s*";
-        let at = r"\s*(?:@|\[\s*@\s*\]|\(\s*@\s*\)|\[at\]|\(at\)|\{at\})\s*";
-        Regex::new(&format!(r"([a-z0-9._%+-]+){at}({label}(?:{dot}{label})+)")).unwrap()
-    });
-    if !may_hold_address(text) {
-        return Vec::new();
-    }
-    let folded = names::fold(text);
-    let mut out = Vec::new();
-    for c in re.captures_iter(&folded) {
-        let local = c[1].trim_matches('.');
-        let labels: Vec<&str> = c[2]
-            .split(['.', '[', ']', '(', ')'])
-            .map(|l| l.trim())
-            .filter(|l| !l.is_empty() && *l != "dot")
-            .collect();
-        let Some(domain) = known_domain(&labels) else {
-            continue;
-        };
-        if local.is_empty() {
-            continue;
-        }
-        let address = format!("{local}@{domain}");
-        if !out.contains(&address) {
-            out.push(address);
-        }
-    }
-    out
-}
-
-/// False when `text` cannot hold an address in any form `find_addresses`
-/// reads: plain ASCII with neither "@" nor a bracketed "at". Body lines
-/// are mostly such text, and folding them (NFKC, skeletons) is not free.
-fn may_hold_address(text: &str) -> bool {
-    if !text.is_ascii() {
-        return true;
-    }
-    let bytes = text.as_bytes();
-    bytes.contains(&b'@')
-        || bytes.windows(3).any(|w| {
-            w[0].eq_ignore_ascii_case(&b'a')
-                && w[1].eq_ignore_ascii_case(&b't')
-                && matches!(w[2], b']' | b')' | b'}')
-        })
-}
-
-/// The longest prefix of `labels` that ends in a known public suffix and
-/// has a registrable domain: "example.co.jp.hello" (a sentence running on
-/// after the address) becomes "example.co.jp".
-fn known_domain(labels: &[&str]) -> Option<String> {
-    (2..=labels.len()).rev().find_map(|n| {
-        let domain = labels[..n].join(".");
-        let suffix = psl::suffix(domain.as_bytes())?;
-        (suffix.is_known() && psl::domain(domain.as_bytes()).is_some()).then_some(domain)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn addresses_are_found_in_their_disguises() {
-        assert_eq!(
-            find_addresses("\"taro@legal-holdings.co.jp\""),
-            vec!["taro@legal-holdings.co.jp"]
-        );
-        assert_eq!(
-            find_addresses("ｔａｒｏ＠ｌｅｇａｌ－ｈｏｌｄｉｎｇｓ．ｃｏ．ｊｐ"),
-            vec!["taro@legal-holdings.co.jp"]
-        );
-        assert_eq!(
-            find_addresses("Taro (taro @ legal-holdings.co .jp)"),
-            vec!["taro@legal-holdings.co.jp"]
-        );
-        assert_eq!(
-            find_addresses("taro[at]example[.]com"),
-            vec!["taro@example.com"]
-        );
-        assert_eq!(
-            find_addresses("mail taro@example.co.jp.Thanks"),
-            vec!["taro@example.co.jp"]
-        );
-        assert!(find_addresses("version 1.2 at noon").is_empty());
-        // The quick pre-check passes every written form through.
-        assert_eq!(find_addresses("taro{AT}example.com"), ["taro@example.com"]);
-        assert!(may_hold_address("taro (At) example.com"));
-        assert!(may_hold_address("ｔａｒｏ＠ｅｘａｍｐｌｅ．ｃｏｍ"));
-        assert!(!may_hold_address("La La La at noon, that is all."));
-        assert!(find_addresses("user@localhost").is_empty());
-    }
-
-    #[test]
     fn clip_bytes_keeps_characters_whole() {
         assert_eq!(clip_bytes("山田太郎", 4), "山");
         assert_eq!(clip_bytes("abc", 10), "abc");
-    }
-
-    #[test]
-    fn domains_within() {
-        assert!(domain_within("mail.google.com", "google.com"));
-        assert!(domain_within("google.com", "google.com"));
-        assert!(!domain_within("notgoogle.com", "google.com"));
-        // Byte arithmetic on non-ASCII domains must not split a character.
-        assert!(!domain_within("mächine.example", "box.com"));
-        assert!(!domain_within("ä.box.com", "ä"));
     }
 
     #[test]

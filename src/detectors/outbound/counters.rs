@@ -11,15 +11,14 @@
 //! Keys (`{a}` is the escaped account, `{w}` the window length in seconds):
 //! - `ob:c:{a}:{metric}:{w}:{bucket}` counters, metric `msg`, `rcpt`, `new`
 //! - `ob:d:{a}:{w}:{bucket}` set of recipient domains seen in the bucket
-//! - `ob:k:{a}` set of hashed recipients the account ever wrote to
+//! - `ob:k:{a}` set of the recipients the account ever wrote to, each as the
+//!   store's address hash ([`crate::store::hash::address`])
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use super::config::WindowConfig;
-use crate::store::{Store, StoreResult, WriteOp};
+use crate::store::{hash, Store, StoreResult, WriteOp};
 
 /// Buckets per window: the window slides in tenths of its length.
 pub const BUCKETS: u64 = 10;
@@ -66,12 +65,6 @@ pub fn account_from_key(key: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// A recipient as stored in the known-recipients set: a hash, so the store
-/// holds no address book in the clear.
-pub fn recipient_hash(address: &str) -> Vec<u8> {
-    Sha256::digest(address.trim().to_lowercase().as_bytes())[..16].to_vec()
 }
 
 fn bucket_len(window: &WindowConfig) -> u64 {
@@ -124,7 +117,8 @@ pub fn predict(
     let mut hashes = BTreeSet::new();
     let mut domains = BTreeSet::new();
     for rcpt in recipients {
-        let hash = recipient_hash(rcpt);
+        // Hashed, so the store holds no address book in the clear.
+        let hash = hash::address(rcpt).into_bytes();
         if !hashes.insert(hash.clone()) {
             continue;
         }
@@ -320,5 +314,29 @@ mod tests {
         assert_eq!(usage(&store, "a:bc", &w[0], 1000).unwrap().messages, 1);
         let u = record(&store, "a:b", &w, &["r@x.example".into()], DAY, 1001).unwrap();
         assert_eq!(u[0].new_recipients, 0);
+    }
+
+    #[test]
+    fn recipient_domains_count_once_in_either_idn_form() {
+        let store = MemoryStore::new();
+        let w = [window(60)];
+        let rcpts = ["a@例え.jp".to_string(), "b@mail.xn--r8jz45g.jp".into()];
+        let u = record(&store, "a", &w, &rcpts, DAY, 1000).unwrap();
+        assert_eq!((u[0].recipients, u[0].domains), (2, 1));
+    }
+
+    #[test]
+    fn known_recipients_are_kept_as_the_stores_address_hash() {
+        // One address hash in the whole store: the one threads and
+        // correspondents key addresses by.
+        let store = MemoryStore::new();
+        let w = [window(60)];
+        record(&store, "a", &w, &["<Bob@X.example>".into()], DAY, 1000).unwrap();
+        let members = store.set_members(&known_key("a")).unwrap();
+        assert_eq!(members, [hash::address("bob@x.example").into_bytes()]);
+        // The same address written another way is no new recipient: the
+        // window still counts the first message's one.
+        let u = record(&store, "a", &w, &["bob@x.example".into()], DAY, 1001).unwrap();
+        assert_eq!(u[0].new_recipients, 1);
     }
 }

@@ -124,7 +124,7 @@ pub fn on_message(
             tracing::warn!(
                 "{queue_id}: outbound ALERT: account {account} held for {} min (until {}): {reason}; counters: {counters}; first queue id {queue_id}",
                 config.hold_minutes,
-                utc(ep.until)
+                crate::calendar::iso_utc(ep.until)
             );
             Ok(Outcome::Started(ep))
         }
@@ -175,45 +175,16 @@ fn log_end(queue_id: &str, ep: &Episode, why: &str) {
         "{queue_id}: outbound: account {} hold ended ({why}): {} message(s) since {}, first queue id {}, last queue id {}",
         ep.account,
         ep.messages,
-        utc(ep.since),
+        crate::calendar::iso_utc(ep.since),
         ep.first_queue_id,
         ep.last_queue_id
     );
-}
-
-/// Unix seconds as `2024-05-01T12:00:00Z`, for people reading logs.
-pub fn utc(secs: u64) -> String {
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    // Civil date from days since 1970-01-01 (proleptic Gregorian calendar).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::MemoryStore;
-
-    #[test]
-    fn utc_formats_known_instants() {
-        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(utc(1_700_000_000), "2023-11-14T22:13:20Z");
-    }
 
     #[test]
     fn episode_starts_runs_extends_and_expires() {

@@ -7,15 +7,20 @@
 //! trips the rate limits long before.
 //!
 //! Keys: `ob:h:{a}` messages seen (learning phase), `ob:id:{a}:{kind}` set of
-//! owned values, `ob:idc:{a}:{kind}:{hash}` uses of an unfamiliar value.
+//! owned values, `ob:idc:{a}:{kind}:{hash}` uses of an unfamiliar value
+//! (the store's hash of the value in the kind's namespace, so an address
+//! hashes as [`hash::address`] does).
+//!
+//! Display names are compared as a reader sees them, by the key of
+//! [`crate::names::normalize`] (the same key the correspondent memory and
+//! `display_name` use), and kept as the mail wrote them: the key is a
+//! skeleton ("Yamada" becomes "yarnada"), not something to show anyone.
 
 use std::time::Duration;
 
-use unicode_normalization::UnicodeNormalization;
-
 use super::config::OutboundConfig;
-use super::counters::{account_key, recipient_hash};
-use crate::store::{Store, StoreResult, WriteOp};
+use super::counters::account_key;
+use crate::store::{hash, Store, StoreResult, WriteOp};
 use crate::view::Mailbox;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,17 +38,6 @@ impl Kind {
             Kind::Name => "name",
         }
     }
-}
-
-/// A display name as compared: NFKC (full-width letters, ideographic space),
-/// lower case, quotes dropped, runs of white space made one space.
-pub fn normalize_name(name: &str) -> String {
-    let folded: String = name
-        .nfkc()
-        .flat_map(char::to_lowercase)
-        .filter(|c| !matches!(c, '"' | '\''))
-        .collect();
-    folded.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Judge the From of one message of `account` and learn from it at once
@@ -78,26 +72,27 @@ pub fn judge(
     };
     let a = account_key(account);
     let ttl = Some(Duration::from_secs(config.history_days.max(1) * 86400));
-    let domain = from
-        .domain()
-        .map(|d| crate::domains::registrable(&d))
-        .unwrap_or_default();
+    // (the registrable domain as compared and kept, as the mail wrote it)
+    let from_domain = from.domain().unwrap_or_default();
+    let domain = crate::domains::registrable(&from_domain);
+    let domain_shown = crate::domains::registrable_as_written(&from_domain);
+    // (the value compared and kept, the value as the mail wrote it)
     let name = from
         .name
         .as_deref()
-        .map(normalize_name)
-        .filter(|n| !n.is_empty());
+        .map(|n| (crate::names::normalize(n), n.trim()))
+        .filter(|(key, _)| !key.is_empty());
 
     // A login that is itself an address owns that address and its domain.
-    let mut owned: Vec<(Kind, String)> = Vec::new();
+    let mut login_owns: Vec<(Kind, String)> = Vec::new();
     if account.contains('@') {
         let login = account.trim().to_lowercase();
         if let Some(d) = crate::view::address::domain_of(&login) {
-            owned.push((Kind::Domain, crate::domains::registrable(&d)));
+            login_owns.push((Kind::Domain, crate::domains::registrable(&d)));
         }
-        owned.push((Kind::Address, login));
+        login_owns.push((Kind::Address, login));
     }
-    for (kind, value) in &owned {
+    for (kind, value) in &login_owns {
         writes.push(WriteOp::SetAdd {
             key: id_key(&a, *kind),
             member: value.as_bytes().to_vec(),
@@ -113,30 +108,46 @@ pub fn judge(
         ttl,
     });
     let learning = seen <= config.from_learning_messages;
-    let mut identities = vec![(Kind::Address, address.clone()), (Kind::Domain, domain)];
-    if let Some(name) = &name {
-        identities.push((Kind::Name, name.clone()));
+    let mut identities = vec![
+        (Kind::Address, address.clone(), address.as_str()),
+        (Kind::Domain, domain.clone(), domain_shown.as_str()),
+    ];
+    if let Some((key, shown)) = &name {
+        identities.push((Kind::Name, key.clone(), shown));
     }
     let mut strange = Vec::new();
-    for (kind, value) in identities {
+    for (kind, value, shown) in identities {
         if value.is_empty() {
             continue;
         }
         let key = id_key(&a, kind);
+        // Names are kept as written and compared by their key; addresses
+        // and domains are kept as compared.
+        let member = if kind == Kind::Name { shown } else { &value };
+        let owned = login_owns.iter().any(|(k, v)| *k == kind && *v == value)
+            || match kind {
+                Kind::Name => owns_name(store, &key, &value)?,
+                _ if learning => false,
+                _ => store.set_contains(&key, value.as_bytes())?,
+            };
         if learning {
-            writes.push(WriteOp::SetAdd {
-                key,
-                member: value.into_bytes(),
-                ttl,
-            });
+            if !owned {
+                writes.push(WriteOp::SetAdd {
+                    key,
+                    member: member.as_bytes().to_vec(),
+                    ttl,
+                });
+            }
             continue;
         }
-        if owned.iter().any(|(k, v)| *k == kind && *v == value)
-            || store.set_contains(&key, value.as_bytes())?
-        {
+        if owned {
             continue;
         }
-        let uses_key = format!("ob:idc:{a}:{}:{}", kind.key(), hex(&recipient_hash(&value)));
+        let uses_key = format!(
+            "ob:idc:{a}:{}:{}",
+            kind.key(),
+            hash::digest(kind.key(), &value)
+        );
         let uses = read_count(store, &uses_key)? + 1;
         writes.push(WriteOp::Incr {
             key: uses_key,
@@ -146,11 +157,11 @@ pub fn judge(
         if config.from_adopt_after > 0 && uses >= config.from_adopt_after {
             writes.push(WriteOp::SetAdd {
                 key: key.clone(),
-                member: value.as_bytes().to_vec(),
+                member: member.as_bytes().to_vec(),
                 ttl,
             });
         }
-        strange.push((kind, value, known_sample(store, &key)?));
+        strange.push((kind, shown, known_sample(store, &key)?));
     }
     if strange.is_empty() {
         return Ok((None, writes));
@@ -188,6 +199,14 @@ fn read_count(store: &dyn Store, key: &str) -> StoreResult<u64> {
         .map_or(0, |n| n.max(0) as u64))
 }
 
+/// Whether the account's names include one with the key `name_key`.
+fn owns_name(store: &dyn Store, key: &str, name_key: &str) -> StoreResult<bool> {
+    Ok(store
+        .set_members(key)?
+        .iter()
+        .any(|m| crate::names::normalize(&String::from_utf8_lossy(m)) == name_key))
+}
+
 fn id_key(account_key: &str, kind: Kind) -> String {
     format!("ob:id:{account_key}:{}", kind.key())
 }
@@ -208,10 +227,6 @@ fn known_sample(store: &dyn Store, key: &str) -> StoreResult<Vec<String>> {
     Ok(values)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,8 +245,27 @@ mod tests {
     }
 
     #[test]
-    fn names_are_normalized() {
-        assert_eq!(normalize_name(" \"Ｔａｒｏ　 Yamada\" "), "taro yamada");
+    fn names_compare_by_the_one_name_key() {
+        // Width, honorifics, word spacing and look-alike letters are the
+        // same name here as in display_name and the correspondent memory.
+        let s = MemoryStore::new();
+        let c = config(1, 0);
+        let own = mb(Some("Taro Yamada"), "taro@example.co.jp");
+        assert_eq!(check(&s, &c, "taro", Some(&own)).unwrap(), None);
+        for same in [
+            "\"Ｔａｒｏ　 Yamada\"",
+            "Mr. Taro Yamada",
+            "T\u{0430}ro Yamada",
+        ] {
+            let alias = mb(Some(same), "taro@example.co.jp");
+            assert_eq!(check(&s, &c, "taro", Some(&alias)).unwrap(), None, "{same}");
+        }
+        let other = mb(Some("Yamada Hanako"), "taro@example.co.jp");
+        let e = check(&s, &c, "taro", Some(&other)).unwrap().unwrap();
+        assert_eq!(
+            e,
+            "display name \"Yamada Hanako\" never used by taro (used: \"Taro Yamada\")"
+        );
     }
 
     #[test]
@@ -259,7 +293,7 @@ mod tests {
             "{e}"
         );
         assert!(
-            e.contains("display name \"hanako suzuki\" never used by taro (used: \"taro yamada\")"),
+            e.contains("display name \"Hanako Suzuki\" never used by taro (used: \"Taro Yamada\")"),
             "{e}"
         );
         assert!(!e.contains("From address"), "{e}");

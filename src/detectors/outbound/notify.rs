@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::holds::{utc, Episode};
+use super::holds::Episode;
+use crate::calendar::iso_utc;
 
 /// How a notify run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,8 +40,8 @@ pub fn expand(
         ("reason", ep.reason.clone()),
         ("counters", ep.counters.clone()),
         ("queue_id", ep.first_queue_id.clone()),
-        ("since", utc(ep.since)),
-        ("until", utc(ep.until)),
+        ("since", iso_utc(ep.since)),
+        ("until", iso_utc(ep.until)),
         ("hold_minutes", hold_minutes.to_string()),
     ];
     let mut out = Vec::with_capacity(template.len());

@@ -19,21 +19,20 @@
 //! Mailing-list mail (List-Id) is not judged by the two participant rules:
 //! on a list, strangers joining a thread is normal.
 
-pub mod quoted;
-/// Reply and forward markers live in the view (the store reads them too).
-pub use crate::view::subject;
+/// Quoted history, and reply and forward markers, live in the view
+/// (display_name and the store read them too).
+pub use crate::view::{quoted, subject};
 
 use std::collections::BTreeSet;
-use std::sync::LazyLock;
 
-use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use crate::detector::{Detector, DetectorError, Hit, RuleInfo, ScanContext};
-use crate::domains::registrable;
-use crate::store::correspondents::{self, normalize_name};
+use crate::domains::{registrable, registrable_as_written, OrgDomains};
+use crate::names::normalize as normalize_name;
+use crate::store::correspondents;
 use crate::store::threads::{self, normalize_subject, ThreadRecord};
-use crate::view::{FileType, MessageView};
+use crate::view::{urls, FileType, MessageView};
 use quoted::{Quoted, QuotedBlock, Style};
 use subject::PrefixKind;
 
@@ -91,28 +90,22 @@ impl Default for ThreadHijackConfig {
 
 pub struct ThreadHijack {
     config: ThreadHijackConfig,
-    /// The organisation's own registrable domains: one organisation even
-    /// when it writes from several domains.
-    org_domains: Vec<String>,
+    /// The organisation's own domains: one organisation even when it
+    /// writes from several domains.
+    org_domains: OrgDomains,
 }
 
 impl ThreadHijack {
     pub fn new(config: &crate::Config) -> Self {
         ThreadHijack {
             config: config.thread_hijack.clone(),
-            org_domains: config
-                .organization
-                .domains
-                .iter()
-                .map(|d| registrable(d))
-                .collect(),
+            org_domains: config.org_domains(),
         }
     }
 
     /// Same organisation: same registrable domain, or both the organisation's.
     fn same_org(&self, a: &str, b: &str) -> bool {
-        a == b
-            || (self.org_domains.iter().any(|d| d == a) && self.org_domains.iter().any(|d| d == b))
+        self.org_domains.same_org(a, b)
     }
 }
 
@@ -122,9 +115,14 @@ struct Facts<'v> {
     quoted: Quoted,
     /// Text written now (above the quotes), all parts.
     new_text: String,
+    /// Links in the HTML written now (above its quote marks).
+    new_links: Vec<String>,
     sender_address: Option<String>,
     sender_name: Option<String>,
+    /// The sender's registrable domain (a key, compared).
     sender_domain: Option<String>,
+    /// The same as the mail wrote it, for evidence.
+    sender_domain_shown: Option<String>,
     is_list: bool,
 }
 
@@ -223,29 +221,11 @@ impl Detector for ThreadHijack {
     }
 }
 
-static URL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?i)\b(https?://[^\s<>"')\]]+|www\.[a-z0-9\-]+\.[^\s<>"')\]]+)"#)
-        .expect("url regex")
-});
-static HREF: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?i)href\s*=\s*["']?(https?://[^"'\s>]+)"#).expect("href regex")
-});
-
-/// Where quoted history starts in HTML, by the marks mailers leave.
-const HTML_QUOTE_MARKS: &[&str] = &[
-    "gmail_quote",
-    "<blockquote",
-    "divrplyfwdmsg",
-    "-----original message-----",
-    "moz-cite-prefix",
-    "olk_src_body_section",
-    "appendonsend",
-];
-
 impl ThreadHijack {
     fn gather<'v>(&self, view: &'v MessageView) -> Facts<'v> {
         let mut quoted = Quoted::default();
         let mut new_text = String::new();
+        let mut new_links = Vec::new();
         for part in view
             .texts
             .iter()
@@ -261,33 +241,28 @@ impl ThreadHijack {
             new_text.push_str(&q.new_text);
             new_text.push('\n');
             if let Some(html) = &part.html {
-                let lower = html.to_ascii_lowercase();
-                let cut = HTML_QUOTE_MARKS
-                    .iter()
-                    .filter_map(|m| lower.find(m))
-                    .min()
-                    .unwrap_or(html.len())
-                    .min(self.config.max_text_bytes);
-                let mut cut = cut.min(html.len());
-                while !html.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                for c in HREF.captures_iter(&html[..cut]) {
-                    new_text.push_str(&c[1]);
-                    new_text.push('\n');
+                let cut = quoted::html_history_start(html, self.config.max_text_bytes);
+                for a in urls::anchors(&html[..cut]) {
+                    if urls::parse(&a.href).is_some() {
+                        new_links.push(a.href);
+                    }
                 }
             }
         }
         let from = view.from.as_ref();
         let sender_address = from.and_then(|m| m.address_lower());
-        let sender_domain = from.and_then(|m| m.domain()).map(|d| registrable(&d));
+        let from_domain = from.and_then(|m| m.domain());
+        let sender_domain = from_domain.as_deref().map(registrable);
+        let sender_domain_shown = from_domain.as_deref().map(registrable_as_written);
         Facts {
             view,
             quoted,
             new_text,
+            new_links,
             sender_address,
             sender_name: from.and_then(|m| m.name.clone()),
             sender_domain,
+            sender_domain_shown,
             is_list: is_list_mail(view),
         }
     }
@@ -365,12 +340,13 @@ impl ThreadHijack {
         } else {
             return None;
         };
+        let shown = f.sender_domain_shown.as_deref().unwrap_or(sender_domain);
         let mut quoted_addresses: Vec<&str> = with_address.iter().map(|(a, _)| *a).collect();
         quoted_addresses.dedup();
         quoted_addresses.truncate(5);
         Some((
             format!(
-                "sender {} ({sender_domain}): quoted headers name {}, none at {sender_domain}; {tie}",
+                "sender {} ({shown}): quoted headers name {}, none at {shown}; {tie}",
                 f.sender_address.as_deref().unwrap_or(""),
                 quoted_addresses.join(", "),
             ),
@@ -430,7 +406,7 @@ impl ThreadHijack {
         let payload = payload(f)?;
         Some(format!(
             "the newest quoted message is from {} ({age_days} days earlier) and the reply carries {payload}",
-            ymd(newest)
+            crate::calendar::ymd(newest)
         ))
     }
 }
@@ -458,8 +434,10 @@ fn payload(f: &Facts<'_>) -> Option<String> {
     if let Some(a) = attachment {
         return Some(format!("{} ({})", a.path, a.file_type));
     }
-    URL.find(&f.new_text)
-        .map(|m| format!("a link {}", crate::sanitize::evidence(m.as_str())))
+    urls::in_text(&f.new_text)
+        .chain(f.new_links.iter().map(|l| urls::trim_end(l)))
+        .next()
+        .map(|url| format!("a link {}", crate::sanitize::evidence(url)))
 }
 
 fn describe_person(p: &quoted::Person) -> String {
@@ -485,20 +463,6 @@ fn describe_history(q: &Quoted) -> String {
         }
         None => format!("{} quoted lines", q.quote_lines),
     }
-}
-
-/// `YYYY-MM-DD` of a unix time.
-fn ymd(t: i64) -> String {
-    let z = t.div_euclid(86_400) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
 }
 
 #[cfg(test)]

@@ -14,10 +14,17 @@
 //!
 //! The text is NFKC-normalised first, so full-width colons and digits read
 //! as ASCII. Only the first `max_bytes` of a text are looked at.
+//!
+//! This is the one place that says where quoted history starts: in text
+//! ([`parse`], its `new_text` is what the sender wrote now) and in HTML
+//! ([`html_history_start`]). `thread_hijack` reads the blocks, `display_name`
+//! reads the top of the body down to the history.
 
 use std::sync::LazyLock;
 
 use regex::Regex;
+
+use super::address::find_in_text;
 
 /// Which mailer's layout a block follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,10 +86,6 @@ static SEPARATOR: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)^(-{3,}\s*(original message|forwarded message|ursprüngliche nachricht|message d'origine|元のメッセージ|転送されたメッセージ)\s*-{3,}|_{10,}|-{2,}\s*forwarded message\s*-{2,})$")
         .expect("separator regex")
 });
-static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
-        .expect("address regex")
-});
 static TIME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)\d{1,2}:\d{2}(:\d{2})?(\s*[ap]\.?m\.?)?(\s*[+-]\d{4})?(\s*\([A-Z]{2,5}\))?")
         .expect("time regex")
@@ -90,6 +93,33 @@ static TIME: LazyLock<Regex> = LazyLock::new(|| {
 static JA_DATE_START: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^\d{4}\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日").expect("ja date regex")
 });
+
+/// Lines a header block may span ([`header_block`] reads no more).
+const BLOCK_LINES: usize = 24;
+
+/// [`parse`] of the head of `text` only: its first `lines` lines that hold
+/// anything, and after them as many lines as a header block starting among
+/// them may span, so that history starting among those lines is found
+/// where [`parse`] finds it. For a reader of the top of a body
+/// (`display_name`) that should not pay for parsing all of a long one.
+pub fn parse_head(text: &str, lines: usize, max_bytes: usize) -> Quoted {
+    let (mut shown, mut after) = (0, 0);
+    let mut end = text.len();
+    let mut offset = 0;
+    for line in text.split('\n') {
+        if shown >= lines {
+            after += 1;
+            if after > BLOCK_LINES {
+                end = offset;
+                break;
+            }
+        } else if !line.trim().is_empty() {
+            shown += 1;
+        }
+        offset += line.len() + 1;
+    }
+    parse(&text[..end], max_bytes)
+}
 
 /// Find the quoted history in `text` (first `max_bytes` bytes).
 pub fn parse(text: &str, max_bytes: usize) -> Quoted {
@@ -145,6 +175,35 @@ pub fn parse(text: &str, max_bytes: usize) -> Quoted {
     let end = history_start.unwrap_or(text.len());
     out.new_text = text[..end].to_string();
     out
+}
+
+/// Where quoted history starts in HTML, by the marks mailers leave.
+const HTML_QUOTE_MARKS: &[&str] = &[
+    "gmail_quote",
+    "<blockquote",
+    "divrplyfwdmsg",
+    "-----original message-----",
+    "moz-cite-prefix",
+    "olk_src_body_section",
+    "appendonsend",
+];
+
+/// The byte offset (on a character boundary) where quoted history starts
+/// in `html`, looking at its first `max_bytes`; at most `max_bytes` (or
+/// the length) when it has none.
+pub fn html_history_start(html: &str, max_bytes: usize) -> usize {
+    let lower = html.to_ascii_lowercase();
+    let mut cut = HTML_QUOTE_MARKS
+        .iter()
+        .filter_map(|m| lower.find(m))
+        .min()
+        .unwrap_or(html.len())
+        .min(max_bytes)
+        .min(html.len());
+    while !html.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    cut
 }
 
 /// A line that can be nothing of quoted history: its first character
@@ -242,7 +301,7 @@ fn header_block(lines: &[(usize, &str)]) -> (Option<QuotedBlock>, usize) {
 fn people(value: &str) -> Vec<Person> {
     let segments: Vec<&str> = if value.contains(';') {
         value.split(';').collect()
-    } else if ADDRESS.find_iter(value).count() > 1 {
+    } else if find_in_text(value).len() > 1 {
         value.split(',').collect()
     } else {
         vec![value]
@@ -250,7 +309,7 @@ fn people(value: &str) -> Vec<Person> {
     segments
         .into_iter()
         .filter_map(|seg| {
-            let address = ADDRESS.find(seg).map(|m| m.as_str().to_lowercase());
+            let address = find_in_text(seg).into_iter().next();
             let mut name = seg.to_string();
             for cut in ["<", "[mailto:", "(mailto:"] {
                 if let Some(p) = name.find(cut) {
@@ -312,7 +371,7 @@ fn attribution(lines: &[(usize, &str)], i: usize) -> Option<(QuotedBlock, usize)
         return None;
     }
     let date = parse_loose_date(&full);
-    let address = ADDRESS.find(&full).map(|m| m.as_str().to_lowercase());
+    let address = find_in_text(&full).into_iter().next();
     // The name: after the date/time, before the address or "wrote:".
     let mut name_part = full.clone();
     for suffix in [
@@ -439,21 +498,10 @@ pub fn parse_loose_date(s: &str) -> Option<i64> {
         return None;
     };
     let (y, m, d) = (ymd.0?, ymd.1?, ymd.2?);
-    if !(1990..=2100).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+    if !(1990..=2100).contains(&y) {
         return None;
     }
-    Some(days_from_civil(y, m, d) * 86_400)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    crate::calendar::day_start(y, m, d)
 }
 
 #[cfg(test)]
@@ -476,6 +524,26 @@ mod tests {
     }
 
     #[test]
+    fn the_head_finds_history_where_the_whole_does() {
+        let top = "Thanks.\r\n\r\nSee below.\r\n\r\n";
+        let block = "-----Original Message-----\r\nFrom: Taro <t@x.example>\r\n\
+Sent: Monday, March 4, 2019 10:12 AM\r\n\r\n\r\nTo: Hanako <h@y.example>\r\n\
+Subject: Invoice\r\n\r\nold text\r\n";
+        let tail = "filler\r\n".repeat(5000);
+        let text = format!("{top}{block}{tail}");
+        let whole = parse(&text, 1 << 20);
+        for lines in [2, 3, 5] {
+            let head = parse_head(&text, lines, 1 << 20);
+            assert_eq!(head.new_text, whole.new_text, "{lines}");
+            assert_eq!(head.blocks, whole.blocks, "{lines}");
+        }
+        // A block whose "From:" stands just after the head still ends it.
+        let head = parse_head(&format!("a\r\nb\r\n{block}{tail}"), 2, 1 << 20);
+        assert_eq!(head.new_text, "a\r\nb\r\n");
+        assert!(parse_head(&tail, 5, 1 << 20).new_text.len() < 1000);
+    }
+
+    #[test]
     fn dates_in_the_forms_mailers_write() {
         for s in [
             "Monday, March 4, 2019 10:12 AM",
@@ -495,7 +563,10 @@ mod tests {
         }
         assert_eq!(parse_loose_date("no date here"), None);
         assert_eq!(parse_loose_date("2019/13/45"), None);
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        // A day the calendar does not have is no date (it used to roll
+        // over into March).
+        assert_eq!(parse_loose_date("2019/02/30"), None);
+        assert_eq!(parse_loose_date("2020/02/29"), Some(1_582_934_400));
     }
 
     #[test]

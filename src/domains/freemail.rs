@@ -3,7 +3,8 @@
 //! same person only when they are the same address.
 
 /// Registrable domains of well-known free-mail providers, Japanese carriers
-/// and ISPs included. Extended by `[display_name] freemail_domains`.
+/// and ISPs included, in lower-case ASCII (their keys). Extended by
+/// `[display_name] freemail_domains`.
 pub const FREEMAIL_DOMAINS: &[&str] = &[
     // International
     "gmail.com",
@@ -67,11 +68,13 @@ pub const FREEMAIL_DOMAINS: &[&str] = &[
     "infoseek.jp",
 ];
 
-/// True when `domain` (any host name, lower case) is a free-mail provider's
-/// or under one, built-in or listed in `extra`.
+/// True when `domain` (any host name, in any form IDNA reads) is a
+/// free-mail provider's or under one, built-in or listed in `extra`.
 pub fn is_freemail(domain: &str, extra: &[String]) -> bool {
-    FREEMAIL_DOMAINS
-        .iter()
-        .any(|d| super::domain_within(domain, d))
-        || extra.iter().any(|d| super::domain_within(domain, d))
+    // A domain IDNA rejects is no one's subdomain.
+    let Some(key) = super::valid_key(domain) else {
+        return false;
+    };
+    FREEMAIL_DOMAINS.iter().any(|d| super::key_within(&key, d))
+        || extra.iter().any(|d| super::key_within(&key, d))
 }
