@@ -22,13 +22,16 @@ MILTER=${MILTER:-$HERE/target/release/malspam-milter}
 # MILTER_KIND=null: run examples/null_milter instead (the protocol floor:
 # receives every message, scans nothing), built with
 # `cargo build --release --example null_milter`.
+# MILTER_KIND=compare: each round runs without a milter, with malspam-milter
+# and with the null milter, and the medians of malspam and null are
+# compared in the same run (the target: malspam/null >= 0.95).
 MILTER_KIND=${MILTER_KIND:-malspam}
 NULL_MILTER=$HERE/target/release/examples/null_milter
 SIZES=(2000 10000 50000 200000)
 
 [ "$(id -u)" = 0 ] || { echo "run as root (Postfix needs it)" >&2; exit 1; }
 [ -x "$MILTER" ] || { echo "build first: cargo build --release ($MILTER)" >&2; exit 1; }
-if [ "$MILTER_KIND" = null ]; then
+if [ "$MILTER_KIND" = null ] || [ "$MILTER_KIND" = compare ]; then
     [ -x "$NULL_MILTER" ] || { echo "build first: cargo build --release --example null_milter" >&2; exit 1; }
 fi
 for tool in postfix smtp-source smtp-sink; do
@@ -47,9 +50,9 @@ wait_port() {
     echo "port $1 never opened" >&2; return 1
 }
 
-# run_case with|without: prints the messages/second of one run.
+# run_case with|without [malspam|null]: prints the messages/second of one run.
 run_case() {
-    local mode=$1 dir smtp_port sink_port sink_pid milter_pid=""
+    local mode=$1 kind=${2:-$MILTER_KIND} dir smtp_port sink_port sink_pid milter_pid=""
     dir=$(mktemp -d /tmp/malspam-bench-XXXXXX)
     chmod 755 "$dir"
     mkdir -p "$dir"/{etc,spool/malspam-milter,data}
@@ -77,7 +80,7 @@ log_level = "warn"
 backend = "embedded"
 path = "$dir/state.sqlite3"
 TOML
-        if [ "$MILTER_KIND" = null ]; then
+        if [ "$kind" = null ]; then
             "$NULL_MILTER" "$dir/spool/malspam-milter/milter.sock" 2>"$dir/milter.log" &
         else
             "$MILTER" run --config "$dir/milter.toml" 2>"$dir/milter.log" &
@@ -127,6 +130,24 @@ TOML
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores"
+if [ "$MILTER_KIND" = compare ]; then
+    echo "$N messages (sizes ${SIZES[*]} bytes), $SESSIONS sessions, $ROUNDS rounds: without, malspam-milter, null milter"
+    withouts=(); malspams=(); nulls=()
+    for round in $(seq "$ROUNDS"); do
+        without=$(run_case without)
+        malspam=$(run_case with malspam)
+        null=$(run_case with null)
+        echo "round $round: without $without, malspam-milter $malspam, null milter $null messages/s"
+        withouts+=("$without"); malspams+=("$malspam"); nulls+=("$null")
+    done
+    without=$(median "${withouts[@]}"); malspam=$(median "${malspams[@]}"); null=$(median "${nulls[@]}")
+    echo "medians: without $without, malspam-milter $malspam, null milter $null messages/s"
+    echo "ratio malspam/without: $(python3 -c "print(f'{$malspam / $without:.3f}')")"
+    echo "ratio null/without:    $(python3 -c "print(f'{$null / $without:.3f}')")"
+    echo "ratio malspam/null:    $(python3 -c "print(f'{$malspam / $null:.3f}')")"
+    echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+    exit 0
+fi
 echo "$N messages (sizes ${SIZES[*]} bytes), $SESSIONS sessions, $ROUNDS rounds, milter: $MILTER_KIND"
 # Rounds alternate the two cases, so that a neighbour's load on a shared
 # machine falls on both; the medians are compared.
