@@ -275,11 +275,9 @@ impl Engine {
     /// happens to the content scan.
     pub fn scan_after(&self, pre: &EnvelopeFindings, envelope: Envelope, raw: &[u8]) -> Report {
         let budget = self.config.limits.budget();
-        if let Some(why) = self.policy.allowlisted(&envelope) {
-            let mut report = self.decide(pre, Vec::new());
-            report.allowlisted = Some(why);
-            // Allowlisted mail (often our own outbound) is still worth remembering.
-            if let Ok(view) = catch_unwind(AssertUnwindSafe(|| {
+        // The view, built once; a panic while building it is caught.
+        let build = |envelope| {
+            catch_unwind(AssertUnwindSafe(|| {
                 MessageView::build_within(
                     envelope,
                     raw,
@@ -288,22 +286,18 @@ impl Engine {
                     &self.config.formats,
                     &budget,
                 )
-            })) {
+            }))
+        };
+        if let Some(why) = self.policy.allowlisted(&envelope) {
+            let mut report = self.decide(pre, Vec::new());
+            report.allowlisted = Some(why);
+            // Allowlisted mail (often our own outbound) is still worth remembering.
+            if let Ok(view) = build(envelope) {
                 self.propose_remembering(&view, &mut report);
             }
             return report;
         }
-        let built = catch_unwind(AssertUnwindSafe(|| {
-            MessageView::build_within(
-                envelope,
-                raw,
-                &self.config.limits,
-                &self.config.encrypted_archive,
-                &self.config.formats,
-                &budget,
-            )
-        }));
-        let view = match built {
+        let view = match build(envelope) {
             Ok(view) => view,
             Err(panic) => {
                 return self.decide(
