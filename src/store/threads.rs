@@ -11,7 +11,6 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use unicode_normalization::UnicodeNormalization;
 
 use super::correspondents::{self, name_hash, Seen};
 use super::{hash, Store, StoreResult, WriteOp};
@@ -105,13 +104,8 @@ pub fn thread_key(message_id: &str) -> String {
     format!("thread:{}", hash::message_id(message_id))
 }
 
-/// The subject as threads compare it: reply/forward prefixes and list tags
-/// removed, NFKC, lower case, whitespace collapsed.
-pub fn normalize_subject(subject: &str) -> String {
-    let base = crate::view::subject::parse(subject).base;
-    let s: String = base.nfkc().collect::<String>().to_lowercase();
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
+/// The subject as threads compare it ([`crate::view::subject::normalize`]).
+pub use crate::view::subject::normalize as normalize_subject;
 
 /// The remembered messages among `ids` (Message-IDs), in the order given;
 /// one read for all of them.

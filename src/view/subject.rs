@@ -57,6 +57,13 @@ pub fn parse(subject: &str) -> Subject {
     }
 }
 
+/// The subject as threads compare it: reply/forward prefixes and list tags
+/// removed, NFKC, lower case, whitespace collapsed.
+pub fn normalize(subject: &str) -> String {
+    let base = parse(subject).base.to_lowercase();
+    base.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// A leading `[tag]` (list name, ticket number) when more follows it.
 fn strip_tag(s: &str) -> Option<&str> {
     let inner = s.strip_prefix('[')?;
