@@ -246,12 +246,18 @@ fn fold_line(line: &str, first_width: usize) -> String {
 /// Headers a sender must not be able to set: ours always, and the
 /// SpamAssassin-style ones when we write them.
 pub fn is_own_header(name: &str, config: &HeadersConfig) -> bool {
+    is_own_header_name(name, config.spam_compat)
+}
+
+/// [`is_own_header`] with only what it needs of the config: whether the
+/// SpamAssassin-style headers are ours too (`[headers] spam_compat`).
+pub fn is_own_header_name(name: &str, spam_compat: bool) -> bool {
     // Bytes, not a str slice: the name may hold multibyte characters.
     let starts = |p: &str| {
         name.len() >= p.len() && name.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
     };
     starts(OWN_PREFIX)
-        || (config.spam_compat
+        || (spam_compat
             && (name.eq_ignore_ascii_case(SPAM_FLAG) || name.eq_ignore_ascii_case(SPAM_STATUS)))
 }
 

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use crate::config::HeadersConfig;
 use crate::envelope::Envelope;
-use crate::headers::is_own_header;
+use crate::headers::is_own_header_name;
 
 use super::InFlight;
 
@@ -64,7 +64,7 @@ impl Session {
             too_large: false,
             own_headers: Vec::new(),
             own_counts: HashMap::new(),
-            headers_config: headers.clone(),
+            spam_compat: headers.spam_compat,
             subject: None,
             _in_flight: in_flight,
         });
@@ -97,7 +97,7 @@ pub struct Message {
     own_counts: HashMap<String, i32>,
     /// Which incoming headers count as ours (`[headers] spam_compat` adds
     /// X-Spam-Flag / X-Spam-Status).
-    headers_config: HeadersConfig,
+    spam_compat: bool,
     /// The first Subject as received, for `[headers] subject_prefix`.
     subject: Option<String>,
     /// Counts this message as in flight until it is dropped (end, abort,
@@ -120,7 +120,7 @@ impl Message {
     /// left out of what is scanned: the scanned message is the one delivered.
     pub fn header(&mut self, name: &[u8], value: &[u8]) {
         let name_text = String::from_utf8_lossy(name);
-        if is_own_header(&name_text, &self.headers_config) {
+        if is_own_header_name(&name_text, self.spam_compat) {
             let count = self
                 .own_counts
                 .entry(name_text.to_ascii_lowercase())
