@@ -286,7 +286,10 @@ fn a_correspondent_learned_at_an_idn_is_known_in_either_form() {
         std::time::Instant::now() + std::time::Duration::from_secs(10),
     );
     engine
-        .remember_as(&malspam_milter::store::threads::Remembrance::of(&view), true)
+        .remember_as(
+            &malspam_milter::store::threads::Remembrance::of(&view),
+            true,
+        )
         .unwrap();
     let known = |address: &str| -> Vec<String> {
         let raw = message(

@@ -778,7 +778,10 @@ Date: Mon, 4 Mar 2019 10:12:00 +0900\r\nMessage-ID: <m1@xn--r8jz45g.jp>\r\n\r\nP
         Instant::now() + Duration::from_secs(10),
     );
     engine
-        .remember_as(&malspam_milter::store::threads::Remembrance::of(&view), true)
+        .remember_as(
+            &malspam_milter::store::threads::Remembrance::of(&view),
+            true,
+        )
         .unwrap();
 }
 
