@@ -1001,8 +1001,8 @@ async fn act(
 type BulkRequest = (Login, Action, Vec<Arc<Item>>);
 
 /// What both steps of a bulk action check first: the login, the CSRF
-/// token, the action (release or delete) and the selected messages the
-/// user may see.
+/// token, the action (release or delete), the selected messages the user
+/// may see, and that the user may act on every one of them.
 fn bulk_request(
     state: &AppState,
     client: &Client,
@@ -1042,6 +1042,9 @@ fn bulk_request(
         .into_iter()
         .filter_map(|id| find(state, &login, id))
         .collect();
+    for item in &items {
+        may_act(state, client, &login, item, action)?;
+    }
     Ok((login, action, items))
 }
 
@@ -1057,11 +1060,6 @@ async fn bulk_confirm(
     };
     if items.is_empty() {
         return Redirect::to("/messages").into_response();
-    }
-    for item in &items {
-        if let Err(resp) = may_act(&state, &client, &login, item, action) {
-            return *resp;
-        }
     }
     let refs: Vec<&Item> = items.iter().map(|i| i.as_ref()).collect();
     html(
@@ -1080,11 +1078,6 @@ async fn bulk_act(
         Ok(request) => request,
         Err(resp) => return *resp,
     };
-    for item in &items {
-        if let Err(resp) = may_act(&state, &client, &login, item, action) {
-            return *resp;
-        }
-    }
     let results = perform(state.clone(), &login, &client, items, action).await;
     done_redirect(action, &results)
 }
