@@ -167,6 +167,18 @@ impl FailOn {
     }
 }
 
+/// The config at `path` (built-in defaults without one); on errors, prints
+/// every one of them to stderr and gives None (the command exits 1).
+pub(crate) fn load_config(path: Option<&std::path::Path>) -> Option<crate::Config> {
+    match crate::Config::load(path) {
+        Ok(config) => Some(config),
+        Err(errors) => {
+            eprint!("{errors}");
+            None
+        }
+    }
+}
+
 /// `config check`: every error at once, or the effective config.
 pub fn config_check(path: Option<&std::path::Path>) -> i32 {
     match crate::Config::load(path) {

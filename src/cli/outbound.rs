@@ -52,12 +52,8 @@ pub fn run(command: OutboundCommand) -> i32 {
         OutboundCommand::Status { config, account } => (config, account.clone()),
         OutboundCommand::Release { config, account } => (config, Some(account.clone())),
     };
-    let config = match Config::load(config_path.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprint!("{e}");
-            return 1;
-        }
+    let Some(config) = super::load_config(config_path.as_deref()) else {
+        return 1;
     };
     let store = match open_store(&config) {
         Ok(s) => s,

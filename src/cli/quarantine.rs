@@ -72,12 +72,8 @@ pub fn run(command: QuarantineCommand) -> i32 {
         | QuarantineCommand::Release { config, .. }
         | QuarantineCommand::Delete { config, .. } => config.clone(),
     };
-    let config = match Config::load(config_path.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprint!("{e}");
-            return 1;
-        }
+    let Some(config) = super::load_config(config_path.as_deref()) else {
+        return 1;
     };
     let result = match command {
         QuarantineCommand::List { json, .. } => list(&config, json),

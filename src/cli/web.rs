@@ -44,12 +44,8 @@ pub enum UserCommand {
 /// Run `web` (serve) or `web user ...`; returns the exit code.
 pub fn run(config_path: Option<PathBuf>, command: Option<WebCommand>) -> i32 {
     super::init_logging("info");
-    let config = match Config::load(config_path.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprint!("{e}");
-            return 1;
-        }
+    let Some(config) = super::load_config(config_path.as_deref()) else {
+        return 1;
     };
     let result = match command {
         None => crate::web::serve(config),
