@@ -1,5 +1,7 @@
 //! A small ISO 9660 image built in memory, for tests and benches that need
 //! a disk image with known files (no image tool on the build machine).
+//! `src/formats/disk_image.rs`'s unit tests build their own images from
+//! its directory records.
 #![allow(dead_code)] // each user takes what it needs
 
 pub const SECTOR: usize = 2048;
@@ -7,14 +9,16 @@ pub const SECTOR: usize = 2048;
 /// A file of the image: its ISO name and its bytes.
 pub type File<'a> = (&'a str, &'a [u8]);
 
-fn both_endian(v: u32) -> [u8; 8] {
+/// A 32-bit number as ISO 9660 writes it: little- then big-endian.
+pub fn both_endian(v: u32) -> [u8; 8] {
     let mut b = [0u8; 8];
     b[..4].copy_from_slice(&v.to_le_bytes());
     b[4..].copy_from_slice(&v.to_be_bytes());
     b
 }
 
-fn dir_record(extent: u32, size: u32, dir: bool, name: &[u8]) -> Vec<u8> {
+/// One directory record (ECMA-119 9.1), padded to an even length.
+pub fn dir_record(extent: u32, size: u32, dir: bool, name: &[u8]) -> Vec<u8> {
     let mut r = vec![0u8; 33];
     r[2..10].copy_from_slice(&both_endian(extent));
     r[10..18].copy_from_slice(&both_endian(size));
