@@ -7,7 +7,6 @@
 //! tests/fail_closed_milter.rs.)
 
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use indymilter_test::{EomAction, MacroStage, Status, TestConnection};
@@ -17,76 +16,26 @@ use indymilter_test::{EomAction, MacroStage, Status, TestConnection};
 const SCAN_TIMEOUT_SECS: u64 = 5;
 const GRACE_SECS: u64 = 5;
 
-struct Daemon {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
+#[path = "common/daemon.rs"]
+mod daemon;
+
+use daemon::ChildDaemon;
+
+/// The daemon with one scan slot, so a slot that is not given back shows
+/// at once.
+fn start() -> ChildDaemon {
+    ChildDaemon::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_malspam-milter")),
+        &format!(
+            "max_concurrent_scans = 1\n[limits]\nscan_timeout_secs = {SCAN_TIMEOUT_SECS}\n\
+             [store]\nbackend = \"memory\""
+        ),
+    )
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Daemon {
-    /// One scan slot, so a slot that is not given back shows at once.
-    fn start() -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = dir.path().join("milter.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[milter]\nlisten = \"inet:127.0.0.1:{port}\"\nmax_concurrent_scans = 1\n\
-                 log_level = \"warn\"\n[limits]\nscan_timeout_secs = {SCAN_TIMEOUT_SECS}\n\
-                 [store]\nbackend = \"memory\"\n"
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_malspam-milter"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut daemon = Daemon {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                daemon.child.try_wait().unwrap().is_none(),
-                "the daemon exited at start"
-            );
-            assert!(Instant::now() < deadline, "the daemon did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        daemon
-    }
-
-    /// Peak resident memory (VmHWM), in kB.
-    fn peak_rss_kb(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self._dir.path().join("daemon.log")).unwrap_or_default()
-    }
+/// Peak resident memory (VmHWM), in kB.
+fn peak_rss_kb(daemon: &ChildDaemon) -> u64 {
+    daemon.rss_kb().1
 }
 
 /// One message over the milter protocol: its top-level headers and body.
@@ -216,7 +165,7 @@ fn assert_within_budget(what: &str, took: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_bzip2_bombs_end_in_budget_free_the_slot_and_keep_memory_bounded() {
-    let daemon = Daemon::start();
+    let daemon = start();
     let docm = base64_lines(&bzip2_bomb_docm());
     let body = multipart(200, |i| {
         format!(
@@ -225,7 +174,7 @@ Content-Transfer-Encoding: base64\r\n\r\n{docm}"
         )
     });
     assert!(body.len() < 1 << 20, "{} bytes", body.len());
-    let before_kb = daemon.peak_rss_kb();
+    let before_kb = peak_rss_kb(&daemon);
 
     // Four at once against the one scan slot.
     let port = daemon.port;
@@ -252,7 +201,7 @@ Content-Transfer-Encoding: base64\r\n\r\n{docm}"
         "the next message took {took:?}"
     );
 
-    let peak_kb = daemon.peak_rss_kb();
+    let peak_kb = peak_rss_kb(&daemon);
     eprintln!("daemon peak RSS: {before_kb} kB at start, {peak_kb} kB after four bomb messages");
     assert!(
         peak_kb < 512 * 1024,

@@ -8,7 +8,6 @@
 //! binary of this build) and prints the daemon's peak RSS (VmHWM).
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use indymilter_test::{MacroStage, Status, TestConnection};
@@ -25,86 +24,24 @@ fn daemon_binary() -> PathBuf {
     }
 }
 
-/// The daemon on a free loopback port; killed on drop.
-struct Daemon {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
+#[path = "common/daemon.rs"]
+mod daemon;
+
+use daemon::ChildDaemon;
+
+/// The daemon on a free loopback port, with `[milter]` keys `extra` and the
+/// memory store (or `store`); killed on drop.
+struct Daemon;
 
 impl Daemon {
-    fn start(extra: &str) -> Daemon {
+    fn start(extra: &str) -> ChildDaemon {
         Daemon::start_with_store(extra, "[store]\nbackend = \"memory\"\n")
     }
 
-    fn start_with_store(extra: &str, store: &str) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = dir.path().join("milter.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[milter]\nlisten = \"inet:127.0.0.1:{port}\"\nlog_level = \"warn\"\n{extra}\n\
-                 {store}"
-            ),
-        )
-        .unwrap();
+    fn start_with_store(extra: &str, store: &str) -> ChildDaemon {
         let binary = daemon_binary();
         eprintln!("daemon: {}", binary.display());
-        let child = Command::new(binary)
-            .arg("run")
-            .arg("--config")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Daemon {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-
-    /// CPU seconds the daemon has used (user + system).
-    fn cpu_secs(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        // Fields after the parenthesised command name; utime and stime are
-        // the 14th and 15th fields of the whole line.
-        let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-        ticks / 100.0
-    }
-
-    /// (VmRSS, VmHWM) in kB.
-    fn rss_kb(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap()
-        };
-        (field("VmRSS:"), field("VmHWM:"))
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        ChildDaemon::start(&binary, &format!("{extra}\n{store}"))
     }
 }
 
