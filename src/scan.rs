@@ -236,10 +236,10 @@ impl Engine {
                 ),
             )),
             Ok(_) => {}
-            Err(e) => stage.findings.push(finding(
-                "hold_unknown",
-                format!("{account}: whether the account is on hold could not be read ({e})"),
-            )),
+            Err(e) => stage.findings.extend(
+                self.hold_unknown(&account, &format!("could not be read ({e})"))
+                    .findings,
+            ),
         }
         if self.policy.allowlisted(envelope).is_some() {
             // Allowlisted mail passes unscanned and uncounted (a bulk
@@ -262,6 +262,22 @@ impl Engine {
             )),
         }
         stage
+    }
+
+    /// The envelope stage's answer when whether `account` is on hold is
+    /// unknown (`why`: the store failed or did not answer in time):
+    /// `outbound.hold_unknown`, held by default (fail closed).
+    pub fn hold_unknown(&self, account: &str, why: &str) -> EnvelopeFindings {
+        EnvelopeFindings {
+            findings: vec![RawFinding {
+                detector: "outbound",
+                rule: "hold_unknown",
+                evidence: clean_evidence(&format!(
+                    "{account}: whether the account is on hold {why}"
+                )),
+            }],
+            effects: Vec::new(),
+        }
     }
 
     /// Scan one message. Deterministic for the same input and state; never panics.

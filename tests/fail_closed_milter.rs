@@ -203,3 +203,91 @@ Content-Transfer-Encoding: quoted-printable\r\n\r\nPK=03=04 part {i}=\r\n\r\n"
     );
     milter.stop().await;
 }
+
+/// A state store that does not answer in time where the envelope stage
+/// asks whether an account is on hold: reading a hold record takes 6 s.
+struct HangingStore(malspam_milter::store::MemoryStore);
+
+impl malspam_milter::store::Store for HangingStore {
+    fn backend(&self) -> &'static str {
+        "hanging"
+    }
+    fn get(&self, key: &str) -> malspam_milter::store::StoreResult<Option<Vec<u8>>> {
+        if key.starts_with("ob:hold:") {
+            std::thread::sleep(std::time::Duration::from_secs(6));
+        }
+        self.0.get(key)
+    }
+    fn put(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<std::time::Duration>,
+    ) -> malspam_milter::store::StoreResult<()> {
+        self.0.put(key, value, ttl)
+    }
+    fn delete(&self, key: &str) -> malspam_milter::store::StoreResult<()> {
+        self.0.delete(key)
+    }
+    fn incr(
+        &self,
+        key: &str,
+        by: i64,
+        ttl: Option<std::time::Duration>,
+    ) -> malspam_milter::store::StoreResult<i64> {
+        self.0.incr(key, by, ttl)
+    }
+    fn set_add(
+        &self,
+        key: &str,
+        member: &[u8],
+        ttl: Option<std::time::Duration>,
+    ) -> malspam_milter::store::StoreResult<bool> {
+        self.0.set_add(key, member, ttl)
+    }
+    fn set_contains(&self, key: &str, member: &[u8]) -> malspam_milter::store::StoreResult<bool> {
+        self.0.set_contains(key, member)
+    }
+    fn set_members(&self, key: &str) -> malspam_milter::store::StoreResult<Vec<Vec<u8>>> {
+        self.0.set_members(key)
+    }
+    fn keys_with_prefix(&self, prefix: &str) -> malspam_milter::store::StoreResult<Vec<String>> {
+        self.0.keys_with_prefix(prefix)
+    }
+}
+
+/// Item 6, a store that hangs: the milter does not wait for it past the
+/// store's timeout plus a second. Whether the account is on hold is unknown,
+/// so its message is held (`outbound.hold_unknown`), never let out.
+#[tokio::test]
+async fn an_outbound_account_is_held_when_the_store_does_not_answer_in_time() {
+    let config = "[store]\ntimeout_ms = 200\n\
+[outbound]\ninternal_networks = [\"192.0.2.0/24\"]\n";
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(common::Seen::default()));
+    let milter = TestMilter::start_built(config, seen, |config| {
+        malspam_milter::Engine::with_store(
+            config,
+            std::sync::Arc::new(HangingStore(malspam_milter::store::MemoryStore::new())),
+        )
+        .unwrap()
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let (actions, status) = milter.send_one(&Msg::default()).await;
+    assert_eq!(status, Status::Continue);
+    let found = findings(&actions);
+    assert!(
+        found.iter().any(|f| f.starts_with("outbound.hold_unknown")
+            && f.contains("could not be read in 1200 ms")),
+        "{found:?}"
+    );
+    assert!(quarantine_reason(&actions).is_some(), "{actions:?}");
+    // Answered at the limits of the envelope stage and the commit (1.2 s
+    // each), not after the store's 6 s.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    milter.stop().await;
+}

@@ -248,17 +248,10 @@ impl Daemon {
             tokio::task::spawn_blocking(move || stage_engine.envelope_stage(&stage_envelope));
         match tokio::time::timeout(limit, task).await {
             Ok(Ok(found)) => found,
-            _ => EnvelopeFindings {
-                findings: vec![crate::policy::RawFinding {
-                    detector: "outbound",
-                    rule: "hold_unknown",
-                    evidence: crate::scan::clean_evidence(&format!(
-                        "{account}: whether the account is on hold could not be read in {} ms",
-                        limit.as_millis()
-                    )),
-                }],
-                effects: Vec::new(),
-            },
+            _ => engine.hold_unknown(
+                &account,
+                &format!("could not be read in {} ms", limit.as_millis()),
+            ),
         }
     }
 

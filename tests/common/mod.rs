@@ -162,23 +162,34 @@ impl TestMilter {
     /// Start with `config`, the test detectors and those `extra` makes
     /// (called again at each reload).
     pub async fn start_with(config: &str, extra: fn() -> Vec<Box<dyn Detector>>) -> TestMilter {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let recorder = seen.clone();
+        TestMilter::start_built(config, seen, move |config| {
+            let mut detectors: Vec<Box<dyn Detector>> = vec![
+                Box::new(MarkerDetector),
+                Box::new(PanickingDetector),
+                Box::new(SlowDetector),
+                Box::new(RecordingDetector(recorder.clone())),
+            ];
+            detectors.extend(extra());
+            Engine::with_detectors(config, detectors)
+        })
+        .await
+    }
+
+    /// Start with `config` and the engine `build` makes of it (called again
+    /// at each reload): a store of the test's own, say.
+    pub async fn start_built(
+        config: &str,
+        seen: Arc<Mutex<Seen>>,
+        build: impl Fn(malspam_milter::Config) -> Engine + Send + Sync + 'static,
+    ) -> TestMilter {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("malspam-milter.toml");
         std::fs::write(&config_path, config).unwrap();
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let recorder = seen.clone();
         let daemon = Daemon::with_builder(
             Some(config_path.clone()),
-            Box::new(move |config| {
-                let mut detectors: Vec<Box<dyn Detector>> = vec![
-                    Box::new(MarkerDetector),
-                    Box::new(PanickingDetector),
-                    Box::new(SlowDetector),
-                    Box::new(RecordingDetector(recorder.clone())),
-                ];
-                detectors.extend(extra());
-                Ok(Engine::with_detectors(config, detectors))
-            }),
+            Box::new(move |config| Ok(build(config))),
         )
         .unwrap_or_else(|e| panic!("test config: {e}"));
         let daemon = Arc::new(daemon);
