@@ -193,9 +193,7 @@ impl Policy {
             effects: Vec::new(),
         }
     }
-}
 
-impl Policy {
     /// Outbound mail with a finding of `outbound.payload_rules` gets
     /// `outbound.payload`, naming those rules. Called by the engine once
     /// every detector ran (detectors do not see each other's hits).
