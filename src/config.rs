@@ -622,7 +622,8 @@ impl Config {
             );
         }
         let config_file = source.map(|_| Path::new(file));
-        for problem in crate::detectors::display_name::check_config(self, config_file) {
+        for problem in crate::detectors::display_name::check_config(&self.display_name, config_file)
+        {
             push(&["display_name", "directory"], problem);
         }
         for (i, s) in self.allowlist.senders.iter().enumerate() {

@@ -49,10 +49,13 @@ impl DetectorError {
 
 /// Shared state a detector may consult while inspecting one message.
 pub struct ScanContext<'a> {
-    pub config: &'a crate::config::Config,
-    /// Memory of earlier mail. Its errors are the detector's to report
-    /// (as a `DetectorError`, which becomes `scan.error`): never block mail.
-    pub store: &'a dyn crate::store::Store,
+    /// `[limits]`: what a detector may spend on one message.
+    pub limits: &'a crate::config::Limits,
+    /// What the store remembers of earlier mail, read in the lookup stage
+    /// from every detector's [`Detector::reads`]. Its errors are the
+    /// detector's to report (as a `DetectorError`, which becomes
+    /// `scan.error`): never block mail.
+    pub lookup: &'a crate::store::Lookup,
     /// The message's deadline and decompression budget, shared with the
     /// view: every byte a detector inflates is drawn from it, and loops
     /// over parts stop when it has expired.
@@ -75,6 +78,12 @@ pub trait Detector: Send + Sync {
 
     /// Every rule this detector can emit.
     fn rules(&self) -> &'static [RuleInfo];
+
+    /// Stage 1, the lookup: the store keys this detector will read for
+    /// `message`. The engine asks the store for every detector's keys at
+    /// once and hands the answer to [`Detector::inspect`] as
+    /// `ctx.lookup`; reading a key not declared here is an error.
+    fn reads(&self, _message: &MessageView, _reads: &mut crate::store::Reads) {}
 
     /// Inspect one message and push hits. Hits on rules not declared in
     /// `rules()` are a programming error and are reported as `scan.error`.

@@ -13,7 +13,7 @@ use crate::envelope::Envelope;
 use crate::policy::{Policy, RawFinding};
 use crate::report::{Report, Verdict};
 use crate::store::threads::{self, Remembered, Remembrance};
-use crate::store::{MemoryStore, Store, StoreError};
+use crate::store::{Lookup, MemoryStore, Reads, Store, StoreError};
 use crate::view::MessageView;
 
 /// Config, detectors and policy, built once and shared by every scan.
@@ -218,13 +218,40 @@ impl Engine {
             return stage;
         };
         let now = (self.clock)();
-        let store = self.store.as_ref();
         let finding = |rule: &'static str, evidence: String| RawFinding {
             detector: "outbound",
             rule,
             evidence: clean_evidence(&evidence),
         };
-        match holds::get(store, &account) {
+        let counters_unread = |e: &dyn std::fmt::Display| {
+            scan_finding(
+                "error",
+                format!("outbound: the account's counters could not be read ({e})"),
+            )
+        };
+        // Allowlisted mail passes unscanned and uncounted (a bulk sender
+        // the admin vouches for); a hold still holds it.
+        let counted = self.policy.allowlisted(envelope).is_none();
+        // One read for the hold and the counters.
+        let mut reads = Reads::default();
+        holds::reads(&account, &mut reads);
+        if counted {
+            crate::detectors::outbound::control_reads(cfg, &account, envelope, now, &mut reads);
+        }
+        let state = match self.store.read(&reads) {
+            Ok(state) => state,
+            Err(e) => {
+                stage.findings.extend(
+                    self.hold_unknown(&account, &format!("could not be read ({e})"))
+                        .findings,
+                );
+                if counted {
+                    stage.findings.push(counters_unread(&e));
+                }
+                return stage;
+            }
+        };
+        match holds::get_from(&state, &account) {
             Ok(Some(ep)) if ep.active(now) => stage.findings.push(finding(
                 "held",
                 format!(
@@ -241,12 +268,10 @@ impl Engine {
                     .findings,
             ),
         }
-        if self.policy.allowlisted(envelope).is_some() {
-            // Allowlisted mail passes unscanned and uncounted (a bulk
-            // sender the admin vouches for); a hold still holds it.
+        if !counted {
             return stage;
         }
-        match crate::detectors::outbound::account_control(store, cfg, &account, envelope, now) {
+        match crate::detectors::outbound::account_control(&state, cfg, &account, envelope, now) {
             Ok(control) => {
                 stage.findings.extend(
                     control
@@ -256,10 +281,7 @@ impl Engine {
                 );
                 stage.effects = control.effects;
             }
-            Err(e) => stage.findings.push(scan_finding(
-                "error",
-                format!("outbound: the account's counters could not be read ({e})"),
-            )),
+            Err(e) => stage.findings.push(counters_unread(&e)),
         }
         stage
     }
@@ -363,14 +385,19 @@ impl Engine {
                 format!("{}: {}", limit.limit, limit.detail),
             ));
         }
-        // Lookup: is this a post to a mailing list the organisation knows?
+        // Stage 1, the lookup: every key the detectors will read, in one
+        // batch. A store that cannot answer fails the detectors that
+        // needed it (each reports scan.error); the others still judge.
+        let lookup = self.lookup(view);
         let known_list = match view.list_id.as_deref() {
-            Some(id) => match crate::store::lists::is_known(
-                self.store.as_ref(),
-                &self.config.organization.mailing_lists,
-                id,
-                &crate::store::lists::server_of(view),
-            ) {
+            Some(id) => match lookup.snapshot().and_then(|state| {
+                crate::store::lists::is_known(
+                    state,
+                    &self.config.organization.mailing_lists,
+                    id,
+                    &crate::store::lists::server_of(view),
+                )
+            }) {
                 Ok(true) => Some(id),
                 Ok(false) => None,
                 Err(e) => {
@@ -382,8 +409,8 @@ impl Engine {
         };
         let proposals = Proposals::default();
         let ctx = ScanContext {
-            config: &self.config,
-            store: self.store.as_ref(),
+            limits: &self.config.limits,
+            lookup: &lookup,
             budget,
             now: (self.clock)() as i64,
             known_list,
@@ -412,6 +439,23 @@ impl Engine {
         let mut report = self.decide_for(pre, raw, inbound);
         report.effects.extend(proposals.into_inner());
         report
+    }
+
+    /// Stage 1: ask the store, in one batch, for every key a detector
+    /// declared it reads for this message ([`Detector::reads`]).
+    fn lookup(&self, view: &MessageView) -> Lookup {
+        let mut reads = Reads::default();
+        crate::store::lists::reads(view, &mut reads);
+        for detector in &self.detectors {
+            detector.reads(view, &mut reads);
+        }
+        if reads.is_empty() {
+            return Lookup::empty();
+        }
+        match self.store.read(&reads) {
+            Ok(snapshot) => Lookup::answered(snapshot),
+            Err(e) => Lookup::failed(e),
+        }
     }
 
     /// The policy's verdict over the envelope stage's findings and the

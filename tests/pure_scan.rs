@@ -10,14 +10,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use malspam_milter::effects::Effect;
-use malspam_milter::store::{MemoryStore, Store, StoreResult, WriteOp};
+use malspam_milter::store::{MemoryStore, Reads, Snapshot, Store, StoreResult, WriteOp};
 use malspam_milter::{Config, Engine, Envelope, Report, Verdict};
 
-/// A memory store that counts every write, whatever its form.
+/// A memory store that counts every write, whatever its form, and every
+/// read: batched (the lookup stage's) and single.
 #[derive(Default)]
 struct WatchedStore {
     inner: MemoryStore,
     writes: AtomicU64,
+    batched_reads: AtomicU64,
+    single_reads: AtomicU64,
 }
 
 impl WatchedStore {
@@ -27,6 +30,16 @@ impl WatchedStore {
     fn writes(&self) -> u64 {
         self.writes.load(Ordering::SeqCst)
     }
+    fn read_one(&self) {
+        self.single_reads.fetch_add(1, Ordering::SeqCst);
+    }
+    /// (batched, single) reads since the last call.
+    fn take_reads(&self) -> (u64, u64) {
+        (
+            self.batched_reads.swap(0, Ordering::SeqCst),
+            self.single_reads.swap(0, Ordering::SeqCst),
+        )
+    }
 }
 
 impl Store for WatchedStore {
@@ -34,7 +47,20 @@ impl Store for WatchedStore {
         "watched"
     }
     fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.read_one();
         self.inner.get(key)
+    }
+    fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
+        self.read_one();
+        self.inner.get_many(keys)
+    }
+    fn set_members_many(&self, keys: &[String]) -> StoreResult<Vec<Vec<Vec<u8>>>> {
+        self.read_one();
+        self.inner.set_members_many(keys)
+    }
+    fn read(&self, reads: &Reads) -> StoreResult<Snapshot> {
+        self.batched_reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.read(reads)
     }
     fn put(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<()> {
         self.wrote();
@@ -53,9 +79,11 @@ impl Store for WatchedStore {
         self.inner.set_add(key, member, ttl)
     }
     fn set_contains(&self, key: &str, member: &[u8]) -> StoreResult<bool> {
+        self.read_one();
         self.inner.set_contains(key, member)
     }
     fn set_members(&self, key: &str) -> StoreResult<Vec<Vec<u8>>> {
+        self.read_one();
         self.inner.set_members(key)
     }
     fn keys_with_prefix(&self, prefix: &str) -> StoreResult<Vec<String>> {
@@ -179,5 +207,37 @@ fn committing_is_what_changes_the_store_and_the_next_verdict() {
             .any(|f| f.full_rule() == "outbound.held"),
         "{:?}",
         held.findings
+    );
+}
+
+/// Stage 1 asks the store once: every key the detectors read for a message
+/// (threads, correspondents, names, the list) in one batched read, and an
+/// outbound account's hold and counters in one more. No detector reads the
+/// store by itself.
+#[test]
+fn a_message_costs_one_batched_read_per_stage() {
+    let store = Arc::new(WatchedStore::default());
+    let engine = engine(store.clone());
+    // Remembered, so the hijack below meets a known thread and name.
+    engine.scan_and_commit(Envelope::default(), INBOUND);
+    store.take_reads();
+
+    let hijack = engine.scan(Envelope::default(), HIJACK);
+    assert!(
+        hijack
+            .findings
+            .iter()
+            .any(|f| f.full_rule() == "thread_hijack.unknown_participant"),
+        "the thread was looked up: {:?}",
+        hijack.findings
+    );
+    assert_eq!(store.take_reads(), (1, 0), "inbound: one batched read");
+
+    let out = engine.scan(outbound(), OUTBOUND);
+    assert!(!out.effects.is_empty());
+    assert_eq!(
+        store.take_reads(),
+        (2, 0),
+        "outbound: the envelope stage's read and the content's"
     );
 }

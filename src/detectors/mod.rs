@@ -11,8 +11,11 @@ pub mod display_name;
 pub mod encrypted_archive;
 pub mod thread_hijack;
 
-use crate::config::Config;
+use std::path::Path;
+
+use crate::config::{Config, OrganizationConfig};
 use crate::detector::{Detector, RuleInfo};
+use crate::domains::OrgDomains;
 
 pub mod links;
 pub mod office_macro;
@@ -38,11 +41,25 @@ pub const SCAN_RULES: &[RuleInfo] = &[
     },
 ];
 
-/// One detector: its name, its rules, and how it is built from the config.
+/// What every detector may be built from besides its own config section:
+/// the organisation it protects. (The scan limits reach detectors at scan
+/// time, in [`crate::detector::ScanContext`].)
+pub struct Site<'a> {
+    /// `[organization]`: its names and domains as configured.
+    pub organization: &'a OrganizationConfig,
+    /// The organisation's own domains as every detector compares them.
+    pub org_domains: &'a OrgDomains,
+    /// The config file, when there is one: relative paths in a section
+    /// are relative to its folder.
+    pub config_file: Option<&'a Path>,
+}
+
+/// One detector: its name, its rules, and how it is built: from its own
+/// config section (the entry picks it) and the [`Site`].
 pub struct Registered {
     pub name: &'static str,
     pub rules: &'static [RuleInfo],
-    pub build: fn(&Config) -> Box<dyn Detector>,
+    pub build: fn(&Config, &Site<'_>) -> Box<dyn Detector>,
 }
 
 /// Every detector, in the order a scan runs them.
@@ -50,12 +67,17 @@ pub const REGISTRY: &[Registered] = &[
     Registered {
         name: display_name::NAME,
         rules: display_name::RULES,
-        build: |c| Box::new(display_name::DisplayNameDetector::new(c)),
+        build: |c, site| {
+            Box::new(display_name::DisplayNameDetector::new(
+                &c.display_name,
+                site,
+            ))
+        },
     },
     Registered {
         name: encrypted_archive::NAME,
         rules: encrypted_archive::RULES,
-        build: |c| {
+        build: |c, _| {
             Box::new(encrypted_archive::EncryptedArchive::new(
                 &c.encrypted_archive,
             ))
@@ -64,32 +86,32 @@ pub const REGISTRY: &[Registered] = &[
     Registered {
         name: attachment::NAME,
         rules: attachment::RULES,
-        build: |_| Box::new(attachment::Attachment),
+        build: |_, _| Box::new(attachment::Attachment),
     },
     Registered {
         name: thread_hijack::NAME,
         rules: thread_hijack::RULES,
-        build: |c| Box::new(thread_hijack::ThreadHijack::new(c)),
+        build: |c, site| Box::new(thread_hijack::ThreadHijack::new(&c.thread_hijack, site)),
     },
     Registered {
         name: outbound::NAME,
         rules: outbound::RULES,
-        build: |_| Box::new(outbound::Outbound::new()),
+        build: |c, _| Box::new(outbound::Outbound::new(&c.outbound)),
     },
     Registered {
         name: office_macro::NAME,
         rules: office_macro::RULES,
-        build: |c| Box::new(office_macro::OfficeMacro::new(&c.office_macro)),
+        build: |c, _| Box::new(office_macro::OfficeMacro::new(&c.office_macro)),
     },
     Registered {
         name: links::NAME,
         rules: links::RULES,
-        build: |c| Box::new(links::Links::new(&c.links)),
+        build: |c, _| Box::new(links::Links::new(&c.links)),
     },
     Registered {
         name: payload::NAME,
         rules: payload::RULES,
-        build: |_| Box::new(payload::Payload),
+        build: |_, _| Box::new(payload::Payload),
     },
 ];
 
@@ -120,7 +142,13 @@ pub fn rule_id(detector: &str, rule: &str) -> Option<(&'static str, &'static str
 
 /// Build every detector from the config.
 pub fn build(config: &Config) -> Vec<Box<dyn Detector>> {
-    REGISTRY.iter().map(|d| (d.build)(config)).collect()
+    let org_domains = config.org_domains();
+    let site = Site {
+        organization: &config.organization,
+        org_domains: &org_domains,
+        config_file: config.source.as_deref(),
+    };
+    REGISTRY.iter().map(|d| (d.build)(config, &site)).collect()
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{hash, Store, StoreResult, WriteOp};
+use super::{hash, Snapshot, Store, StoreResult, WriteOp};
 
 /// Names kept per address; more are not added (a shared mailbox may have many).
 pub const MAX_NAMES_PER_ADDRESS: usize = 16;
@@ -73,16 +73,22 @@ pub fn parse_record(value: Option<&[u8]>) -> Option<AddressRecord> {
     value.and_then(|v| serde_json::from_slice(v).ok())
 }
 
-/// Every address seen with this display name.
-pub fn addresses_for_name(store: &dyn Store, name: &str) -> StoreResult<Vec<KnownAddress>> {
-    let Some(h) = name_hash(name) else {
+/// The key of the set of addresses seen with this display name.
+pub fn name_key_of(name: &str) -> Option<String> {
+    name_hash(name).map(|h| name_key(&h))
+}
+
+/// Every address seen with this display name, as the lookup read it
+/// ([`name_key_of`]).
+pub fn addresses_for_name(state: &Snapshot, name: &str) -> StoreResult<Vec<KnownAddress>> {
+    let Some(key) = name_key_of(name) else {
         return Ok(Vec::new());
     };
-    Ok(store
-        .set_members(&name_key(&h))?
-        .into_iter()
+    Ok(state
+        .members(&key)?
+        .iter()
         .filter_map(|m| {
-            let m = String::from_utf8(m).ok()?;
+            let m = std::str::from_utf8(m).ok()?;
             let (address_hash, domain) = m.split_once(' ')?;
             Some(KnownAddress {
                 address_hash: address_hash.to_string(),
@@ -193,7 +199,13 @@ mod tests {
         );
         assert!(rec.has_name("山田　太郎 様") && rec.has_name("taro yamada"));
         assert!(!rec.has_name("Hanako"));
-        let known = addresses_for_name(&store, "山田太郎").unwrap();
+        // Looked up as a scan does: the name's set, then its addresses.
+        let addresses = |name: &str| {
+            let mut reads = crate::store::Reads::default();
+            reads.set(name_key_of(name).unwrap());
+            addresses_for_name(&store.read(&reads).unwrap(), name).unwrap()
+        };
+        let known = addresses("山田太郎");
         assert_eq!(
             known,
             vec![KnownAddress {
@@ -201,6 +213,6 @@ mod tests {
                 domain: "legal-holdings.co.jp".into()
             }]
         );
-        assert!(addresses_for_name(&store, "nobody").unwrap().is_empty());
+        assert!(addresses("nobody").is_empty());
     }
 }

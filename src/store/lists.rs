@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{hash, Store, StoreResult, WriteOp};
+use super::{hash, StoreResult, WriteOp};
 
 /// Distinct days a list must have been seen on to be known.
 pub const MIN_DAYS: usize = 3;
@@ -73,10 +73,17 @@ pub fn parse(value: Option<&[u8]>) -> Option<ListRecord> {
     value.and_then(|v| serde_json::from_slice(v).ok())
 }
 
+/// The lookup stage's part: the record of the message's list, if it names one.
+pub fn reads(view: &crate::view::MessageView, reads: &mut super::Reads) {
+    if let Some(id) = view.list_id.as_deref() {
+        reads.value(key(id));
+    }
+}
+
 /// Whether a post to `list_id` from list server `server` is a post to a
-/// known list: configured, or learned.
+/// known list: configured, or learned (as the lookup read it, [`reads`]).
 pub fn is_known(
-    store: &dyn Store,
+    state: &super::Snapshot,
     configured: &[String],
     list_id: &str,
     server: &str,
@@ -85,8 +92,7 @@ pub fn is_known(
     if configured.iter().any(|c| list_key(c) == id) {
         return Ok(true);
     }
-    let value = store.get(&key(&id))?;
-    Ok(parse(value.as_deref()).is_some_and(|r| r.known_from(server)))
+    Ok(parse(state.value(&key(&id))?).is_some_and(|r| r.known_from(server)))
 }
 
 /// The write that records one post to `list_id` from `server` on `now`'s
@@ -129,7 +135,19 @@ pub fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemoryStore;
+    use crate::store::{MemoryStore, Reads, Store};
+
+    /// Look the list up as a scan does, then judge it.
+    fn known(
+        store: &MemoryStore,
+        configured: &[String],
+        id: &str,
+        server: &str,
+    ) -> StoreResult<bool> {
+        let mut reads = Reads::default();
+        reads.value(key(id));
+        is_known(&store.read(&reads)?, configured, id, server)
+    }
 
     fn post(store: &MemoryStore, server: &str, day: i64) {
         let prev = parse(store.get(&key("sales.example.org")).unwrap().as_deref());
@@ -148,26 +166,26 @@ mod tests {
     #[test]
     fn a_list_is_known_after_three_days_from_one_server() {
         let store = MemoryStore::new();
-        assert!(!is_known(&store, &[], "sales.example.org", "lists.example.org").unwrap());
+        assert!(!known(&store, &[], "sales.example.org", "lists.example.org").unwrap());
         post(&store, "lists.example.org", 20_000);
         post(&store, "lists.example.org", 20_000);
         post(&store, "lists.example.org", 20_001);
-        assert!(!is_known(&store, &[], "sales.example.org", "lists.example.org").unwrap());
+        assert!(!known(&store, &[], "sales.example.org", "lists.example.org").unwrap());
         post(&store, "lists.example.org", 20_005);
-        assert!(is_known(&store, &[], "Sales.Example.org", "lists.example.org").unwrap());
+        assert!(known(&store, &[], "Sales.Example.org", "lists.example.org").unwrap());
         // The same List-Id from another server is not the known list.
-        assert!(!is_known(&store, &[], "sales.example.org", "evil.example").unwrap());
+        assert!(!known(&store, &[], "sales.example.org", "evil.example").unwrap());
     }
 
     #[test]
     fn configured_lists_are_known_at_once() {
         let store = MemoryStore::new();
         let configured = vec!["Sales.Example.org".to_string()];
-        assert!(is_known(&store, &configured, "sales.example.org", "").unwrap());
+        assert!(known(&store, &configured, "sales.example.org", "").unwrap());
         // A List-Id has the form of a domain: one IDN, either form.
         let configured = vec!["users.例え.jp".to_string()];
-        assert!(is_known(&store, &configured, "USERS.xn--r8jz45g.jp", "").unwrap());
-        assert!(!is_known(&store, &configured, "users.例ぇ.jp", "").unwrap());
+        assert!(known(&store, &configured, "USERS.xn--r8jz45g.jp", "").unwrap());
+        assert!(!known(&store, &configured, "users.例ぇ.jp", "").unwrap());
     }
 
     #[test]
@@ -176,7 +194,7 @@ mod tests {
         post(&store, "lists.例え.jp", 20_000);
         post(&store, "xn--r8jz45g.jp", 20_001);
         post(&store, "lists.例え。jp", 20_002);
-        assert!(is_known(&store, &[], "sales.example.org", "xn--r8jz45g.jp").unwrap());
-        assert!(!is_known(&store, &[], "sales.example.org", "例ぇ.jp").unwrap());
+        assert!(known(&store, &[], "sales.example.org", "xn--r8jz45g.jp").unwrap());
+        assert!(!known(&store, &[], "sales.example.org", "例ぇ.jp").unwrap());
     }
 }

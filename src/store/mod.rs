@@ -15,6 +15,7 @@ pub mod correspondents;
 pub mod embedded;
 pub mod hash;
 pub mod lists;
+pub mod lookup;
 pub mod memory;
 mod open;
 pub mod redis;
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 pub use config::{StoreBackend, StoreConfig};
 pub use embedded::EmbeddedStore;
+pub use lookup::{Lookup, Reads, Snapshot};
 pub use memory::MemoryStore;
 pub use open::{default_embedded_path, open, open_or_memory, open_read_only};
 pub use redis::RedisStore;
@@ -62,6 +64,14 @@ pub enum StoreError {
     /// A thread panicked while it held the store's lock.
     #[error("state store: {0} store lock poisoned")]
     Poisoned(&'static str),
+    /// A detector read a key it did not ask for in the lookup stage (a
+    /// programming error, reported as `scan.error` rather than guessed).
+    #[error("state store: key {0} was not looked up before the scan")]
+    NotLookedUp(String),
+    /// The lookup stage's one read failed; every detector that needed it
+    /// reports the same error.
+    #[error(transparent)]
+    Lookup(std::sync::Arc<StoreError>),
     /// Anything else: where the store is, what a record holds.
     #[error("state store: {0}")]
     Other(String),
@@ -114,8 +124,18 @@ pub trait Store: Send + Sync {
         keys.iter().map(|k| self.get(k)).collect()
     }
 
-    /// Several writes at once, in order. Backends override this to apply
-    /// them in one transaction (embedded) or one pipeline (Redis).
+    /// The lookup stage's reads, answered together: one read transaction
+    /// (embedded) or one round trip (Redis) where the backend can.
+    fn read(&self, reads: &Reads) -> StoreResult<Snapshot> {
+        let values = self.get_many(&reads.value_keys())?;
+        let sets = self.set_members_many(&reads.set_keys())?;
+        let memberships = reads
+            .membership_pairs()
+            .map(|(key, member)| self.set_contains(key, member))
+            .collect::<StoreResult<Vec<bool>>>()?;
+        Snapshot::from_parts(reads, values, sets, memberships)
+    }
+
     /// The members of each set in `keys` (sorted), in one round trip where
     /// the backend can.
     fn set_members_many(&self, keys: &[String]) -> StoreResult<Vec<Vec<Vec<u8>>>> {
@@ -155,6 +175,8 @@ pub trait Store: Send + Sync {
         self.write_batch_later(ops)
     }
 
+    /// Several writes at once, in order. Backends override this to apply
+    /// them in one transaction (embedded) or one pipeline (Redis).
     fn write_batch(&self, ops: &[WriteOp]) -> StoreResult<()> {
         for op in ops {
             match op {
@@ -216,7 +238,41 @@ pub mod contract {
         prefixes(store);
         batches(store);
         sets_many(store);
+        lookups(store);
         types(store);
+    }
+
+    /// The lookup stage's batched read answers as the single calls do.
+    fn lookups(store: &dyn Store) {
+        store.put("lk:v", b"value", None).unwrap();
+        store.incr("lk:n", 3, None).unwrap();
+        store.set_add("lk:s", b"b", None).unwrap();
+        store.set_add("lk:s", b"a", None).unwrap();
+        store.set_add("lk:big", b"in", None).unwrap();
+        let mut reads = Reads::default();
+        for key in ["lk:v", "lk:n", "lk:none"] {
+            reads.value(key.into());
+        }
+        reads.set("lk:s".into());
+        reads.set("lk:empty".into());
+        reads.membership("lk:big".into(), b"in".to_vec());
+        reads.membership("lk:big".into(), b"out".to_vec());
+        reads.membership("lk:nobig".into(), b"in".to_vec());
+        let state = store.read(&reads).unwrap();
+        assert_eq!(state.value("lk:v").unwrap(), Some(&b"value"[..]));
+        assert_eq!(state.count("lk:n").unwrap(), 3);
+        assert_eq!(state.value("lk:none").unwrap(), None);
+        assert_eq!(
+            state.members("lk:s").unwrap(),
+            [b"a".to_vec(), b"b".to_vec()]
+        );
+        assert!(state.members("lk:empty").unwrap().is_empty());
+        assert!(state.contains("lk:s", b"a").unwrap());
+        assert!(state.contains("lk:big", b"in").unwrap());
+        assert!(!state.contains("lk:big", b"out").unwrap());
+        assert!(!state.contains("lk:nobig", b"in").unwrap());
+        assert!(state.value("lk:other").is_err(), "not asked for");
+        assert_eq!(store.read(&Reads::default()).unwrap(), Snapshot::default());
     }
 
     fn sets_many(store: &dyn Store) {

@@ -9,9 +9,9 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ::redis::{Client, Connection, RedisError, Value};
+use ::redis::{Client, Connection, FromRedisValue, RedisError, Value};
 
-use super::{Store, StoreConfig, StoreError, StoreResult, WriteOp};
+use super::{Reads, Snapshot, Store, StoreConfig, StoreError, StoreResult, WriteOp};
 
 /// Idle connections kept for reuse; more may be open while scans run.
 const POOL_SIZE: usize = 8;
@@ -303,6 +303,45 @@ impl Store for RedisStore {
         Ok(keys)
     }
 
+    /// The lookup stage's reads in one pipeline: every GET, then every
+    /// SMEMBERS, then every SISMEMBER.
+    fn read(&self, reads: &Reads) -> StoreResult<Snapshot> {
+        if reads.is_empty() {
+            return Ok(Snapshot::default());
+        }
+        let values = reads.value_keys();
+        let sets = reads.set_keys();
+        let mut pipe = ::redis::pipe();
+        for key in &values {
+            pipe.cmd("GET").arg(self.key(key));
+        }
+        for key in &sets {
+            pipe.cmd("SMEMBERS").arg(self.key(key));
+        }
+        for (key, member) in reads.membership_pairs() {
+            pipe.cmd("SISMEMBER").arg(self.key(key)).arg(member);
+        }
+        let (values, sets, memberships) = self.with_conn(|c| {
+            let mut replies: Vec<Value> = pipe.query(c)?;
+            let membership_replies = replies.split_off(values.len() + sets.len());
+            let set_replies = replies.split_off(values.len());
+            let values = replies
+                .into_iter()
+                .map(value_bytes)
+                .collect::<Result<Vec<_>, _>>()?;
+            let sets = set_replies
+                .into_iter()
+                .map(Vec::<Vec<u8>>::from_redis_value)
+                .collect::<Result<Vec<_>, _>>()?;
+            let memberships = membership_replies
+                .into_iter()
+                .map(bool::from_redis_value)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((values, sets, memberships))
+        })?;
+        Snapshot::from_parts(reads, values, sets, memberships)
+    }
+
     fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
         if keys.is_empty() {
             return Ok(Vec::new());
@@ -397,20 +436,22 @@ fn read_values(c: &mut Connection, keys: &[String]) -> Result<Vec<Option<Vec<u8>
         pipe.cmd("GET").arg(key);
     }
     let values: Vec<Value> = pipe.query(c)?;
-    values
-        .into_iter()
-        .map(|v| match v {
-            Value::Nil => Ok(None),
-            Value::BulkString(b) => Ok(Some(b)),
-            Value::SimpleString(s) => Ok(Some(s.into_bytes())),
-            Value::Int(n) => Ok(Some(n.to_string().into_bytes())),
-            other => Err(RedisError::from((
-                ::redis::ErrorKind::UnexpectedReturnType,
-                "unexpected reply",
-                format!("{other:?}"),
-            ))),
-        })
-        .collect()
+    values.into_iter().map(value_bytes).collect()
+}
+
+/// A GET's reply as bytes (a counter's as its decimal digits).
+fn value_bytes(v: Value) -> Result<Option<Vec<u8>>, RedisError> {
+    match v {
+        Value::Nil => Ok(None),
+        Value::BulkString(b) => Ok(Some(b)),
+        Value::SimpleString(s) => Ok(Some(s.into_bytes())),
+        Value::Int(n) => Ok(Some(n.to_string().into_bytes())),
+        other => Err(RedisError::from((
+            ::redis::ErrorKind::UnexpectedReturnType,
+            "unexpected reply",
+            format!("{other:?}"),
+        ))),
+    }
 }
 
 /// Escape Redis glob characters so a prefix matches only itself.

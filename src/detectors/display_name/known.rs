@@ -9,11 +9,22 @@ use super::{clip, Match, Sender};
 use crate::domains::registrable;
 use crate::names;
 use crate::store::correspondents::{self, KnownAddress};
-use crate::store::{hash, Store, StoreResult};
+use crate::store::{hash, Reads, Snapshot, StoreResult};
 
 /// A name seen at this many registrable domains is a role or a common name
 /// ("Support", "Info", "Accounts") shared by many senders, not one person.
 const GENERIC_NAME_DOMAINS: usize = 3;
+
+/// The lookup stage's part: the name sets [`check`] reads for `name`.
+pub(super) fn reads(name: &str, reads: &mut Reads) {
+    for key in names::lookup_keys(name) {
+        for variant in key.variants() {
+            if let Some(key) = correspondents::name_key_of(&variant) {
+                reads.set(key);
+            }
+        }
+    }
+}
 
 /// Push a `known_correspondent` match when the sender's display name is known
 /// from earlier mail only at other registrable domains (or, on free mail,
@@ -21,7 +32,7 @@ const GENERIC_NAME_DOMAINS: usize = 3;
 pub(super) fn check(
     sender: &Sender<'_>,
     name: &str,
-    store: &dyn Store,
+    state: &Snapshot,
     is_freemail: impl Fn(&str) -> bool,
     out: &mut Vec<Match>,
 ) -> StoreResult<()> {
@@ -31,7 +42,7 @@ pub(super) fn check(
         let mut known: Vec<KnownAddress> = Vec::new();
         // The store keeps names in written order; try every word order.
         for variant in key.variants() {
-            for k in correspondents::addresses_for_name(store, &variant)? {
+            for k in correspondents::addresses_for_name(state, &variant)? {
                 if !known.contains(&k) {
                     known.push(k);
                 }

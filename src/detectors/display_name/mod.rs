@@ -27,8 +27,8 @@ use std::sync::OnceLock;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
 use crate::detector::{Detector, DetectorError, Hit, RuleInfo, ScanContext};
+use crate::detectors::Site;
 use crate::domains::{self, registrable, OrgDomains};
 use crate::names::{self, NameKey};
 use crate::view::address::find_in_text;
@@ -134,8 +134,8 @@ impl DisplayNameConfig {
 /// Problems with the `[display_name]` section that need the file system: the
 /// directory file, each error naming its file and line. Called by config
 /// validation so that `config check` and start-up report them.
-pub fn check_config(config: &Config, config_file: Option<&Path>) -> Vec<String> {
-    let Some(path) = config.display_name.directory_path(config_file) else {
+pub fn check_config(config: &DisplayNameConfig, config_file: Option<&Path>) -> Vec<String> {
+    let Some(path) = config.directory_path(config_file) else {
         return Vec::new();
     };
     match Directory::load(&path) {
@@ -167,12 +167,12 @@ pub struct DisplayNameDetector {
 }
 
 impl DisplayNameDetector {
-    pub fn new(config: &Config) -> Self {
-        let settings = config.display_name.clone();
+    pub fn new(settings: &DisplayNameConfig, site: &Site<'_>) -> Self {
+        let settings = settings.clone();
         let is_free = |d: &str| domains::is_freemail(d, &settings.freemail_domains);
-        let org_domains = config.org_domains();
+        let org_domains = site.org_domains.clone();
         let mut org_terms = Vec::new();
-        for name in &config.organization.names {
+        for name in &site.organization.names {
             if let Some(key) = NameKey::new(name) {
                 push_term(&mut org_terms, name, key.canonical());
             }
@@ -182,7 +182,7 @@ impl DisplayNameDetector {
             let joined: String = names::words(&first_label(domain)).concat();
             push_term(&mut org_terms, shown, joined);
         }
-        let directory = match settings.directory_path(config.source.as_deref()) {
+        let directory = match settings.directory_path(site.config_file) {
             None => Ok(Directory::default()),
             Some(path) => Directory::load(&path).map_err(|errors| {
                 let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -271,6 +271,24 @@ impl Detector for DisplayNameDetector {
         RULES
     }
 
+    /// The names the correspondent memory knows: read for every named
+    /// sender outside the organisation (whether the rule needs them is
+    /// known only once the directory rules ran; the keys cost nothing
+    /// more in the one batched read).
+    fn reads(&self, message: &MessageView, reads: &mut crate::store::Reads) {
+        let Some(from) = &message.from else {
+            return;
+        };
+        let (Some(name), Some(domain)) = (from.name.as_deref(), from.domain()) else {
+            return;
+        };
+        if from.address_lower().is_none() || self.org_domains.contains(&domain) {
+            return;
+        }
+        let name: String = name.chars().take(self.settings.max_name_chars).collect();
+        known::reads(&name, reads);
+    }
+
     fn inspect(
         &self,
         message: &MessageView,
@@ -309,7 +327,10 @@ impl Detector for DisplayNameDetector {
             // The directory is the stronger claim; the store covers the rest.
             if matches.is_empty() && !self.org_domains.contains(&sender.domain) {
                 let free = |d: &str| self.is_freemail(d);
-                if let Err(e) = known::check(&sender, name, ctx.store, free, &mut matches) {
+                let state = ctx.lookup.snapshot();
+                let checked =
+                    state.and_then(|s| known::check(&sender, name, s, free, &mut matches));
+                if let Err(e) = checked {
                     store_error = Some(DetectorError::new(format!("known_correspondent: {e}")));
                 }
             }

@@ -449,12 +449,8 @@ impl Detector for OfficeMacro {
                 // followed there, within office_macro's own limits).
                 continue;
             }
-            let report = analyze_document_within(
-                &attachment.data,
-                &self.config,
-                &ctx.config.limits,
-                ctx.budget,
-            );
+            let report =
+                analyze_document_within(&attachment.data, &self.config, ctx.limits, ctx.budget);
             let path = attachment.path.as_str();
             let mut report = report;
             if message.children(attachment.id).any(|c| c.decrypted) {

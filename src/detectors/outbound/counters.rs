@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::config::WindowConfig;
-use crate::store::{hash, Store, StoreResult, WriteOp};
+use crate::store::{hash, Reads, Snapshot, Store, StoreResult, WriteOp};
 
 /// Buckets per window: the window slides in tenths of its length.
 pub const BUCKETS: u64 = 10;
@@ -94,9 +94,47 @@ pub fn record(
     known_ttl: Duration,
     now: u64,
 ) -> StoreResult<Vec<Usage>> {
-    let (usage, writes) = predict(store, account, windows, recipients, known_ttl, now)?;
+    let mut asked = Reads::default();
+    reads(account, windows, recipients, now, &mut asked);
+    let state = store.read(&asked)?;
+    let (usage, writes) = predict(&state, account, windows, recipients, known_ttl, now)?;
     store.write_batch(&writes)?;
     Ok(usage)
+}
+
+/// The lookup stage's part: what [`predict`] reads — whether each
+/// recipient is known, and every counter and domain set of every window.
+pub fn reads(
+    account: &str,
+    windows: &[WindowConfig],
+    recipients: &[String],
+    now: u64,
+    reads: &mut Reads,
+) {
+    let account = account_key(account);
+    for rcpt in recipients {
+        reads.membership(known_key(&account), hash::address(rcpt).into_bytes());
+    }
+    for w in windows {
+        let (counters, domain_sets) = window_keys(&account, w, now);
+        counters.into_iter().for_each(|k| reads.value(k));
+        domain_sets.into_iter().for_each(|k| reads.set(k));
+    }
+}
+
+/// The keys of `window`'s buckets at `now`: its counters (message,
+/// recipient and new-recipient per bucket) and its recipient-domain sets.
+fn window_keys(account: &str, window: &WindowConfig, now: u64) -> (Vec<String>, Vec<String>) {
+    let len = bucket_len(window);
+    let last = now / len;
+    let first = last.saturating_sub(BUCKETS - 1);
+    let counters = (first..=last)
+        .flat_map(|bucket| ["msg", "rcpt", "new"].map(|m| counter_key(account, m, window, bucket)))
+        .collect();
+    let domain_sets = (first..=last)
+        .map(|bucket| domains_key(account, window, bucket))
+        .collect();
+    (counters, domain_sets)
 }
 
 /// The usage of every window once one more message of `account` to
@@ -104,7 +142,7 @@ pub fn record(
 /// the writes that count it (every counter of every window in one batch:
 /// one transaction on the embedded store, one pipeline on Redis).
 pub fn predict(
-    store: &dyn Store,
+    state: &Snapshot,
     account: &str,
     windows: &[WindowConfig],
     recipients: &[String],
@@ -122,7 +160,7 @@ pub fn predict(
         if !hashes.insert(hash.clone()) {
             continue;
         }
-        if !store.set_contains(&known_key(&account), &hash)? {
+        if !state.contains(&known_key(&account), &hash)? {
             new_recipients += 1;
         }
         writes.push(WriteOp::SetAdd {
@@ -157,7 +195,7 @@ pub fn predict(
                 ttl,
             });
         }
-        let mut u = usage_of_key(store, &account, w, now, &domains)?;
+        let mut u = usage_of_key(state, &account, w, now, &domains)?;
         u.messages += 1;
         u.recipients += recipients.len() as u64;
         u.new_recipients += new_recipients;
@@ -173,53 +211,43 @@ pub fn usage(
     window: &WindowConfig,
     now: u64,
 ) -> StoreResult<Usage> {
-    usage_of_key(store, &account_key(account), window, now, &BTreeSet::new())
+    let mut asked = Reads::default();
+    reads(account, std::slice::from_ref(window), &[], now, &mut asked);
+    usage_of_key(
+        &store.read(&asked)?,
+        &account_key(account),
+        window,
+        now,
+        &BTreeSet::new(),
+    )
 }
 
-/// The usage read from the store; `more_domains` counted among the
+/// The usage as the lookup read it; `more_domains` counted among the
 /// window's recipient domains too.
 fn usage_of_key(
-    store: &dyn Store,
+    state: &Snapshot,
     account: &str,
     window: &WindowConfig,
     now: u64,
     more_domains: &BTreeSet<String>,
 ) -> StoreResult<Usage> {
-    let len = bucket_len(window);
-    let last = now / len;
-    let first = last.saturating_sub(BUCKETS - 1);
     let mut usage = Usage::default();
-    // All the window's counters in one read.
-    let keys: Vec<String> = (first..=last)
-        .flat_map(|bucket| ["msg", "rcpt", "new"].map(|m| counter_key(account, m, window, bucket)))
-        .collect();
-    let values = store.get_many(&keys)?;
-    for (key, value) in keys.iter().zip(&values) {
-        let n = counter_value(value.as_deref());
+    let (counters, domain_sets) = window_keys(account, window, now);
+    for key in &counters {
+        let n = state.count(key)?;
         match key.rsplit(':').nth(2) {
             Some("msg") => usage.messages += n,
             Some("rcpt") => usage.recipients += n,
             _ => usage.new_recipients += n,
         }
     }
-    let domain_keys: Vec<String> = (first..=last)
-        .map(|bucket| domains_key(account, window, bucket))
-        .collect();
-    let mut domains: BTreeSet<Vec<u8>> = store
-        .set_members_many(&domain_keys)?
-        .into_iter()
-        .flatten()
-        .collect();
-    domains.extend(more_domains.iter().map(|d| d.as_bytes().to_vec()));
+    let mut domains: BTreeSet<&[u8]> = BTreeSet::new();
+    for key in &domain_sets {
+        domains.extend(state.members(key)?.iter().map(Vec::as_slice));
+    }
+    domains.extend(more_domains.iter().map(|d| d.as_bytes()));
     usage.domains = domains.len() as u64;
     Ok(usage)
-}
-
-fn counter_value(value: Option<&[u8]>) -> u64 {
-    value
-        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<i64>().ok())
-        .map(|n| n.max(0) as u64)
-        .unwrap_or(0)
 }
 
 /// Forget the account's window counters (after a release), keeping what it

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::OutboundConfig;
 use super::counters::{account_from_key, account_key};
-use crate::store::{Store, StoreError, StoreResult};
+use crate::store::{Reads, Snapshot, Store, StoreError, StoreResult};
 
 const PREFIX: &str = "ob:hold:";
 
@@ -56,10 +56,24 @@ fn forget(store: &dyn Store, account: &str) -> StoreResult<()> {
 }
 
 pub fn get(store: &dyn Store, account: &str) -> StoreResult<Option<Episode>> {
-    let Some(bytes) = store.get(&key(account))? else {
+    parse(account, store.get(&key(account))?.as_deref())
+}
+
+/// The lookup stage's part: the account's hold record.
+pub fn reads(account: &str, reads: &mut Reads) {
+    reads.value(key(account));
+}
+
+/// The account's hold as the lookup read it ([`reads`]).
+pub fn get_from(state: &Snapshot, account: &str) -> StoreResult<Option<Episode>> {
+    parse(account, state.value(&key(account))?)
+}
+
+fn parse(account: &str, record: Option<&[u8]>) -> StoreResult<Option<Episode>> {
+    let Some(bytes) = record else {
         return Ok(None);
     };
-    serde_json::from_slice(&bytes)
+    serde_json::from_slice(bytes)
         .map(Some)
         .map_err(|e| StoreError::new(format!("{}: unreadable hold record: {e}", key(account))))
 }

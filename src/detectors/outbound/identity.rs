@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use super::config::OutboundConfig;
 use super::counters::account_key;
-use crate::store::{hash, Store, StoreResult, WriteOp};
+use crate::store::{hash, Reads, Snapshot, StoreResult, WriteOp};
 use crate::view::Mailbox;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,50 +40,66 @@ impl Kind {
     }
 }
 
-/// Judge the From of one message of `account` and learn from it at once
-/// ([`judge`], then its writes). Returns the evidence for
-/// `from_not_owned` when the From is not the account's.
-pub fn check(
-    store: &dyn Store,
-    config: &OutboundConfig,
-    account: &str,
-    from: Option<&Mailbox>,
-) -> StoreResult<Option<String>> {
-    let (evidence, writes) = judge(store, config, account, from)?;
-    store.write_batch(&writes)?;
-    Ok(evidence)
+/// One From identity of a message (its address, registrable domain or
+/// display name) and the keys that judge it.
+struct Identity {
+    kind: Kind,
+    /// As compared and kept (names: their key).
+    value: String,
+    /// As the mail wrote it, for evidence (names are kept so).
+    shown: String,
+    /// The set of the account's own values of this kind.
+    owned_key: String,
+    /// The uses of this value while it is not the account's.
+    uses_key: String,
 }
 
-/// Judge the From of one message of `account`, reading the store only: the
-/// evidence for `from_not_owned`, if any, and the writes that teach the
-/// account's identities from this message (applied after the verdict).
-pub fn judge(
-    store: &dyn Store,
-    config: &OutboundConfig,
-    account: &str,
-    from: Option<&Mailbox>,
-) -> StoreResult<(Option<String>, Vec<WriteOp>)> {
-    let mut writes = Vec::new();
-    let Some(from) = from else {
-        return Ok((None, writes));
-    };
-    let Some(address) = from.address_lower() else {
-        return Ok((None, writes));
-    };
-    let a = account_key(account);
-    let ttl = Some(Duration::from_secs(config.history_days.max(1) * 86400));
-    // (the registrable domain as compared and kept, as the mail wrote it)
-    let from_domain = from.domain().unwrap_or_default();
-    let domain = crate::domains::registrable(&from_domain);
-    let domain_shown = crate::domains::registrable_as_written(&from_domain);
-    // (the value compared and kept, the value as the mail wrote it)
-    let name = from
-        .name
-        .as_deref()
-        .map(|n| (crate::names::normalize(n), n.trim()))
-        .filter(|(key, _)| !key.is_empty());
+/// The From of one message of one account, ready to be judged: every key
+/// the judgement reads is known before the store is asked.
+struct Plan {
+    account_key: String,
+    /// Messages the account sent (its learning phase).
+    history_key: String,
+    /// A login that is itself an address owns that address and its domain.
+    login_owns: Vec<(Kind, String)>,
+    identities: Vec<Identity>,
+}
 
-    // A login that is itself an address owns that address and its domain.
+fn plan(account: &str, from: Option<&Mailbox>) -> Option<Plan> {
+    let from = from?;
+    let address = from.address_lower()?;
+    let a = account_key(account);
+    let from_domain = from.domain().unwrap_or_default();
+    let mut values = vec![
+        (Kind::Address, address.clone(), address),
+        (
+            Kind::Domain,
+            crate::domains::registrable(&from_domain),
+            crate::domains::registrable_as_written(&from_domain),
+        ),
+    ];
+    if let Some(name) = from.name.as_deref() {
+        values.push((
+            Kind::Name,
+            crate::names::normalize(name),
+            name.trim().to_string(),
+        ));
+    }
+    let identities = values
+        .into_iter()
+        .filter(|(_, value, _)| !value.is_empty())
+        .map(|(kind, value, shown)| Identity {
+            kind,
+            owned_key: id_key(&a, kind),
+            uses_key: format!(
+                "ob:idc:{a}:{}:{}",
+                kind.key(),
+                hash::digest(kind.key(), &value)
+            ),
+            value,
+            shown,
+        })
+        .collect();
     let mut login_owns: Vec<(Kind, String)> = Vec::new();
     if account.contains('@') {
         let login = account.trim().to_lowercase();
@@ -92,48 +108,77 @@ pub fn judge(
         }
         login_owns.push((Kind::Address, login));
     }
-    for (kind, value) in &login_owns {
+    Some(Plan {
+        history_key: format!("ob:h:{a}"),
+        account_key: a,
+        login_owns,
+        identities,
+    })
+}
+
+/// The lookup stage's part: the keys [`judge`] reads for this From.
+pub fn reads(account: &str, from: Option<&Mailbox>, reads: &mut Reads) {
+    let Some(plan) = plan(account, from) else {
+        return;
+    };
+    reads.value(plan.history_key);
+    for id in plan.identities {
+        reads.set(id.owned_key);
+        reads.value(id.uses_key);
+    }
+}
+
+/// Judge the From of one message of `account` against what the lookup
+/// read ([`reads`]): the evidence for `from_not_owned`, if any, and the
+/// writes that teach the account's identities from this message (applied
+/// after the verdict).
+pub fn judge(
+    state: &Snapshot,
+    config: &OutboundConfig,
+    account: &str,
+    from: Option<&Mailbox>,
+) -> StoreResult<(Option<String>, Vec<WriteOp>)> {
+    let mut writes = Vec::new();
+    let Some(plan) = plan(account, from) else {
+        return Ok((None, writes));
+    };
+    let ttl = Some(Duration::from_secs(config.history_days.max(1) * 86400));
+    for (kind, value) in &plan.login_owns {
         writes.push(WriteOp::SetAdd {
-            key: id_key(&a, *kind),
+            key: id_key(&plan.account_key, *kind),
             member: value.as_bytes().to_vec(),
             ttl,
         });
     }
-
-    let history_key = format!("ob:h:{a}");
-    let seen = read_count(store, &history_key)? + 1;
+    let seen = state.count(&plan.history_key)? + 1;
     writes.push(WriteOp::Incr {
-        key: history_key,
+        key: plan.history_key.clone(),
         by: 1,
         ttl,
     });
     let learning = seen <= config.from_learning_messages;
-    let mut identities = vec![
-        (Kind::Address, address.clone(), address.as_str()),
-        (Kind::Domain, domain.clone(), domain_shown.as_str()),
-    ];
-    if let Some((key, shown)) = &name {
-        identities.push((Kind::Name, key.clone(), shown));
-    }
     let mut strange = Vec::new();
-    for (kind, value, shown) in identities {
-        if value.is_empty() {
-            continue;
-        }
-        let key = id_key(&a, kind);
+    for id in &plan.identities {
         // Names are kept as written and compared by their key; addresses
         // and domains are kept as compared.
-        let member = if kind == Kind::Name { shown } else { &value };
-        let owned = login_owns.iter().any(|(k, v)| *k == kind && *v == value)
-            || match kind {
-                Kind::Name => owns_name(store, &key, &value)?,
+        let member = if id.kind == Kind::Name {
+            &id.shown
+        } else {
+            &id.value
+        };
+        let owned = plan
+            .login_owns
+            .iter()
+            .any(|(k, v)| *k == id.kind && *v == id.value)
+            || match id.kind {
+                Kind::Name => owns_name(state, &id.owned_key, &id.value)?,
                 _ if learning => false,
-                _ => store.set_contains(&key, value.as_bytes())?,
+                _ => state.contains(&id.owned_key, id.value.as_bytes())?,
             };
         if learning {
             if !owned {
                 writes.push(WriteOp::SetAdd {
-                    key,
+                    key: id.owned_key.clone(),
                     member: member.as_bytes().to_vec(),
                     ttl,
                 });
@@ -143,25 +188,20 @@ pub fn judge(
         if owned {
             continue;
         }
-        let uses_key = format!(
-            "ob:idc:{a}:{}:{}",
-            kind.key(),
-            hash::digest(kind.key(), &value)
-        );
-        let uses = read_count(store, &uses_key)? + 1;
+        let uses = state.count(&id.uses_key)? + 1;
         writes.push(WriteOp::Incr {
-            key: uses_key,
+            key: id.uses_key.clone(),
             by: 1,
             ttl,
         });
         if config.from_adopt_after > 0 && uses >= config.from_adopt_after {
             writes.push(WriteOp::SetAdd {
-                key: key.clone(),
+                key: id.owned_key.clone(),
                 member: member.as_bytes().to_vec(),
                 ttl,
             });
         }
-        strange.push((kind, shown, known_sample(store, &key)?));
+        strange.push((id.kind, &id.shown, known_sample(state, &id.owned_key)?));
     }
     if strange.is_empty() {
         return Ok((None, writes));
@@ -191,18 +231,10 @@ pub fn judge(
     Ok((Some(parts.join("; ")), writes))
 }
 
-/// A counter's value (0 when absent or unreadable).
-fn read_count(store: &dyn Store, key: &str) -> StoreResult<u64> {
-    Ok(store
-        .get(key)?
-        .and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse::<i64>().ok())
-        .map_or(0, |n| n.max(0) as u64))
-}
-
 /// Whether the account's names include one with the key `name_key`.
-fn owns_name(store: &dyn Store, key: &str, name_key: &str) -> StoreResult<bool> {
-    Ok(store
-        .set_members(key)?
+fn owns_name(state: &Snapshot, key: &str, name_key: &str) -> StoreResult<bool> {
+    Ok(state
+        .members(key)?
         .iter()
         .any(|m| crate::names::normalize(&String::from_utf8_lossy(m)) == name_key))
 }
@@ -212,11 +244,11 @@ fn id_key(account_key: &str, kind: Kind) -> String {
 }
 
 /// Up to three values the account did use, for the evidence.
-fn known_sample(store: &dyn Store, key: &str) -> StoreResult<Vec<String>> {
-    let mut values: Vec<String> = store
-        .set_members(key)?
-        .into_iter()
-        .map(|v| format!("{:?}", String::from_utf8_lossy(&v)))
+fn known_sample(state: &Snapshot, key: &str) -> StoreResult<Vec<String>> {
+    let mut values: Vec<String> = state
+        .members(key)?
+        .iter()
+        .map(|v| format!("{:?}", String::from_utf8_lossy(v)))
         .collect();
     values.sort();
     if values.len() > 3 {
@@ -230,7 +262,21 @@ fn known_sample(store: &dyn Store, key: &str) -> StoreResult<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemoryStore;
+    use crate::store::{MemoryStore, Store};
+
+    /// Look up, judge, and commit the writes, as a scan and its commit do.
+    fn check(
+        store: &dyn Store,
+        config: &OutboundConfig,
+        account: &str,
+        from: Option<&Mailbox>,
+    ) -> StoreResult<Option<String>> {
+        let mut asked = Reads::default();
+        reads(account, from, &mut asked);
+        let (evidence, writes) = judge(&store.read(&asked)?, config, account, from)?;
+        store.write_batch(&writes)?;
+        Ok(evidence)
+    }
 
     fn mb(name: Option<&str>, addr: &str) -> Mailbox {
         Mailbox::new(name, Some(addr))

@@ -30,7 +30,7 @@ pub use config::OutboundConfig;
 use crate::detector::{Detector, DetectorError, Hit, RuleInfo, ScanContext};
 use crate::effects::{Effect, Trip};
 use crate::envelope::Envelope;
-use crate::store::{Store, StoreError};
+use crate::store::{Reads, Snapshot, StoreError};
 use crate::view::MessageView;
 
 pub const NAME: &str = "outbound";
@@ -75,11 +75,15 @@ pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 const MAX_RECIPIENTS_REMEMBERED: usize = 5000;
 
 #[derive(Default)]
-pub struct Outbound;
+pub struct Outbound {
+    config: OutboundConfig,
+}
 
 impl Outbound {
-    pub fn new() -> Self {
-        Outbound
+    pub fn new(config: &OutboundConfig) -> Self {
+        Outbound {
+            config: config.clone(),
+        }
     }
 }
 
@@ -176,12 +180,25 @@ pub struct Control {
     pub effects: Vec<Effect>,
 }
 
+/// The lookup stage's part of [`account_control`]: the account's counters
+/// and whether its recipients are known.
+pub fn control_reads(
+    cfg: &OutboundConfig,
+    account: &str,
+    envelope: &Envelope,
+    now: u64,
+    reads: &mut Reads,
+) {
+    let (_, rcpts) = recipients(envelope);
+    counters::reads(account, &cfg.windows_for(account), &rcpts, now, reads);
+}
+
 /// Count one outbound message of `account` (read only: the counts are what
 /// they will be once this message is committed) and judge its rates.
 /// Needs only the envelope, so no content scan can make a message go
 /// uncounted. Recipients are the envelope's.
 pub fn account_control(
-    store: &dyn Store,
+    state: &Snapshot,
     cfg: &OutboundConfig,
     account: &str,
     envelope: &Envelope,
@@ -190,7 +207,7 @@ pub fn account_control(
     let windows = cfg.windows_for(account);
     let (total, rcpts) = recipients(envelope);
     let known_ttl = Duration::from_secs(cfg.known_recipients_days.max(1) * 86400);
-    let (mut usage, writes) = counters::predict(store, account, &windows, &rcpts, known_ttl, now)?;
+    let (mut usage, writes) = counters::predict(state, account, &windows, &rcpts, known_ttl, now)?;
     if total > rcpts.len() {
         // Recipients beyond those remembered still count towards the rate.
         let extra = (total - rcpts.len()) as u64;
@@ -241,17 +258,24 @@ impl Detector for Outbound {
         RULES
     }
 
+    fn reads(&self, view: &MessageView, reads: &mut Reads) {
+        if let Some(account) = account_of(&self.config, &view.envelope) {
+            identity::reads(&account, view.from.as_ref(), reads);
+        }
+    }
+
     fn inspect(
         &self,
         view: &MessageView,
         ctx: &ScanContext<'_>,
         hits: &mut Vec<Hit>,
     ) -> Result<(), DetectorError> {
-        let cfg = &ctx.config.outbound;
+        let cfg = &self.config;
         let Some(account) = account_of(cfg, &view.envelope) else {
             return Ok(());
         };
-        let (evidence, writes) = identity::judge(ctx.store, cfg, &account, view.from.as_ref())?;
+        let state = ctx.lookup.snapshot()?;
+        let (evidence, writes) = identity::judge(state, cfg, &account, view.from.as_ref())?;
         if let Some(evidence) = evidence {
             hits.push(Hit::new("from_not_owned", evidence));
         }

@@ -30,8 +30,8 @@ use serde::{Deserialize, Serialize};
 use crate::detector::{Detector, DetectorError, Hit, RuleInfo, ScanContext};
 use crate::domains::{registrable, registrable_as_written, OrgDomains};
 use crate::names::normalize as normalize_name;
-use crate::store::correspondents;
 use crate::store::threads::{self, normalize_subject, ThreadRecord};
+use crate::store::{correspondents, Reads};
 use crate::view::{urls, FileType, MessageView};
 use quoted::{Quoted, QuotedBlock, Style};
 use subject::PrefixKind;
@@ -96,10 +96,10 @@ pub struct ThreadHijack {
 }
 
 impl ThreadHijack {
-    pub fn new(config: &crate::Config) -> Self {
+    pub fn new(config: &ThreadHijackConfig, site: &crate::detectors::Site<'_>) -> Self {
         ThreadHijack {
-            config: config.thread_hijack.clone(),
-            org_domains: config.org_domains(),
+            config: config.clone(),
+            org_domains: site.org_domains.clone(),
         }
     }
 
@@ -135,6 +135,18 @@ impl Detector for ThreadHijack {
         RULES
     }
 
+    /// The threads In-Reply-To and References name, and the sender's own
+    /// correspondent record (asked for whenever there is a sender: whether
+    /// it is needed is known only once the quoted history is read).
+    fn reads(&self, view: &MessageView, reads: &mut Reads) {
+        for id in self.referenced_ids(view) {
+            reads.value(threads::thread_key(&id));
+        }
+        if let Some(a) = view.from.as_ref().and_then(|m| m.address_lower()) {
+            reads.value(correspondents::address_key(&a));
+        }
+    }
+
     fn inspect(
         &self,
         view: &MessageView,
@@ -164,23 +176,17 @@ impl Detector for ThreadHijack {
         }
         let mismatch = self.quoted_mismatch(&facts, is_reply);
 
-        // One read for everything the store can tell.
-        // The sender's own record matters only to excuse a name-tied
-        // mismatch; mail that is no reply and shows no mismatch (most mail)
-        // costs no store call at all.
+        // What the lookup read: the remembered threads, and the sender's
+        // own record (it matters only to excuse a name-tied mismatch).
         let refs = self.referenced_ids(view);
-        let mut keys: Vec<String> = refs.iter().map(|id| threads::thread_key(id)).collect();
         let want_sender = mismatch.as_ref().is_some_and(|(_, name_tie)| *name_tie);
-        if let Some(a) = facts.sender_address.as_ref().filter(|_| want_sender) {
-            keys.push(correspondents::address_key(a));
-        }
-        let values = if keys.is_empty() {
-            Ok(Vec::new())
-        } else {
-            ctx.store.get_many(&keys)
-        };
-        let values = match values {
-            Ok(v) => v,
+        // Mail that is no reply and shows no mismatch (most mail) needs
+        // nothing the store knows, and no store error concerns it.
+        let nothing_read = crate::store::Snapshot::default();
+        let needed = !refs.is_empty() || want_sender;
+        let state = match ctx.lookup.snapshot() {
+            _ if !needed => &nothing_read,
+            Ok(state) => state,
             Err(e) => {
                 if let Some((evidence, _)) = mismatch {
                     hits.push(Hit::new("quoted_header_mismatch", evidence));
@@ -188,15 +194,22 @@ impl Detector for ThreadHijack {
                 return Err(DetectorError::Store(e));
             }
         };
+        let mut values = Vec::with_capacity(refs.len() + 1);
+        for id in &refs {
+            values.push(state.value(&threads::thread_key(id))?);
+        }
+        if let Some(a) = facts.sender_address.as_ref().filter(|_| want_sender) {
+            values.push(state.value(&correspondents::address_key(a))?);
+        }
         let records: Vec<ThreadRecord> = values[..refs.len()]
             .iter()
-            .filter_map(|v| serde_json::from_slice(v.as_deref()?).ok())
+            .filter_map(|v| serde_json::from_slice(v.as_ref()?).ok())
             .collect();
         let sender_record = facts
             .sender_address
             .as_ref()
             .filter(|_| want_sender)
-            .and_then(|_| correspondents::parse_record(values.last()?.as_deref()));
+            .and_then(|_| correspondents::parse_record(*values.last()?));
 
         if let Some((evidence, name_tie)) = mismatch {
             // The sender writing from this address under this name before
