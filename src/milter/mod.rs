@@ -257,15 +257,17 @@ impl Daemon {
 
     /// Apply what the scan of a message proposed (`Engine::commit`) before
     /// its end-of-message reply, so the next message of an outbound account
-    /// sees its count and hold. Off the protocol thread when it writes more
-    /// than the embedded store's deferred batch (outbound mail, Redis),
-    /// within the store's timeout plus a second; past that it finishes in
-    /// the background.
+    /// sees its count and hold. Off the protocol thread unless it only
+    /// remembers mail in the memory store: remembering in the embedded
+    /// store reads what the messages before wrote, so it may wait for the
+    /// store's writer (as long as `store.timeout_ms` while `learn` holds the
+    /// file). Within the store's timeout plus a second; past that it
+    /// finishes in the background.
     pub async fn commit(&self, engine: Arc<Engine>, effects: Vec<crate::effects::Effect>) {
         if effects.is_empty() {
             return;
         }
-        let light = engine.config().store.backend != crate::store::StoreBackend::Redis
+        let light = engine.config().store.backend == crate::store::StoreBackend::Memory
             && effects
                 .iter()
                 .all(|e| matches!(e, crate::effects::Effect::Remember { .. }));
