@@ -320,15 +320,12 @@ fn run_writer(mut conn: Connection, shared: Arc<Shared>, clock: Clock) {
         let now = (clock)() as i64;
         let work: Vec<&Work> = jobs.iter().map(|j| &j.work).collect();
         let outcomes = apply_group(&mut conn, &work, now);
-        // Published before the replies: a caller that reads right after its
-        // write returned does not wait again.
-        shared.applied(last);
+        let mut replies = Vec::new();
         let mut failed = 0;
         let mut first_error = None;
         for (job, outcome) in jobs.into_iter().zip(outcomes) {
             match (job.reply, outcome) {
-                // A caller that gave up waiting is gone; nothing to tell.
-                (Some(reply), outcome) => drop(reply.send(outcome)),
+                (Some(reply), outcome) => replies.push((reply, outcome)),
                 (None, Ok(_)) => {}
                 (None, Err(e)) => {
                     failed += 1;
@@ -336,9 +333,18 @@ fn run_writer(mut conn: Connection, shared: Arc<Shared>, clock: Clock) {
                 }
             }
         }
+        // Counted before the jobs are published as applied: a flush
+        // that returns has seen its losses counted.
         if let Some(e) = first_error {
             shared.lost.fetch_add(failed, Ordering::Relaxed);
             tracing::warn!("state store: {failed} batches of remembered mail not written: {e}");
+        }
+        // Published before the replies: a caller that reads right after its
+        // write returned does not wait again.
+        shared.applied(last);
+        for (reply, outcome) in replies {
+            // A caller that gave up waiting is gone; nothing to tell.
+            drop(reply.send(outcome));
         }
         if last - swept_at >= PURGE_EVERY {
             swept_at = last;
