@@ -257,15 +257,17 @@ impl Daemon {
 
     /// Apply what the scan of a message proposed (`Engine::commit`) before
     /// its end-of-message reply, so the next message of an outbound account
-    /// sees its count and hold. Off the protocol thread when it writes more
-    /// than the embedded store's deferred batch (outbound mail, Redis),
-    /// within the store's timeout plus a second; past that it finishes in
-    /// the background.
+    /// sees its count and hold. Off the protocol thread unless it only
+    /// remembers mail in the memory store: remembering in the embedded
+    /// store reads what the messages before wrote, so it may wait for the
+    /// store's writer (as long as `store.timeout_ms` while `learn` holds the
+    /// file). Within the store's timeout plus a second; past that it
+    /// finishes in the background.
     pub async fn commit(&self, engine: Arc<Engine>, effects: Vec<crate::effects::Effect>) {
         if effects.is_empty() {
             return;
         }
-        let light = engine.config().store.backend != crate::store::StoreBackend::Redis
+        let light = engine.config().store.backend == crate::store::StoreBackend::Memory
             && effects
                 .iter()
                 .all(|e| matches!(e, crate::effects::Effect::Remember { .. }));
@@ -514,17 +516,11 @@ pub async fn run(
     let mut milter: Pin<Box<dyn Future<Output = io::Result<()>> + Send>> = Box::pin(milter);
     tokio::pin!(shutdown);
 
-    // What accepted mail teaches is written in batches (`store.write_delay_ms`).
-    let write_delay = daemon.engine().config().store.write_delay();
-    let mut flush_tick = tokio::time::interval(write_delay.unwrap_or(Duration::from_secs(3600)));
-    flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-
     let mut reloads_open = true;
     loop {
         tokio::select! {
             result = &mut milter => return result,
             _ = &mut shutdown => break,
-            _ = flush_tick.tick(), if write_delay.is_some() => flush_store(&daemon).await,
             msg = reload.recv(), if reloads_open => match msg {
                 Some(()) => {
                     let d = daemon.clone();
@@ -561,14 +557,14 @@ pub async fn run(
     result
 }
 
-/// Apply the store's batched writes, off the reactor (a commit waits on
-/// the disk).
+/// Wait until the store has written what it queued (what the last
+/// messages taught), off the reactor (a commit waits on the disk).
 async fn flush_store(daemon: &Daemon) {
     let store = daemon.engine().store().clone();
     match tokio::task::spawn_blocking(move || store.flush()).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => warn!("writing the state store's batched writes: {e}"),
-        Err(e) => warn!("writing the state store's batched writes: {e}"),
+        Ok(Err(e)) => warn!("writing the state store's queued writes: {e}"),
+        Err(e) => warn!("writing the state store's queued writes: {e}"),
     }
 }
 
@@ -592,7 +588,7 @@ mod tests {
         let mut new = Config::default();
         new.milter.io_threads = 4;
         new.milter.connection_timeout_secs = 600;
-        new.store.write_delay_ms = 0;
+        new.store.timeout_ms = 1000;
         new.policy.tag = 3.0; // takes effect at once
         assert_eq!(
             needs_restart(&old, &new),

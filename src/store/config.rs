@@ -31,8 +31,9 @@ pub struct StoreConfig {
     /// Prefix of every Redis key, so that one Redis can serve other tools.
     pub key_prefix: String,
     /// Bound on each store call: Redis connect/read/write timeout, SQLite
-    /// busy timeout. A store that does not answer in time is an error
-    /// (`scan.error`), never a stuck message.
+    /// busy timeout, and how long an embedded store read waits for the
+    /// writes queued before it. A store that does not answer in time is an
+    /// error (`scan.error`), never a stuck message.
     pub timeout_ms: u64,
     /// After Redis failed to connect or answer, calls fail at once for this
     /// long before the next attempt, so a down Redis costs mail no time.
@@ -40,9 +41,14 @@ pub struct StoreConfig {
     /// How long a remembered message (thread memory) and a correspondent
     /// are kept after they were last seen.
     pub thread_ttl_days: u64,
-    /// Embedded store: what accepted mail teaches (thread memory,
-    /// correspondents) is written in one transaction per this many
-    /// milliseconds instead of one per message; 0 writes each at once.
+    /// No longer used; still accepted so that existing configs load, and
+    /// left out of the config the program prints. It delayed the embedded
+    /// store's writes of what accepted mail teaches, to write them in
+    /// batches. Now the store's writer thread writes at once and batches
+    /// by itself: whatever queues while it commits goes into its next
+    /// transaction. A delay would gain nothing: remembering a message
+    /// reads what the one before it wrote, and so would cut it short.
+    #[serde(skip_serializing)]
     pub write_delay_ms: u64,
 }
 
@@ -56,17 +62,12 @@ impl Default for StoreConfig {
             timeout_ms: 500,
             reconnect_after_ms: 5000,
             thread_ttl_days: 365,
-            write_delay_ms: 200,
+            write_delay_ms: 0,
         }
     }
 }
 
 impl StoreConfig {
-    /// `write_delay_ms` as a duration; None when writes are not delayed.
-    pub fn write_delay(&self) -> Option<std::time::Duration> {
-        (self.write_delay_ms > 0).then(|| std::time::Duration::from_millis(self.write_delay_ms))
-    }
-
     pub fn timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.timeout_ms.max(1))
     }

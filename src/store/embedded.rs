@@ -10,14 +10,26 @@
 //! its value and its expiry (unix milliseconds); table `members` holds the
 //! members of sets. Expired rows are invisible at once and are deleted when
 //! the store is opened and every few thousand writes.
+//!
+//! Threads: one writer thread owns the write connection. Callers queue
+//! their writes to it; it applies everything queued when it wakes in one
+//! transaction (group commit), so under load a commit carries many
+//! messages' writes. [`Store::write_batch`] waits for its outcome,
+//! [`Store::write_batch_later`] (what mail teaches) does not. Reads use a
+//! small pool of read-only connections (WAL readers never wait for the
+//! writer), after waiting until every write queued before the read began
+//! is applied: this process reads its own writes, counters and deletions
+//! included.
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{Store, StoreError, StoreResult, WriteOp};
 
@@ -25,8 +37,23 @@ const KIND_BYTES: i64 = 0;
 const KIND_COUNTER: i64 = 1;
 const KIND_SET: i64 = 2;
 
-/// Writes between two sweeps of expired rows.
+/// Batches written between two sweeps of expired rows.
 const PURGE_EVERY: u64 = 4096;
+
+/// Read connections at most. Reads are short (a message costs one), so a
+/// few let the scan threads read at once without one file handle and page
+/// cache per thread. Opened as needed.
+const READERS: usize = 4;
+
+/// Writes of `write_batch_later` the queue holds at most. The queue is
+/// bounded so that a writer that cannot keep up (a stalled disk, another
+/// process holding the file's lock) costs memory only up to a point.
+const MAX_QUEUED_LATER_OPS: usize = 8192;
+
+/// How long `write_batch_later` waits for room in a full queue before it
+/// drops its writes (with an error its caller logs): mail is never held up
+/// for long and never lost, only what it would have taught.
+const FULL_QUEUE_WAIT: Duration = Duration::from_millis(20);
 
 /// Current time in unix milliseconds; replaceable so tests can move time.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -39,212 +66,468 @@ fn system_clock() -> u64 {
 }
 
 pub struct EmbeddedStore {
-    /// Writes, and the reads inside a write transaction.
-    conn: Mutex<Connection>,
-    /// Reads. A second connection, so that a read never waits for a
-    /// commit (WAL readers do not wait on the writer).
-    reader: Mutex<Connection>,
+    /// The file, for messages.
+    what: String,
+    /// None when opened read-only: every write is refused.
+    writer: Option<Writer>,
+    readers: Pool,
     clock: Clock,
-    writes: AtomicU64,
-    /// Whether `write_batch_later` keeps writes for the next `flush`.
-    defer: AtomicBool,
-    /// Writes kept by `write_batch_later`, applied by `flush` in one
-    /// transaction (and on drop). Reads see them: a correspondent's second
-    /// message within the delay counts on top of its first.
-    pending: Mutex<Kept>,
-    /// One flush at a time.
-    flushing: Mutex<()>,
+    /// `store.timeout_ms`: the SQLite busy timeout of every connection,
+    /// and how long a read waits for the writes queued before it.
+    timeout: Duration,
 }
-
-/// Kept writes: those since the last flush began, and those the running
-/// flush is committing (still visible until the commit is done, so a
-/// value is always in one of them or in the file). Reads see the file
-/// through `flushing`, then `current`.
-#[derive(Default)]
-struct Kept {
-    current: Pending,
-    flushing: Pending,
-}
-
-impl Kept {
-    /// `key`'s value given the file's.
-    fn value(&self, key: &str, file: Option<Vec<u8>>) -> StoreResult<Option<Vec<u8>>> {
-        let below = self.flushing.value(key, file)?;
-        self.current.value(key, below)
-    }
-
-    /// The set `key`'s members given the file's.
-    fn members(&self, key: &str, file: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
-        self.current.members(key, self.flushing.members(key, file))
-    }
-
-    /// Whether the kept writes decide `key`'s members without the file.
-    fn members_known(&self, key: &str) -> bool {
-        self.current.decides_members(key) || self.flushing.decides_members(key)
-    }
-
-    fn keys_with_prefix(&self, prefix: &str, file: Vec<String>) -> Vec<String> {
-        self.current
-            .keys_with_prefix(prefix, self.flushing.keys_with_prefix(prefix, file))
-    }
-}
-
-/// What the kept writes say of one key, over what lies below them (the
-/// file, or the writes kept before).
-#[derive(Debug, Clone, PartialEq)]
-enum KeyState {
-    /// After a Put (Some) or a Delete (None): this, whatever lies below.
-    Value(Option<Vec<u8>>),
-    /// Increments on top of the counter below, or of 0 (`fresh`: the key
-    /// was deleted first).
-    Counter { fresh: bool, delta: i64 },
-    /// Members added to the set below, or to an empty set (`fresh`).
-    Set { fresh: bool, members: Vec<Vec<u8>> },
-}
-
-/// Writes not yet applied, in order, and what reads need of them: the
-/// state of each key they touch. Every kind of write counts: a counter's
-/// kept increments and a deleted set are seen by reads as they will be
-/// once the writes are applied.
-#[derive(Default)]
-struct Pending {
-    ops: Vec<WriteOp>,
-    keys: HashMap<String, KeyState>,
-}
-
-/// A counter as reads give it: decimal text.
-fn decimal_counter(value: &[u8]) -> i64 {
-    std::str::from_utf8(value)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-impl Pending {
-    fn push(&mut self, op: WriteOp) {
-        let state = |keys: &mut HashMap<String, KeyState>, key: &str| keys.remove(key);
-        match &op {
-            WriteOp::Put { key, value, .. } => {
-                self.keys
-                    .insert(key.clone(), KeyState::Value(Some(value.clone())));
-            }
-            WriteOp::Delete { key } => {
-                self.keys.insert(key.clone(), KeyState::Value(None));
-            }
-            WriteOp::Incr { key, by, .. } => {
-                let next = match state(&mut self.keys, key) {
-                    None => KeyState::Counter {
-                        fresh: false,
-                        delta: *by,
-                    },
-                    Some(KeyState::Value(None)) => KeyState::Counter {
-                        fresh: true,
-                        delta: *by,
-                    },
-                    Some(KeyState::Value(Some(v))) => {
-                        KeyState::Value(Some((decimal_counter(&v) + by).to_string().into_bytes()))
-                    }
-                    Some(KeyState::Counter { fresh, delta }) => KeyState::Counter {
-                        fresh,
-                        delta: delta + by,
-                    },
-                    Some(set @ KeyState::Set { .. }) => set,
-                };
-                self.keys.insert(key.clone(), next);
-            }
-            WriteOp::SetAdd { key, member, .. } => {
-                let next = match state(&mut self.keys, key) {
-                    None => KeyState::Set {
-                        fresh: false,
-                        members: vec![member.clone()],
-                    },
-                    Some(KeyState::Set { fresh, mut members }) => {
-                        if !members.contains(member) {
-                            members.push(member.clone());
-                        }
-                        KeyState::Set { fresh, members }
-                    }
-                    // After a Delete (or over a value of another type,
-                    // which the write replaces): a set of its own.
-                    Some(_) => KeyState::Set {
-                        fresh: true,
-                        members: vec![member.clone()],
-                    },
-                };
-                self.keys.insert(key.clone(), next);
-            }
-        }
-        self.ops.push(op);
-    }
-
-    /// `key`'s value through these writes, given the value below.
-    fn value(&self, key: &str, below: Option<Vec<u8>>) -> StoreResult<Option<Vec<u8>>> {
-        Ok(match self.keys.get(key) {
-            None => below,
-            Some(KeyState::Value(v)) => v.clone(),
-            Some(KeyState::Counter { fresh, delta }) => {
-                let base = if *fresh {
-                    0
-                } else {
-                    below.as_deref().map_or(0, decimal_counter)
-                };
-                Some((base + delta).to_string().into_bytes())
-            }
-            Some(KeyState::Set { .. }) => return Err(wrong_type(key)),
-        })
-    }
-
-    /// The set `key`'s members through these writes, given those below.
-    fn members(&self, key: &str, mut below: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
-        match self.keys.get(key) {
-            None => below,
-            Some(KeyState::Set { fresh, members }) => {
-                if *fresh {
-                    below.clear();
-                }
-                for m in members {
-                    if !below.contains(m) {
-                        below.push(m.clone());
-                    }
-                }
-                below
-            }
-            Some(_) => Vec::new(),
-        }
-    }
-
-    /// True when these writes make `key`'s members whatever lies below.
-    fn decides_members(&self, key: &str) -> bool {
-        match self.keys.get(key) {
-            None => false,
-            Some(KeyState::Set { fresh, .. }) => *fresh,
-            Some(_) => true,
-        }
-    }
-
-    /// The keys under `prefix` through these writes, given those below.
-    fn keys_with_prefix(&self, prefix: &str, mut below: Vec<String>) -> Vec<String> {
-        for (key, state) in &self.keys {
-            if !key.starts_with(prefix) {
-                continue;
-            }
-            if *state == KeyState::Value(None) {
-                below.retain(|k| k != key);
-            } else if !below.contains(key) {
-                below.push(key.clone());
-            }
-        }
-        below
-    }
-}
-
-/// Kept writes beyond which `write_batch_later` flushes by itself, so that
-/// nobody calling `flush` cannot grow memory without bound.
-const MAX_PENDING_OPS: usize = 8192;
 
 impl std::fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedStore").finish_non_exhaustive()
+        f.debug_struct("EmbeddedStore")
+            .field("path", &self.what)
+            .field("read_only", &self.writer.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The writer thread; dropping it writes what is queued and joins it.
+struct Writer {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// What the callers and the writer thread share.
+struct Shared {
+    queue: Mutex<Queue>,
+    /// The writer waits here for work.
+    work: Condvar,
+    /// Callers wait here for `applied` to move, or for room in the queue.
+    progress: Condvar,
+    /// Batches of `write_batch_later` that were not written: failed in
+    /// the writer (logged there) or dropped on a full queue.
+    lost: AtomicU64,
+    /// Tests hold this to keep the writer from taking work.
+    #[cfg(test)]
+    pause: Mutex<()>,
+}
+
+/// The writer's channel. Every job gets the next number; the writer
+/// applies jobs in that order and publishes the last one applied, so a
+/// reader knows what it must wait for.
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    /// Writes in `jobs` from `write_batch_later` (what the bound counts).
+    later_ops: usize,
+    /// The number of the last job queued.
+    sent: u64,
+    /// The number of the last job applied (committed or failed).
+    applied: u64,
+    /// The store is being dropped: write what is queued, then stop.
+    closing: bool,
+    /// The writer thread is gone: nothing more will be applied.
+    stopped: bool,
+}
+
+/// Per write: an Incr's new value, 1 when a SetAdd added its member, else
+/// 0. A purge answers the number of rows it deleted.
+type Outcome = StoreResult<Vec<i64>>;
+
+struct Job {
+    seq: u64,
+    work: Work,
+    /// Where a waiting caller gets the outcome; None for `write_batch_later`.
+    reply: Option<mpsc::SyncSender<Outcome>>,
+}
+
+enum Work {
+    Write(Vec<WriteOp>),
+    Purge,
+}
+
+impl Work {
+    fn later_ops(&self, reply: bool) -> usize {
+        match self {
+            Work::Write(ops) if !reply => ops.len(),
+            _ => 0,
+        }
+    }
+}
+
+impl Shared {
+    /// The queue. Every change to it is a few assignments that cannot
+    /// panic half-way, so a poisoned lock still holds a sound queue.
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queue `work` behind everything queued before.
+    fn push(&self, queue: &mut Queue, work: Work, reply: Option<mpsc::SyncSender<Outcome>>) {
+        queue.sent += 1;
+        queue.later_ops += work.later_ops(reply.is_some());
+        queue.jobs.push_back(Job {
+            seq: queue.sent,
+            work,
+            reply,
+        });
+        self.work.notify_one();
+    }
+
+    /// Queue writes nobody waits for. On a full queue, wait briefly for
+    /// room, then drop them: the caller logs the error, mail goes on.
+    fn send_later(&self, ops: Vec<WriteOp>) -> StoreResult<()> {
+        let mut queue = self.queue();
+        let full = |q: &Queue| q.later_ops > 0 && q.later_ops + ops.len() > MAX_QUEUED_LATER_OPS;
+        let deadline = Instant::now() + FULL_QUEUE_WAIT;
+        while full(&queue) && !queue.stopped {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let behind = queue.later_ops;
+                drop(queue);
+                self.lost.fetch_add(1, Ordering::Relaxed);
+                return Err(StoreError::new(format!(
+                    "embedded store: the writer is {behind} writes behind; \
+                     these {} were dropped",
+                    ops.len()
+                )));
+            }
+            queue = self
+                .progress
+                .wait_timeout(queue, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        if queue.stopped {
+            return Err(writer_stopped());
+        }
+        self.push(&mut queue, Work::Write(ops), None);
+        Ok(())
+    }
+
+    /// Queue `work` and wait for its outcome, at most `bound`.
+    fn send_and_wait(&self, work: Work, bound: Duration) -> Outcome {
+        let (reply, outcome) = mpsc::sync_channel(1);
+        {
+            let mut queue = self.queue();
+            if queue.stopped {
+                return Err(writer_stopped());
+            }
+            self.push(&mut queue, work, Some(reply));
+        }
+        match outcome.recv_timeout(bound) {
+            Ok(outcome) => outcome,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(StoreError::new(format!(
+                "embedded store: a write waited {} ms for the writer (twice store.timeout_ms); \
+                 it may still be made",
+                bound.as_millis()
+            ))),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(writer_stopped()),
+        }
+    }
+
+    /// Wait until every job queued so far is applied; give up at
+    /// `deadline` (None: wait as long as it takes).
+    fn wait_applied(&self, deadline: Option<Instant>) -> StoreResult<()> {
+        let mut queue = self.queue();
+        let target = queue.sent;
+        while queue.applied < target {
+            if queue.stopped {
+                return Err(writer_stopped());
+            }
+            queue = match deadline {
+                None => self
+                    .progress
+                    .wait(queue)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(StoreError::new(format!(
+                            "embedded store: {} batches of writes made before this read are \
+                             not written yet (store.timeout_ms); not read rather than stale",
+                            target - queue.applied
+                        )));
+                    }
+                    self.progress
+                        .wait_timeout(queue, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+        Ok(())
+    }
+
+    /// The writer: wait until a job is queued; false when the store is
+    /// closing and nothing is left.
+    fn wait_for_work(&self) -> bool {
+        let mut queue = self.queue();
+        while queue.jobs.is_empty() {
+            if queue.closing {
+                return false;
+            }
+            queue = self
+                .work
+                .wait(queue)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        true
+    }
+
+    /// The writer: every job queued now.
+    fn take_jobs(&self) -> Vec<Job> {
+        let mut queue = self.queue();
+        queue.later_ops = 0;
+        let jobs = queue.jobs.drain(..).collect();
+        // Room in the queue for whoever waits for it.
+        self.progress.notify_all();
+        jobs
+    }
+
+    /// The writer: jobs up to `seq` are applied.
+    fn applied(&self, seq: u64) {
+        self.queue().applied = seq;
+        self.progress.notify_all();
+    }
+}
+
+fn writer_stopped() -> StoreError {
+    StoreError::new("embedded store: the writer thread has stopped")
+}
+
+/// Marks the writer stopped when its thread ends, by return or panic, so
+/// that nobody waits for it: queued jobs are dropped (their callers get
+/// an error) and waiting readers fail.
+struct StopOnExit(Arc<Shared>);
+
+impl Drop for StopOnExit {
+    fn drop(&mut self) {
+        let mut queue = self.0.queue();
+        queue.stopped = true;
+        queue.jobs.clear();
+        drop(queue);
+        self.0.progress.notify_all();
+    }
+}
+
+/// The writer thread: apply what is queued, a transaction per wake-up,
+/// until the store is dropped.
+fn run_writer(mut conn: Connection, shared: Arc<Shared>, clock: Clock) {
+    let _stop = StopOnExit(shared.clone());
+    // The number of the last job when expired rows were last swept.
+    let mut swept_at: u64 = 0;
+    while shared.wait_for_work() {
+        #[cfg(test)]
+        let _paused = shared.pause.lock().unwrap_or_else(PoisonError::into_inner);
+        let jobs = shared.take_jobs();
+        let last = jobs.last().map_or(0, |j| j.seq);
+        let now = (clock)() as i64;
+        let work: Vec<&Work> = jobs.iter().map(|j| &j.work).collect();
+        let outcomes = apply_group(&mut conn, &work, now);
+        let mut replies = Vec::new();
+        let mut failed = 0;
+        let mut first_error = None;
+        for (job, outcome) in jobs.into_iter().zip(outcomes) {
+            match (job.reply, outcome) {
+                (Some(reply), outcome) => replies.push((reply, outcome)),
+                (None, Ok(_)) => {}
+                (None, Err(e)) => {
+                    failed += 1;
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        // Counted before the jobs are published as applied: a flush
+        // that returns has seen its losses counted.
+        if let Some(e) = first_error {
+            shared.lost.fetch_add(failed, Ordering::Relaxed);
+            tracing::warn!("state store: {failed} batches of remembered mail not written: {e}");
+        }
+        // Published before the replies: a caller that reads right after its
+        // write returned does not wait again.
+        shared.applied(last);
+        for (reply, outcome) in replies {
+            // A caller that gave up waiting is gone; nothing to tell.
+            drop(reply.send(outcome));
+        }
+        if last - swept_at >= PURGE_EVERY {
+            swept_at = last;
+            if let Some(Err(e)) = apply_group(&mut conn, &[&Work::Purge], now).pop() {
+                tracing::warn!("state store: sweeping expired rows: {e}");
+            }
+        }
+    }
+}
+
+/// Apply `work` in one IMMEDIATE transaction, each job in a savepoint of
+/// its own: a job that fails (a key of another type) is undone alone and
+/// its error is its own; the others are committed. When the transaction
+/// fails as a whole (busy, disk full), every job gets that error.
+fn apply_group(conn: &mut Connection, work: &[&Work], now: i64) -> Vec<Outcome> {
+    match try_group(conn, work, now) {
+        Ok(outcomes) => outcomes,
+        Err(e) => work.iter().map(|_| Err(copy_of(&e))).collect(),
+    }
+}
+
+fn try_group(conn: &mut Connection, work: &[&Work], now: i64) -> StoreResult<Vec<Outcome>> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| err("begin", e))?;
+    let mut outcomes = Vec::with_capacity(work.len());
+    for job in work {
+        tx.execute_batch("SAVEPOINT job")
+            .map_err(|e| err("savepoint", e))?;
+        let outcome = do_work(&tx, job, now);
+        let end = if outcome.is_ok() {
+            "RELEASE job"
+        } else {
+            "ROLLBACK TO job; RELEASE job"
+        };
+        tx.execute_batch(end).map_err(|e| err("savepoint", e))?;
+        outcomes.push(outcome);
+    }
+    tx.commit().map_err(|e| err("commit", e))?;
+    Ok(outcomes)
+}
+
+fn do_work(tx: &Connection, work: &Work, now: i64) -> Outcome {
+    let deadline = |ttl: &Option<Duration>| ttl.map(|t| now.saturating_add(t.as_millis() as i64));
+    match work {
+        Work::Purge => purge(tx, now).map(|n| vec![n as i64]),
+        Work::Write(ops) => ops
+            .iter()
+            .map(|op| match op {
+                WriteOp::Put { key, value, ttl } => {
+                    do_put(tx, key, value, deadline(ttl)).map(|()| 0)
+                }
+                WriteOp::SetAdd { key, member, ttl } => {
+                    do_set_add(tx, key, member, deadline(ttl), now).map(i64::from)
+                }
+                WriteOp::Incr { key, by, ttl } => do_incr(tx, key, *by, deadline(ttl), now),
+                WriteOp::Delete { key } => remove(tx, key).map(|()| 0),
+            })
+            .collect(),
+    }
+}
+
+/// The error of a transaction that failed as a whole, once more for each
+/// job in it. rusqlite's errors cannot be cloned; SQLite's own (busy, disk
+/// full: what fails a whole transaction) are copied, any other as text.
+fn copy_of(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Sqlite {
+            context,
+            source: rusqlite::Error::SqliteFailure(code, message),
+        } => StoreError::Sqlite {
+            context: context.clone(),
+            source: rusqlite::Error::SqliteFailure(*code, message.clone()),
+        },
+        StoreError::Sqlite { context, source } => {
+            StoreError::new(format!("embedded store: {context}: {source}"))
+        }
+        other => StoreError::new(other.to_string()),
+    }
+}
+
+/// Read connections, opened as needed up to [`READERS`].
+struct Pool {
+    state: Mutex<PoolState>,
+    /// Waits for a connection to come back.
+    returned: Condvar,
+    connect: Box<dyn Fn() -> StoreResult<Connection> + Send + Sync>,
+}
+
+struct PoolState {
+    idle: Vec<Connection>,
+    opened: usize,
+}
+
+/// A connection taken from the pool; it goes back on drop.
+struct Pooled<'a> {
+    pool: &'a Pool,
+    conn: Option<Connection>,
+}
+
+impl Pool {
+    fn new(
+        first: Connection,
+        connect: Box<dyn Fn() -> StoreResult<Connection> + Send + Sync>,
+    ) -> Pool {
+        Pool {
+            state: Mutex::new(PoolState {
+                idle: vec![first],
+                opened: 1,
+            }),
+            returned: Condvar::new(),
+            connect,
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// An idle connection, a new one, or the first returned before `deadline`.
+    fn take(&self, deadline: Instant) -> StoreResult<Pooled<'_>> {
+        let mut state = self.state();
+        loop {
+            if let Some(conn) = state.idle.pop() {
+                return Ok(self.pooled(conn));
+            }
+            if state.opened < READERS {
+                state.opened += 1;
+                drop(state);
+                return match (self.connect)() {
+                    Ok(conn) => Ok(self.pooled(conn)),
+                    Err(e) => {
+                        self.state().opened -= 1;
+                        self.returned.notify_one();
+                        Err(e)
+                    }
+                };
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(StoreError::new(
+                    "embedded store: no read connection free within store.timeout_ms",
+                ));
+            }
+            state = self
+                .returned
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    fn pooled(&self, conn: Connection) -> Pooled<'_> {
+        Pooled {
+            pool: self,
+            conn: Some(conn),
+        }
+    }
+}
+
+impl std::ops::Deref for Pooled<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn
+            .as_ref()
+            .expect("a pooled connection until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.conn
+            .as_mut()
+            .expect("a pooled connection until dropped")
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.state().idle.push(conn);
+            self.pool.returned.notify_one();
+        }
     }
 }
 
@@ -257,10 +540,6 @@ fn percent_path(path: &Path) -> String {
         .replace('#', "%23")
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> StoreResult<MutexGuard<'_, T>> {
-    mutex.lock().map_err(|_| StoreError::Poisoned("embedded"))
-}
-
 fn err(context: &str, source: rusqlite::Error) -> StoreError {
     StoreError::Sqlite {
         context: context.to_string(),
@@ -270,6 +549,16 @@ fn err(context: &str, source: rusqlite::Error) -> StoreError {
 
 fn wrong_type(key: &str) -> StoreError {
     StoreError::WrongType(key.to_string())
+}
+
+/// A read connection of a store this process also writes: it refuses
+/// writes of its own and waits up to `busy_timeout` for other processes.
+fn open_reader(path: &Path, what: &str, busy_timeout: Duration) -> StoreResult<Connection> {
+    let conn = Connection::open(path).map_err(|e| err(what, e))?;
+    conn.busy_timeout(busy_timeout).map_err(|e| err(what, e))?;
+    conn.execute_batch("PRAGMA query_only=1; PRAGMA mmap_size=268435456;")
+        .map_err(|e| err(what, e))?;
+    Ok(conn)
 }
 
 impl EmbeddedStore {
@@ -285,7 +574,7 @@ impl EmbeddedStore {
         clock: Clock,
     ) -> StoreResult<EmbeddedStore> {
         let what = path.display().to_string();
-        let conn = Connection::open(path).map_err(|e| err(&what, e))?;
+        let mut conn = Connection::open(path).map_err(|e| err(&what, e))?;
         conn.busy_timeout(busy_timeout).map_err(|e| err(&what, e))?;
         // WAL: readers and one writer at a time across processes (daemon,
         // learn, check). NORMAL sync: a crash may lose the last commits,
@@ -316,30 +605,47 @@ impl EmbeddedStore {
              ) WITHOUT ROWID;",
         )
         .map_err(|e| err(&what, e))?;
-        let reader = Connection::open(path).map_err(|e| err(&what, e))?;
-        reader
-            .busy_timeout(busy_timeout)
-            .map_err(|e| err(&what, e))?;
-        reader
-            .execute_batch("PRAGMA query_only=1; PRAGMA mmap_size=268435456;")
-            .map_err(|e| err(&what, e))?;
-        let store = EmbeddedStore {
-            conn: Mutex::new(conn),
-            reader: Mutex::new(reader),
-            clock,
-            writes: AtomicU64::new(0),
-            defer: AtomicBool::new(false),
-            pending: Mutex::new(Kept::default()),
-            flushing: Mutex::new(()),
+        if let Some(Err(e)) = apply_group(&mut conn, &[&Work::Purge], (clock)() as i64).pop() {
+            return Err(e);
+        }
+        let first = open_reader(path, &what, busy_timeout)?;
+        let reader_path = path.to_path_buf();
+        let reader_what = what.clone();
+        let readers = Pool::new(
+            first,
+            Box::new(move || open_reader(&reader_path, &reader_what, busy_timeout)),
+        );
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            work: Condvar::new(),
+            progress: Condvar::new(),
+            lost: AtomicU64::new(0),
+            #[cfg(test)]
+            pause: Mutex::new(()),
+        });
+        let thread = {
+            let (shared, clock) = (shared.clone(), clock.clone());
+            std::thread::Builder::new()
+                .name("store-writer".into())
+                .spawn(move || run_writer(conn, shared, clock))
+                .map_err(|e| StoreError::new(format!("embedded store: writer thread: {e}")))?
         };
-        store.purge_expired()?;
-        Ok(store)
+        Ok(EmbeddedStore {
+            what,
+            writer: Some(Writer {
+                shared,
+                thread: Some(thread),
+            }),
+            readers,
+            clock,
+            timeout: busy_timeout,
+        })
     }
 
     /// Open an existing database for reading only (`check`): no table is
-    /// created, nothing is purged, every write fails, and the file's bytes
-    /// stay as they were. Where the directory cannot be written (no `-shm`
-    /// file can be made), the file is read as immutable.
+    /// created, nothing is purged, no writer thread runs, every write fails,
+    /// and the file's bytes stay as they were. Where the directory cannot be
+    /// written (no `-shm` file can be made), the file is read as immutable.
     pub fn open_read_only(path: &Path, busy_timeout: Duration) -> StoreResult<EmbeddedStore> {
         use rusqlite::OpenFlags;
         let what = path.display().to_string();
@@ -348,152 +654,121 @@ impl EmbeddedStore {
                 "embedded store: {what}: no store file yet"
             )));
         }
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
-            | OpenFlags::SQLITE_OPEN_URI
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let connect = |immutable: bool| -> StoreResult<Connection> {
+        let connect = move |path: &Path, what: &str, immutable: bool| {
+            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX;
             let uri = format!(
                 "file:{}?mode=ro{}",
                 percent_path(path),
                 if immutable { "&immutable=1" } else { "" }
             );
-            let conn = Connection::open_with_flags(&uri, flags).map_err(|e| err(&what, e))?;
-            conn.busy_timeout(busy_timeout).map_err(|e| err(&what, e))?;
+            let conn = Connection::open_with_flags(&uri, flags).map_err(|e| err(what, e))?;
+            conn.busy_timeout(busy_timeout).map_err(|e| err(what, e))?;
             // Reading needs the tables: a file that is not our store fails here.
             conn.query_row("SELECT count(*) FROM kv WHERE 0", [], |_| Ok(()))
-                .map_err(|e| err(&what, e))?;
+                .map_err(|e| err(what, e))?;
             Ok(conn)
         };
-        let conn = connect(false).or_else(|_| connect(true))?;
-        let reader = connect(false).or_else(|_| connect(true))?;
-        Ok(EmbeddedStore {
-            conn: Mutex::new(conn),
-            reader: Mutex::new(reader),
-            clock: Arc::new(system_clock),
-            writes: AtomicU64::new(0),
-            defer: AtomicBool::new(false),
-            pending: Mutex::new(Kept::default()),
-            flushing: Mutex::new(()),
-        })
-    }
-
-    /// Keep `write_batch_later`'s writes for [`Store::flush`] (the daemon
-    /// flushes every `store.write_delay_ms`), or write them at once.
-    pub fn defer_writes(&self, on: bool) {
-        self.defer.store(on, Ordering::Relaxed);
-    }
-
-    /// A write made now goes after the writes kept for later, as it was
-    /// asked: those are applied first, so that a later flush can never
-    /// put an older value back over it.
-    fn in_order(&self) -> StoreResult<()> {
-        // Also waits for a flush under way.
-        let _one_at_a_time = lock(&self.flushing)?;
-        if self.pending()?.current.ops.is_empty() {
-            return Ok(());
-        }
-        self.flush_kept()
-    }
-
-    /// Apply the kept writes; the caller holds `flushing`.
-    fn flush_kept(&self) -> StoreResult<()> {
-        // The kept writes stay readable (as `flushing`) until committed;
-        // reads meanwhile neither wait nor miss them.
-        let ops = {
-            let mut pending = self.pending()?;
-            pending.flushing = std::mem::take(&mut pending.current);
-            std::mem::take(&mut pending.flushing.ops)
+        let (first, immutable) = match connect(path, &what, false) {
+            Ok(conn) => (conn, false),
+            Err(_) => (connect(path, &what, true)?, true),
         };
-        let written = self.apply(&ops);
-        self.pending()?.flushing = Pending::default();
-        written
-    }
-
-    /// Make `ops` in one transaction.
-    fn apply(&self, ops: &[WriteOp]) -> StoreResult<()> {
-        if ops.is_empty() {
-            return Ok(());
-        }
-        let now = self.now();
-        let deadline =
-            |ttl: &Option<Duration>| ttl.map(|t| now.saturating_add(t.as_millis() as i64));
-        self.write(|tx, now| {
-            for op in ops {
-                match op {
-                    WriteOp::Put { key, value, ttl } => do_put(tx, key, value, deadline(ttl))?,
-                    WriteOp::SetAdd { key, member, ttl } => {
-                        do_set_add(tx, key, member, deadline(ttl), now)?;
-                    }
-                    WriteOp::Incr { key, by, ttl } => {
-                        do_incr(tx, key, *by, deadline(ttl), now)?;
-                    }
-                    WriteOp::Delete { key } => remove(tx, key)?,
-                }
-            }
-            Ok(())
+        let (reader_path, reader_what): (PathBuf, String) = (path.to_path_buf(), what.clone());
+        Ok(EmbeddedStore {
+            what,
+            writer: None,
+            readers: Pool::new(
+                first,
+                Box::new(move || connect(&reader_path, &reader_what, immutable)),
+            ),
+            clock: Arc::new(system_clock),
+            timeout: busy_timeout,
         })
     }
 
-    fn pending(&self) -> StoreResult<MutexGuard<'_, Kept>> {
-        lock(&self.pending)
+    /// Batches of `write_batch_later` that were not written since the
+    /// store was opened: failed (each logged) or dropped on a full queue.
+    pub fn lost_writes(&self) -> u64 {
+        self.writer
+            .as_ref()
+            .map_or(0, |w| w.shared.lost.load(Ordering::Relaxed))
+    }
+
+    /// Delete every expired row (they are already invisible); how many.
+    pub fn purge_expired(&self) -> StoreResult<usize> {
+        let outcome = self.send_and_wait(Work::Purge)?;
+        Ok(outcome.first().copied().unwrap_or(0) as usize)
+    }
+
+    fn writer(&self) -> StoreResult<&Shared> {
+        match &self.writer {
+            Some(w) => Ok(&w.shared),
+            None => Err(StoreError::new(format!(
+                "embedded store: {}: opened read-only (check): writes are refused",
+                self.what
+            ))),
+        }
+    }
+
+    /// Make `work` and wait for it. The wait is bounded by twice the busy
+    /// timeout: the transaction before it and its own may each wait that
+    /// long for another process.
+    fn send_and_wait(&self, work: Work) -> Outcome {
+        self.writer()?.send_and_wait(work, self.timeout * 2)
+    }
+
+    /// Make `ops` (one at least) and answer each one's outcome.
+    fn write_now(&self, ops: Vec<WriteOp>) -> Outcome {
+        self.send_and_wait(Work::Write(ops))
+    }
+
+    /// Make one write; its outcome.
+    fn write_one(&self, op: WriteOp) -> StoreResult<i64> {
+        Ok(self.write_now(vec![op])?.first().copied().unwrap_or(0))
     }
 
     fn now(&self) -> i64 {
         (self.clock)() as i64
     }
 
-    fn deadline(&self, ttl: Option<Duration>) -> Option<i64> {
-        ttl.map(|t| self.now().saturating_add(t.as_millis() as i64))
-    }
-
-    fn with_reader<T>(&self, f: impl FnOnce(&mut Connection) -> StoreResult<T>) -> StoreResult<T> {
-        f(&mut *lock(&self.reader)?)
-    }
-
-    fn with_conn<T>(&self, f: impl FnOnce(&mut Connection) -> StoreResult<T>) -> StoreResult<T> {
-        f(&mut *lock(&self.conn)?)
-    }
-
-    /// Run `f` in one write transaction, then sweep expired rows now and then.
-    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>, i64) -> StoreResult<T>) -> StoreResult<T> {
-        let now = self.now();
-        let out = self.with_conn(|conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| err("begin", e))?;
-            let out = f(&tx, now)?;
-            tx.commit().map_err(|e| err("commit", e))?;
-            Ok(out)
-        })?;
-        if self.writes.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY == PURGE_EVERY - 1 {
-            self.purge_expired()?;
+    /// Run `f` on a read connection once every write queued before now is
+    /// applied (read-your-writes); both waits within `store.timeout_ms`.
+    fn read<T>(&self, f: impl FnOnce(&mut Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let deadline = Instant::now() + self.timeout;
+        if let Some(writer) = &self.writer {
+            writer.shared.wait_applied(Some(deadline))?;
         }
-        Ok(out)
+        let mut conn = self.readers.take(deadline)?;
+        f(&mut conn)
     }
+}
 
-    /// Delete every expired row (they are already invisible).
-    pub fn purge_expired(&self) -> StoreResult<usize> {
-        let now = self.now();
-        self.with_conn(|conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| err("begin", e))?;
-            tx.execute(
-                "DELETE FROM members WHERE key IN
-                   (SELECT key FROM kv WHERE kind = ?1 AND expires IS NOT NULL AND expires <= ?2)",
-                params![KIND_SET, now],
-            )
-            .map_err(|e| err("purge", e))?;
-            let n = tx
-                .execute(
-                    "DELETE FROM kv WHERE expires IS NOT NULL AND expires <= ?1",
-                    params![now],
-                )
-                .map_err(|e| err("purge", e))?;
-            tx.commit().map_err(|e| err("commit", e))?;
-            Ok(n)
-        })
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.shared.queue().closing = true;
+        self.shared.work.notify_one();
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::warn!("state store: the writer thread panicked; queued writes are lost");
+            }
+        }
     }
+}
+
+/// Delete every expired row; how many keys.
+fn purge(tx: &Connection, now: i64) -> StoreResult<usize> {
+    tx.execute(
+        "DELETE FROM members WHERE key IN
+           (SELECT key FROM kv WHERE kind = ?1 AND expires IS NOT NULL AND expires <= ?2)",
+        params![KIND_SET, now],
+    )
+    .map_err(|e| err("purge", e))?;
+    tx.execute(
+        "DELETE FROM kv WHERE expires IS NOT NULL AND expires <= ?1",
+        params![now],
+    )
+    .map_err(|e| err("purge", e))
 }
 
 /// A live row: kind, value, expiry.
@@ -639,41 +914,39 @@ impl Store for EmbeddedStore {
     }
 
     fn put(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> StoreResult<()> {
-        self.in_order()?;
-        let expires = self.deadline(ttl);
-        self.write(|tx, _| do_put(tx, key, value, expires))
+        self.write_one(WriteOp::Put {
+            key: key.into(),
+            value: value.to_vec(),
+            ttl,
+        })
+        .map(drop)
     }
 
     fn delete(&self, key: &str) -> StoreResult<()> {
-        self.in_order()?;
-        self.write(|tx, _| remove(tx, key))
+        self.write_one(WriteOp::Delete { key: key.into() })
+            .map(drop)
     }
 
     fn incr(&self, key: &str, by: i64, ttl: Option<Duration>) -> StoreResult<i64> {
-        self.in_order()?;
-        let expires = self.deadline(ttl);
-        self.write(|tx, now| do_incr(tx, key, by, expires, now))
+        self.write_one(WriteOp::Incr {
+            key: key.into(),
+            by,
+            ttl,
+        })
     }
 
     fn set_add(&self, key: &str, member: &[u8], ttl: Option<Duration>) -> StoreResult<bool> {
-        self.in_order()?;
-        let expires = self.deadline(ttl);
-        self.write(|tx, now| do_set_add(tx, key, member, expires, now))
+        let added = self.write_one(WriteOp::SetAdd {
+            key: key.into(),
+            member: member.to_vec(),
+            ttl,
+        })?;
+        Ok(added == 1)
     }
 
     fn set_contains(&self, key: &str, member: &[u8]) -> StoreResult<bool> {
-        {
-            let pending = self.pending()?;
-            let kept = pending.members(key, Vec::new());
-            if kept.iter().any(|m| m == member) {
-                return Ok(true);
-            }
-            if pending.members_known(key) {
-                return Ok(false);
-            }
-        }
         let now = self.now();
-        self.with_reader(|conn| {
+        self.read(|conn| {
             if !is_live_set(conn, key, now)? {
                 return Ok(false);
             }
@@ -692,7 +965,7 @@ impl Store for EmbeddedStore {
 
     fn set_members_many(&self, keys: &[String]) -> StoreResult<Vec<Vec<Vec<u8>>>> {
         let now = self.now();
-        let sets = self.with_reader(|conn| {
+        self.read(|conn| {
             // One read transaction: a consistent snapshot, one lock.
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Deferred)
@@ -703,27 +976,14 @@ impl Store for EmbeddedStore {
                 .collect::<StoreResult<Vec<_>>>()?;
             tx.commit().map_err(|e| err("commit", e))?;
             Ok(sets)
-        })?;
-        // The kept writes over the file (read after it: a flush clears
-        // its writes only once committed, so nothing falls between).
-        let pending = self.pending()?;
-        Ok(keys
-            .iter()
-            .zip(sets)
-            .map(|(key, file)| {
-                let mut members = pending.members(key, file);
-                members.sort();
-                members.dedup();
-                members
-            })
-            .collect())
+        })
     }
 
     fn keys_with_prefix(&self, prefix: &str) -> StoreResult<Vec<String>> {
         let now = self.now();
         // Every key starting with `prefix` sorts between it and prefix+U+10FFFF.
         let upper = format!("{prefix}\u{10FFFF}");
-        let keys = self.with_reader(|conn| {
+        self.read(|conn| {
             let mut st = conn
                 .prepare_cached(
                     "SELECT key FROM kv WHERE key >= ?1 AND key < ?2
@@ -735,16 +995,12 @@ impl Store for EmbeddedStore {
                 .map_err(|e| err("keys", e))?;
             rows.collect::<Result<Vec<_>, _>>()
                 .map_err(|e| err("keys", e))
-        })?;
-        let mut keys = self.pending()?.keys_with_prefix(prefix, keys);
-        keys.sort();
-        keys.dedup();
-        Ok(keys)
+        })
     }
 
     fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
         let now = self.now();
-        let file = self.with_reader(|conn| {
+        self.read(|conn| {
             // One read transaction: a consistent snapshot, one lock.
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Deferred)
@@ -752,60 +1008,40 @@ impl Store for EmbeddedStore {
             let mut out = Vec::with_capacity(keys.len());
             for key in keys {
                 out.push(match live(&tx, key, now)? {
-                    None => Ok(None),
-                    Some((kind, value, _)) => value_of(key, kind, value).map(Some),
+                    None => None,
+                    Some((kind, value, _)) => Some(value_of(key, kind, value)?),
                 });
             }
             tx.commit().map_err(|e| err("commit", e))?;
             Ok(out)
-        })?;
-        // The kept writes over the file (read after it: a flush clears
-        // its writes only once committed, so nothing falls between). A
-        // key of another type in the file is an error only where the kept
-        // writes do not decide the key.
-        let pending = self.pending()?;
-        keys.iter()
-            .zip(file)
-            .map(|(key, file)| match (pending.current.keys.get(key), file) {
-                (Some(KeyState::Value(v)), _) => Ok(v.clone()),
-                (_, file) => pending.value(key, file?),
-            })
-            .collect()
+        })
     }
 
+    /// Queued for the writer thread; reads of this process see them at
+    /// once. Their errors are logged by the writer and counted in
+    /// [`EmbeddedStore::lost_writes`].
     fn write_batch_later(&self, ops: Vec<WriteOp>) -> StoreResult<()> {
-        if !self.defer.load(Ordering::Relaxed) {
-            return self.write_batch(&ops);
+        if ops.is_empty() {
+            return Ok(());
         }
-        let full = {
-            let mut pending = self.pending()?;
-            for op in ops {
-                pending.current.push(op);
-            }
-            pending.current.ops.len() >= MAX_PENDING_OPS
-        };
-        if full {
-            self.flush()?;
-        }
-        Ok(())
+        self.writer()?.send_later(ops)
     }
 
+    /// Wait until every write queued so far is applied.
     fn flush(&self) -> StoreResult<()> {
-        let _one_at_a_time = lock(&self.flushing)?;
-        self.flush_kept()
-    }
-
-    fn write_batch(&self, ops: &[WriteOp]) -> StoreResult<()> {
-        self.in_order()?;
-        self.apply(ops)
-    }
-}
-
-impl Drop for EmbeddedStore {
-    fn drop(&mut self) {
-        if let Err(e) = self.flush() {
-            tracing::warn!("state store: writes kept for batching were lost: {e}");
+        match &self.writer {
+            Some(writer) => writer.shared.wait_applied(None),
+            None => Ok(()),
         }
+    }
+
+    /// One transaction of the writer (possibly shared with other callers'
+    /// writes, each undone alone when it fails).
+    fn write_batch(&self, ops: &[WriteOp]) -> StoreResult<()> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.write_now(ops.to_vec()).map(drop)
     }
 }
 
@@ -820,143 +1056,240 @@ mod tests {
         (t, Arc::new(move || c.load(Ordering::SeqCst)))
     }
 
+    fn open(dir: &tempfile::TempDir) -> EmbeddedStore {
+        EmbeddedStore::open(&dir.path().join("s.sqlite3"), Duration::from_secs(5)).unwrap()
+    }
+
+    fn put(key: &str, value: &[u8]) -> WriteOp {
+        WriteOp::Put {
+            key: key.into(),
+            value: value.to_vec(),
+            ttl: None,
+        }
+    }
+
+    fn incr(key: &str, by: i64) -> WriteOp {
+        WriteOp::Incr {
+            key: key.into(),
+            by,
+            ttl: None,
+        }
+    }
+
+    fn set_add(key: &str, member: &[u8]) -> WriteOp {
+        WriteOp::SetAdd {
+            key: key.into(),
+            member: member.to_vec(),
+            ttl: None,
+        }
+    }
+
+    fn delete(key: &str) -> WriteOp {
+        WriteOp::Delete { key: key.into() }
+    }
+
     #[test]
     fn embedded_store_meets_the_contract() {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            EmbeddedStore::open(&dir.path().join("s.sqlite3"), Duration::from_secs(1)).unwrap();
-        super::super::contract::check_all(&store);
+        super::super::contract::check_all(&open(&dir));
     }
 
-    /// Issue "one direction of flow": the kept writes used to hide a
-    /// counter's increments and a set's deletion from reads, and a write
-    /// made at once could be undone by an older kept one at the flush.
+    /// Issue "one direction of flow": what was sent for later must read as
+    /// it will be written — a counter's increments, a deletion, a set
+    /// deleted and made again — from the moment it was sent.
     #[test]
-    fn every_kept_write_reads_as_it_will_be_written_and_order_holds() {
+    fn later_writes_are_read_at_once() {
         let dir = tempfile::tempdir().unwrap();
-        let s = EmbeddedStore::open(&dir.path().join("s.sqlite3"), Duration::from_secs(1)).unwrap();
-        s.defer_writes(true);
+        let s = open(&dir);
         s.incr("c", 2, None).unwrap();
         s.set_add("set", b"a", None).unwrap();
         s.put("k", b"v1", None).unwrap();
-        let kept = vec![
-            WriteOp::Incr {
-                key: "c".into(),
-                by: 3,
-                ttl: None,
-            },
-            WriteOp::Incr {
-                key: "fresh".into(),
-                by: 4,
-                ttl: None,
-            },
-            WriteOp::Delete { key: "set".into() },
-            WriteOp::SetAdd {
-                key: "set".into(),
-                member: b"b".to_vec(),
-                ttl: None,
-            },
-            WriteOp::Delete { key: "k".into() },
-        ];
-        s.write_batch_later(kept).unwrap();
-        let reads = |s: &EmbeddedStore| {
-            (
-                s.get_many(&["c".into(), "fresh".into(), "k".into()])
-                    .unwrap(),
-                s.set_members("set").unwrap(),
-                s.set_contains("set", b"a").unwrap(),
-                s.keys_with_prefix("").unwrap(),
-            )
-        };
-        let before = reads(&s);
-        assert_eq!(
-            before,
-            (
-                vec![Some(b"5".to_vec()), Some(b"4".to_vec()), None],
-                vec![b"b".to_vec()],
-                false,
-                vec!["c".to_string(), "fresh".into(), "set".into()],
-            )
-        );
-        s.flush().unwrap();
-        assert_eq!(reads(&s), before, "the flush changes nothing a read sees");
-
-        // A write made at once after a kept one is not undone by the flush.
-        s.write_batch_later(vec![WriteOp::Put {
-            key: "k".into(),
-            value: b"old".to_vec(),
-            ttl: None,
-        }])
+        s.put("gone", b"x", None).unwrap();
+        s.write_batch_later(vec![
+            put("k", b"v2"),
+            incr("c", 3),
+            incr("fresh", 4),
+            set_add("new-set", b"m"),
+            delete("set"),
+            set_add("set", b"b"),
+            delete("gone"),
+        ])
         .unwrap();
+        assert_eq!(
+            s.get_many(&["c".into(), "fresh".into(), "k".into(), "gone".into()])
+                .unwrap(),
+            vec![
+                Some(b"5".to_vec()),
+                Some(b"4".to_vec()),
+                Some(b"v2".to_vec()),
+                None
+            ]
+        );
+        assert_eq!(s.set_members("set").unwrap(), vec![b"b".to_vec()]);
+        assert!(!s.set_contains("set", b"a").unwrap());
+        assert!(s.set_contains("new-set", b"m").unwrap());
+        assert_eq!(
+            s.keys_with_prefix("").unwrap(),
+            ["c", "fresh", "k", "new-set", "set"]
+        );
+        assert_eq!(s.lost_writes(), 0);
+    }
+
+    #[test]
+    fn a_later_write_never_undoes_a_write_made_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(&dir);
+        s.write_batch_later(vec![put("k", b"old"), incr("n", 1)])
+            .unwrap();
         s.put("k", b"new", None).unwrap();
+        assert_eq!(s.incr("n", 1, None).unwrap(), 2);
+        s.write_batch_later(vec![put("j", b"older")]).unwrap();
+        s.write_batch(&[put("j", b"newer")]).unwrap();
         s.flush().unwrap();
+        drop(s);
+        let s = open(&dir);
+        assert_eq!(
+            s.get_many(&["k".into(), "j".into(), "n".into()]).unwrap(),
+            vec![
+                Some(b"new".to_vec()),
+                Some(b"newer".to_vec()),
+                Some(b"2".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn dropping_the_store_writes_everything_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(&dir);
+        for i in 0..500 {
+            s.write_batch_later(vec![put(&format!("k:{i:03}"), b"v"), incr("n", 1)])
+                .unwrap();
+        }
+        drop(s);
+        let s = open(&dir);
+        assert_eq!(s.keys_with_prefix("k:").unwrap().len(), 500);
+        assert_eq!(s.get("n").unwrap().as_deref(), Some(&b"500"[..]));
+    }
+
+    /// The default `update` reads, then writes for later: each update must
+    /// read the one before it, or increments are lost.
+    #[test]
+    fn updates_from_eight_threads_all_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(open(&dir));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..200 {
+                        s.update(&["n".into()], &mut |values: &[Option<Vec<u8>>]| {
+                            let n: u64 = values[0]
+                                .as_deref()
+                                .map_or(0, |v| std::str::from_utf8(v).unwrap().parse().unwrap());
+                            vec![put("n", (n + 1).to_string().as_bytes())]
+                        })
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(s.get("n").unwrap().as_deref(), Some(&b"1600"[..]));
+        assert_eq!(s.lost_writes(), 0);
+    }
+
+    #[test]
+    fn a_read_only_store_refuses_every_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sqlite3");
+        open(&dir).put("k", b"v", None).unwrap();
+        let s = EmbeddedStore::open_read_only(&path, Duration::from_secs(1)).unwrap();
+        assert_eq!(s.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+        let refused = [
+            s.put("k", b"w", None).err(),
+            s.delete("k").err(),
+            s.incr("n", 1, None).err(),
+            s.set_add("s", b"m", None).err(),
+            s.write_batch(&[put("k", b"w")]).err(),
+            s.write_batch_later(vec![put("k", b"w")]).err(),
+            s.purge_expired().err(),
+        ];
+        for e in refused {
+            let e = e.expect("refused").to_string();
+            assert!(e.contains("read-only"), "{e}");
+        }
+        s.flush().unwrap();
+        assert_eq!(s.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn a_failing_batch_gets_its_error_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(&dir);
+        s.incr("c", 1, None).unwrap();
+        // A counter written as a set: the batch fails as a whole.
+        let e = s
+            .write_batch(&[put("first", b"x"), set_add("c", b"m")])
+            .unwrap_err();
+        assert!(matches!(e, StoreError::WrongType(ref k) if k == "c"), "{e}");
+        assert_eq!(s.get("first").unwrap(), None, "undone with its batch");
+        s.write_batch(&[put("after", b"ok")]).unwrap();
+        assert_eq!(s.get("after").unwrap().as_deref(), Some(&b"ok"[..]));
+
+        // In one transaction with others (the writer held while they
+        // queue): only the failing batch is undone, and it is counted.
+        {
+            let _paused = s.writer.as_ref().unwrap().shared.pause.lock().unwrap();
+            s.write_batch_later(vec![put("a", b"1")]).unwrap();
+            s.write_batch_later(vec![put("b", b"1"), incr("c", 1), set_add("c", b"m")])
+                .unwrap();
+            s.write_batch_later(vec![put("d", b"1")]).unwrap();
+        }
+        s.flush().unwrap();
+        assert_eq!(s.lost_writes(), 1);
+        assert_eq!(
+            s.get_many(&["a".into(), "b".into(), "c".into(), "d".into()])
+                .unwrap(),
+            vec![
+                Some(b"1".to_vec()),
+                None,
+                Some(b"1".to_vec()),
+                Some(b"1".to_vec())
+            ]
+        );
+        assert_eq!(s.incr("c", 1, None).unwrap(), 2);
+    }
+
+    /// A read never answers without a write sent before it: when the
+    /// writer cannot catch up within the timeout, the read is an error.
+    #[test]
+    fn a_read_behind_a_stuck_writer_fails_rather_than_answers_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let s =
+            EmbeddedStore::open(&dir.path().join("s.sqlite3"), Duration::from_millis(50)).unwrap();
+        s.put("k", b"old", None).unwrap();
+        {
+            let _paused = s.writer.as_ref().unwrap().shared.pause.lock().unwrap();
+            s.write_batch_later(vec![put("k", b"new")]).unwrap();
+            let e = s.get("k").unwrap_err().to_string();
+            assert!(e.contains("not written yet"), "{e}");
+        }
         assert_eq!(s.get("k").unwrap().as_deref(), Some(&b"new"[..]));
     }
 
     #[test]
-    fn deferred_writes_are_read_at_once_and_written_at_flush_or_drop() {
+    fn reads_do_not_wait_for_another_writer_of_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sqlite3");
-        let second = || EmbeddedStore::open(&path, Duration::from_secs(1)).unwrap();
-        let s = EmbeddedStore::open(&path, Duration::from_secs(1)).unwrap();
-        s.defer_writes(true);
-        s.put("old", b"1", None).unwrap();
-        s.set_add("set", b"a", None).unwrap();
-        let later = |key: &str, value: &[u8]| WriteOp::Put {
-            key: key.into(),
-            value: value.to_vec(),
-            ttl: None,
-        };
-        s.write_batch_later(vec![
-            later("k:1", b"first"),
-            WriteOp::SetAdd {
-                key: "set".into(),
-                member: b"b".to_vec(),
-                ttl: None,
-            },
-        ])
-        .unwrap();
-        s.write_batch_later(vec![
-            later("k:1", b"second"),
-            WriteOp::Delete { key: "old".into() },
-        ])
-        .unwrap();
-        // This process reads its kept writes, the latest one winning ...
-        assert_eq!(s.get("k:1").unwrap().as_deref(), Some(&b"second"[..]));
-        assert_eq!(
-            s.get_many(&["k:1".into(), "old".into(), "none".into()])
-                .unwrap(),
-            vec![Some(b"second".to_vec()), None, None]
-        );
-        assert!(s.set_contains("set", b"b").unwrap());
-        assert_eq!(
-            s.set_members("set").unwrap(),
-            vec![b"a".to_vec(), b"b".to_vec()]
-        );
-        assert_eq!(s.keys_with_prefix("k:").unwrap(), vec!["k:1".to_string()]);
-        // ... another opener of the file does not see them yet.
-        assert_eq!(second().get("k:1").unwrap(), None);
-        s.flush().unwrap();
-        let other = second();
-        assert_eq!(other.get("k:1").unwrap().as_deref(), Some(&b"second"[..]));
-        assert_eq!(other.get("old").unwrap(), None);
-        assert!(other.set_contains("set", b"b").unwrap());
-        // Dropping the store writes what it kept.
-        s.write_batch_later(vec![later("k:2", b"x")]).unwrap();
-        drop(s);
-        assert_eq!(other.get("k:2").unwrap().as_deref(), Some(&b"x"[..]));
-    }
-
-    #[test]
-    fn reads_do_not_wait_for_the_writer() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Arc::new(
-            EmbeddedStore::open(&dir.path().join("s.sqlite3"), Duration::from_secs(1)).unwrap(),
-        );
+        let s = Arc::new(EmbeddedStore::open(&path, Duration::from_secs(1)).unwrap());
         s.put("k", b"v", None).unwrap();
         s.set_add("set", b"m", None).unwrap();
-        // The writer busy, as during a long commit.
-        let writer = s.conn.lock().unwrap();
+        // Another process in the middle of a write transaction.
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let reading = s.clone();
         std::thread::spawn(move || {
@@ -969,8 +1302,8 @@ mod tests {
         });
         let (values, members, keys) = rx
             .recv_timeout(Duration::from_secs(20))
-            .expect("reads answer while the writer is busy");
-        drop(writer);
+            .expect("reads answer while the file is locked for writing");
+        other.execute_batch("ROLLBACK").unwrap();
         assert_eq!(values, vec![Some(b"v".to_vec())]);
         assert_eq!(members, vec![b"m".to_vec()]);
         assert_eq!(keys, vec!["k".to_string(), "set".to_string()]);

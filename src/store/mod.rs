@@ -143,13 +143,14 @@ pub trait Store: Send + Sync {
     }
 
     /// Apply `ops` soon, not necessarily before returning: for what mail
-    /// teaches (thread memory, correspondents), where a moment's lag is
-    /// harmless. Backends that batch keep them until [`Store::flush`].
+    /// teaches (thread memory, correspondents), where a moment's lag in
+    /// the file is harmless. Reads of this process see them at once. An
+    /// error found after returning is logged by the backend.
     fn write_batch_later(&self, ops: Vec<WriteOp>) -> StoreResult<()> {
         self.write_batch(&ops)
     }
 
-    /// Apply every write kept by [`Store::write_batch_later`].
+    /// Wait until every write of [`Store::write_batch_later`] is applied.
     fn flush(&self) -> StoreResult<()> {
         Ok(())
     }
@@ -158,8 +159,8 @@ pub trait Store: Send + Sync {
     /// one step no other writer of the store can come between: two
     /// messages remembered at once both count. `compute` may run again when
     /// another writer changed one of `keys` meanwhile (Redis); it gets the
-    /// values in the order of `keys`. The writes may be kept for later, as
-    /// with [`Store::write_batch_later`].
+    /// values in the order of `keys`. The writes may be made later, as
+    /// with [`Store::write_batch_later`]: the next read sees them all the same.
     ///
     /// This default serialises updates within the process, which is every
     /// writer for the memory and embedded stores (one daemon per file);

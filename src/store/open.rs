@@ -21,6 +21,16 @@ pub fn default_embedded_path() -> Option<PathBuf> {
     Some(base.join("malspam-milter").join("state.sqlite3"))
 }
 
+/// The embedded store's file: `store.path`, else the default.
+fn embedded_path(config: &StoreConfig) -> StoreResult<PathBuf> {
+    match &config.path {
+        Some(p) => Ok(p.clone()),
+        None => default_embedded_path().ok_or_else(|| {
+            StoreError::new("no store.path set and neither XDG_STATE_HOME nor HOME to put it under")
+        }),
+    }
+}
+
 /// Open the store `config` names. The embedded store's directory is created
 /// when missing.
 pub fn open(config: &StoreConfig) -> StoreResult<Arc<dyn Store>> {
@@ -28,22 +38,13 @@ pub fn open(config: &StoreConfig) -> StoreResult<Arc<dyn Store>> {
         StoreBackend::Memory => Ok(Arc::new(MemoryStore::new())),
         StoreBackend::Redis => Ok(Arc::new(RedisStore::new(config)?)),
         StoreBackend::Embedded => {
-            let path = match &config.path {
-                Some(p) => p.clone(),
-                None => default_embedded_path().ok_or_else(|| {
-                    StoreError::new(
-                        "no store.path set and neither XDG_STATE_HOME nor HOME to put it under",
-                    )
-                })?,
-            };
+            let path = embedded_path(config)?;
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| {
                     StoreError::new(format!("cannot create {}: {e}", dir.display()))
                 })?;
             }
-            let store = EmbeddedStore::open(&path, config.timeout())?;
-            store.defer_writes(config.write_delay().is_some());
-            Ok(Arc::new(store))
+            Ok(Arc::new(EmbeddedStore::open(&path, config.timeout())?))
         }
     }
 }
@@ -55,18 +56,10 @@ pub fn open_read_only(config: &StoreConfig) -> StoreResult<Arc<dyn Store>> {
     match config.backend {
         StoreBackend::Memory => Ok(Arc::new(MemoryStore::new())),
         StoreBackend::Redis => Ok(Arc::new(RedisStore::new(config)?)),
-        StoreBackend::Embedded => {
-            let path = match &config.path {
-                Some(p) => p.clone(),
-                None => default_embedded_path().ok_or_else(|| {
-                    StoreError::new("no store.path set and neither XDG_STATE_HOME nor HOME")
-                })?,
-            };
-            Ok(Arc::new(EmbeddedStore::open_read_only(
-                &path,
-                config.timeout(),
-            )?))
-        }
+        StoreBackend::Embedded => Ok(Arc::new(EmbeddedStore::open_read_only(
+            &embedded_path(config)?,
+            config.timeout(),
+        )?)),
     }
 }
 

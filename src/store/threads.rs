@@ -398,7 +398,6 @@ Message-ID: <m1@legal-holdings.co.jp>\r\n\r\nbody\r\n";
             Duration::from_secs(1),
         )
         .unwrap();
-        store.defer_writes(true);
         let ttl = Duration::from_secs(86_400);
         let second = FIRST
             .replace("m1@", "m2@")
