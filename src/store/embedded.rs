@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{Store, StoreError, StoreResult, WriteOp};
+use super::{Reads, Snapshot, Store, StoreError, StoreResult, WriteOp};
 
 const KIND_BYTES: i64 = 0;
 const KIND_COUNTER: i64 = 1;
@@ -734,7 +734,7 @@ impl EmbeddedStore {
 
     /// Run `f` on a read connection once every write queued before now is
     /// applied (read-your-writes); both waits within `store.timeout_ms`.
-    fn read<T>(&self, f: impl FnOnce(&mut Connection) -> StoreResult<T>) -> StoreResult<T> {
+    fn with_reader<T>(&self, f: impl FnOnce(&mut Connection) -> StoreResult<T>) -> StoreResult<T> {
         let deadline = Instant::now() + self.timeout;
         if let Some(writer) = &self.writer {
             writer.shared.wait_applied(Some(deadline))?;
@@ -754,6 +754,31 @@ impl Drop for Writer {
             }
         }
     }
+}
+
+/// The live values of `keys` (counters as their decimal digits).
+fn values_in(conn: &Connection, keys: &[String], now: i64) -> StoreResult<Vec<Option<Vec<u8>>>> {
+    keys.iter()
+        .map(|key| match live(conn, key, now)? {
+            None => Ok(None),
+            Some((kind, value, _)) => value_of(key, kind, value).map(Some),
+        })
+        .collect()
+}
+
+/// The members of each set in `keys`, sorted.
+fn sets_in(conn: &Connection, keys: &[String], now: i64) -> StoreResult<Vec<Vec<Vec<u8>>>> {
+    keys.iter().map(|key| members_of(conn, key, now)).collect()
+}
+
+/// Whether the live set at `key` holds `member`.
+fn holds_member(conn: &Connection, key: &str, member: &[u8], now: i64) -> StoreResult<bool> {
+    if !is_live_set(conn, key, now)? {
+        return Ok(false);
+    }
+    conn.prepare_cached("SELECT 1 FROM members WHERE key = ?1 AND member = ?2")
+        .and_then(|mut st| st.exists(params![key, member]))
+        .map_err(|e| err("set_contains", e))
 }
 
 /// Delete every expired row; how many keys.
@@ -946,14 +971,7 @@ impl Store for EmbeddedStore {
 
     fn set_contains(&self, key: &str, member: &[u8]) -> StoreResult<bool> {
         let now = self.now();
-        self.read(|conn| {
-            if !is_live_set(conn, key, now)? {
-                return Ok(false);
-            }
-            conn.prepare_cached("SELECT 1 FROM members WHERE key = ?1 AND member = ?2")
-                .and_then(|mut st| st.exists(params![key, member]))
-                .map_err(|e| err("set_contains", e))
-        })
+        self.with_reader(|conn| holds_member(conn, key, member, now))
     }
 
     fn set_members(&self, key: &str) -> StoreResult<Vec<Vec<u8>>> {
@@ -965,15 +983,12 @@ impl Store for EmbeddedStore {
 
     fn set_members_many(&self, keys: &[String]) -> StoreResult<Vec<Vec<Vec<u8>>>> {
         let now = self.now();
-        self.read(|conn| {
+        self.with_reader(|conn| {
             // One read transaction: a consistent snapshot, one lock.
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Deferred)
                 .map_err(|e| err("begin", e))?;
-            let sets = keys
-                .iter()
-                .map(|key| members_of(&tx, key, now))
-                .collect::<StoreResult<Vec<_>>>()?;
+            let sets = sets_in(&tx, keys, now)?;
             tx.commit().map_err(|e| err("commit", e))?;
             Ok(sets)
         })
@@ -983,7 +998,7 @@ impl Store for EmbeddedStore {
         let now = self.now();
         // Every key starting with `prefix` sorts between it and prefix+U+10FFFF.
         let upper = format!("{prefix}\u{10FFFF}");
-        self.read(|conn| {
+        self.with_reader(|conn| {
             let mut st = conn
                 .prepare_cached(
                     "SELECT key FROM kv WHERE key >= ?1 AND key < ?2
@@ -1000,20 +1015,36 @@ impl Store for EmbeddedStore {
 
     fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
         let now = self.now();
-        self.read(|conn| {
+        self.with_reader(|conn| {
             // One read transaction: a consistent snapshot, one lock.
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Deferred)
                 .map_err(|e| err("begin", e))?;
-            let mut out = Vec::with_capacity(keys.len());
-            for key in keys {
-                out.push(match live(&tx, key, now)? {
-                    None => None,
-                    Some((kind, value, _)) => Some(value_of(key, kind, value)?),
-                });
-            }
+            let out = values_in(&tx, keys, now)?;
             tx.commit().map_err(|e| err("commit", e))?;
             Ok(out)
+        })
+    }
+
+    /// The lookup stage's reads in one read transaction on one pooled
+    /// connection: a consistent snapshot for the whole message.
+    fn read(&self, reads: &Reads) -> StoreResult<Snapshot> {
+        if reads.is_empty() {
+            return Ok(Snapshot::default());
+        }
+        let now = self.now();
+        self.with_reader(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Deferred)
+                .map_err(|e| err("begin", e))?;
+            let values = values_in(&tx, &reads.value_keys(), now)?;
+            let sets = sets_in(&tx, &reads.set_keys(), now)?;
+            let memberships = reads
+                .membership_pairs()
+                .map(|(key, member)| holds_member(&tx, key, member, now))
+                .collect::<StoreResult<Vec<bool>>>()?;
+            tx.commit().map_err(|e| err("commit", e))?;
+            Snapshot::from_parts(reads, values, sets, memberships)
         })
     }
 
