@@ -94,3 +94,40 @@ pub trait Detector: Send + Sync {
         hits: &mut Vec<Hit>,
     ) -> Result<(), DetectorError>;
 }
+
+/// Running one detector the way the engine does, for unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Detector, Hit, ScanContext};
+    use crate::store::{Lookup, MemoryStore, Reads, Store};
+
+    /// Inspect `raw` with `detector` against an empty store and the
+    /// default limits; the hits, or a panic on a detector error.
+    pub(crate) fn inspect(detector: &dyn Detector, raw: &[u8]) -> Vec<Hit> {
+        let limits = crate::config::Limits::default();
+        let budget = limits.budget();
+        let view = crate::view::MessageView::build(
+            crate::Envelope::default(),
+            raw,
+            &limits,
+            budget.deadline(),
+        );
+        let mut reads = Reads::default();
+        detector.reads(&view, &mut reads);
+        let lookup = Lookup::answered(MemoryStore::new().read(&reads).expect("memory store"));
+        let proposals = crate::effects::Proposals::default();
+        let ctx = ScanContext {
+            limits: &limits,
+            lookup: &lookup,
+            budget: &budget,
+            now: 0,
+            known_list: None,
+            effects: &proposals,
+        };
+        let mut hits = Vec::new();
+        detector
+            .inspect(&view, &ctx, &mut hits)
+            .expect("the detector failed");
+        hits
+    }
+}

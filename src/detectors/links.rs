@@ -9,6 +9,7 @@
 //! part of the path (but a query value that names a file counts too:
 //! `download.php?file=invoice.xlsm`).
 
+use std::collections::HashSet;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -167,17 +168,25 @@ impl Detector for Links {
         if !self.config.enabled {
             return Ok(());
         }
-        let mut seen: Vec<String> = Vec::new();
+        let max = self.config.max_urls;
+        let mut seen: HashSet<String> = HashSet::new();
+        // Each rule's evidence in the order found, each text once and at
+        // most `max_urls` of them (a page of 100,000 anchors stays linear).
         let mut by_rule: Vec<(&'static str, Vec<String>)> = Vec::new();
-        let mut add =
-            |rule: &'static str, text: String| match by_rule.iter_mut().find(|(r, _)| *r == rule) {
-                Some((_, v)) => {
-                    if !v.contains(&text) {
-                        v.push(text)
-                    }
+        let mut shown: HashSet<(&'static str, String)> = HashSet::new();
+        let mut add = |rule: &'static str, text: String| {
+            let at = match by_rule.iter().position(|(r, _)| *r == rule) {
+                Some(at) => at,
+                None => {
+                    by_rule.push((rule, Vec::new()));
+                    by_rule.len() - 1
                 }
-                None => by_rule.push((rule, vec![text])),
             };
+            let texts = &mut by_rule[at].1;
+            if texts.len() < max && shown.insert((rule, text.clone())) {
+                texts.push(text);
+            }
+        };
         let mut found: Vec<(String, String)> = Vec::new();
         for part in &message.texts {
             if let Some(html) = &part.html {
@@ -202,10 +211,9 @@ impl Detector for Links {
             let Some(url) = urls::parse(&raw) else {
                 continue;
             };
-            if seen.contains(&url.raw) {
+            if !seen.insert(url.raw.clone()) {
                 continue;
             }
-            seen.push(url.raw.clone());
             if let Some((rule, _)) = self.download_rule(&url) {
                 add(rule, format!("{location}: {}", defang(&url.raw)));
             }
@@ -303,5 +311,29 @@ mod tests {
         assert!(links
             .mismatch("http://evil.example.net/", "setup.exe")
             .is_none());
+    }
+
+    /// A page of many distinct deceptive anchors: each rule keeps at most
+    /// `max_urls` pieces of evidence (and the dedup no longer compares
+    /// every anchor with every other).
+    #[test]
+    fn many_deceptive_anchors_give_bounded_evidence() {
+        let mut html = String::new();
+        for i in 0..3000 {
+            html.push_str(&format!(
+                "<a href=\"http://evil{i}.example.net/\">https://www.mybank.co.jp/{i}</a>\n"
+            ));
+        }
+        let raw = format!("From: a@b.example\r\nContent-Type: text/html\r\n\r\n{html}");
+        let config = LinksConfig {
+            max_urls: 50,
+            ..LinksConfig::default()
+        };
+        let hits = crate::detector::testing::inspect(&Links::new(&config), raw.as_bytes());
+        let mismatch = hits
+            .iter()
+            .find(|h| h.rule == "text_mismatch")
+            .expect("text_mismatch");
+        assert_eq!(mismatch.evidence.split("; ").count(), 50);
     }
 }

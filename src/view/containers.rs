@@ -128,7 +128,7 @@ pub(crate) fn open_formats(builder: &mut Builder<'_>, id: usize) {
     ) {
         builder.password_candidates()
     } else {
-        Vec::new()
+        std::sync::Arc::from([])
     };
     let passwords: Vec<String> = candidates.iter().map(|c| c.password.clone()).collect();
     let attempts_left = builder

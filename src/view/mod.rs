@@ -395,7 +395,8 @@ pub(crate) struct Builder<'l> {
     /// The decoded subject, a source of password candidates.
     pub(crate) subject: String,
     /// Password candidates, mined when the first encrypted entry is met.
-    pub(crate) candidates: Option<Vec<Candidate>>,
+    /// Mined once per message, shared by every archive tried.
+    pub(crate) candidates: Option<std::sync::Arc<[Candidate]>>,
     pub(crate) password_attempts: usize,
     pub(crate) bytes_decrypted: u64,
     pub(crate) attachments: Vec<Attachment>,
@@ -421,7 +422,7 @@ impl Builder<'_> {
     /// every text part read so far (all of the top message's, since
     /// containers are opened only after its parts are walked) and the names
     /// of the archives met so far.
-    pub(crate) fn password_candidates(&mut self) -> Vec<Candidate> {
+    pub(crate) fn password_candidates(&mut self) -> std::sync::Arc<[Candidate]> {
         if let Some(c) = &self.candidates {
             return c.clone();
         }
@@ -441,6 +442,7 @@ impl Builder<'_> {
             max_candidates: self.passwords.max_candidates,
             max_text_bytes: self.passwords.max_text_bytes,
         });
+        let mined: std::sync::Arc<[Candidate]> = mined.into();
         self.candidates = Some(mined.clone());
         mined
     }
