@@ -496,49 +496,11 @@ impl Builder<'_> {
                     .content_disposition()
                     .is_some_and(|d| d.ctype().eq_ignore_ascii_case("attachment"));
             let label = name.clone().unwrap_or_else(|| format!("part{index}"));
-            match part.body {
-                PartType::Text(text) => {
-                    self.texts.push(TextPart {
-                        location: join(prefix, if is_attachment { &label } else { "body" }),
-                        text: text.to_string(),
-                        html: None,
-                        depth,
-                        is_attachment,
-                    });
-                    if is_attachment {
-                        let data = Bytes::from(text.into_owned().into_bytes());
-                        self.add_node(
-                            parent,
-                            prefix,
-                            name,
-                            declared,
-                            data,
-                            Origin::MimePart,
-                            depth,
-                        );
-                    }
-                }
-                PartType::Html(html) => {
-                    self.texts.push(TextPart {
-                        location: join(prefix, if is_attachment { &label } else { "body.html" }),
-                        text: mail_parser::decoders::html::html_to_text(&html),
-                        html: Some(html.to_string()),
-                        depth,
-                        is_attachment,
-                    });
-                    if is_attachment {
-                        let data = Bytes::from(html.into_owned().into_bytes());
-                        self.add_node(
-                            parent,
-                            prefix,
-                            name,
-                            declared,
-                            data,
-                            Origin::MimePart,
-                            depth,
-                        );
-                    }
-                }
+            // Text and HTML are read as text (and kept as an attachment
+            // when sent as one); every other part is a node.
+            let (body, is_html) = match part.body {
+                PartType::Text(text) => (text, false),
+                PartType::Html(html) => (html, true),
                 PartType::Binary(data) | PartType::InlineBinary(data) => {
                     let data = Bytes::from(data.into_owned());
                     self.add_node(
@@ -550,6 +512,7 @@ impl Builder<'_> {
                         Origin::MimePart,
                         depth,
                     );
+                    continue;
                 }
                 PartType::Message(inner) => {
                     let label = name.clone().unwrap_or_else(|| {
@@ -579,8 +542,34 @@ impl Builder<'_> {
                     }
                     let path = self.attachments[id].path.clone();
                     self.walk_message(inner, Some(id), &path, depth + 1);
+                    continue;
                 }
-                PartType::Multipart(_) => {}
+                PartType::Multipart(_) => continue,
+            };
+            let (text, html, place) = if is_html {
+                let text = mail_parser::decoders::html::html_to_text(&body);
+                (text, Some(body.to_string()), "body.html")
+            } else {
+                (body.to_string(), None, "body")
+            };
+            self.texts.push(TextPart {
+                location: join(prefix, if is_attachment { &label } else { place }),
+                text,
+                html,
+                depth,
+                is_attachment,
+            });
+            if is_attachment {
+                let data = Bytes::from(body.into_owned().into_bytes());
+                self.add_node(
+                    parent,
+                    prefix,
+                    name,
+                    declared,
+                    data,
+                    Origin::MimePart,
+                    depth,
+                );
             }
         }
     }
