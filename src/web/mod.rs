@@ -27,8 +27,63 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use serde::{Deserialize, Serialize};
 
-use auth::{RateLimit, Role, Session, Signer, User};
+use auth::{AuthError, RateLimit, Role, Session, Signer, User, WriteError};
 use index::{HoldQueue, Index, Item};
+
+use crate::quarantine::postfix::QuarantineError;
+use crate::quarantine::release::ReleaseError;
+
+/// `malspam-milter web` could not start or stopped serving; printed after
+/// `malspam-milter: web: `.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    /// The users file could not be read.
+    #[error(transparent)]
+    Users(#[from] AuthError),
+    #[error("no users in {file}: create the first with `malspam-milter web user add NAME --role reviewer`")]
+    NoUsers { file: String },
+    #[error("{}: shorter than 32 bytes", path.display())]
+    SecretTooShort { path: PathBuf },
+    #[error("{}: {source}", path.display())]
+    SecretRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A new session secret file could not be written.
+    #[error(transparent)]
+    SecretWrite(#[from] WriteError),
+    #[error("[web] listen {listen:?}: {source}")]
+    Listen {
+        listen: String,
+        #[source]
+        source: std::net::AddrParseError,
+    },
+    #[error("tokio: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("serve: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// A reviewer's action on one held message failed; the text goes to the
+/// audit log as `error: TEXT`.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error(transparent)]
+    Quarantine(#[from] QuarantineError),
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
+    #[error("no config file to write the allowlist to")]
+    NoConfigFile,
+    #[error(transparent)]
+    Allowlist(#[from] allowlist::AllowlistError),
+}
 
 /// `[web]`: the reviewers' page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -809,21 +864,29 @@ async fn show(
         let queue = state.queue.clone();
         let limits = state.config.limits.clone();
         let qid = id.clone();
-        tokio::task::spawn_blocking(move || {
+        let built = tokio::task::spawn_blocking(move || {
             let raw = queue.message(&qid)?;
             let deadline =
                 std::time::Instant::now() + Duration::from_secs(limits.scan_timeout_secs);
-            Ok::<_, String>(crate::view::MessageView::build(
+            Ok::<_, QuarantineError>(crate::view::MessageView::build(
                 crate::Envelope::default(),
                 &raw,
                 &limits,
                 deadline,
             ))
         })
-        .await
-        .unwrap_or_else(|e| Err(format!("view: {e}")))
-        .map_err(|e| tracing::warn!("{id}: {e}"))
-        .ok()
+        .await;
+        match built {
+            Ok(Ok(view)) => Some(view),
+            Ok(Err(e)) => {
+                tracing::warn!("{id}: {e}");
+                None
+            }
+            Err(e) => {
+                tracing::warn!("{id}: view: {e}");
+                None
+            }
+        }
     };
     html(
         StatusCode::OK,
@@ -1082,7 +1145,7 @@ async fn bulk_act(
     done_redirect(action, &results)
 }
 
-fn done_redirect(action: Action, results: &[(String, Result<String, String>)]) -> Response {
+fn done_redirect(action: Action, results: &[(String, Result<String, ActionError>)]) -> Response {
     let ok = results.iter().filter(|r| r.1.is_ok()).count();
     let failed = results.len() - ok;
     Redirect::to(&format!(
@@ -1099,7 +1162,7 @@ async fn perform(
     client: &Client,
     items: Vec<Arc<Item>>,
     action: Action,
-) -> Vec<(String, Result<String, String>)> {
+) -> Vec<(String, Result<String, ActionError>)> {
     let reviewer = format!("{} (web)", login.user.name);
     let st = state.clone();
     let results = tokio::task::spawn_blocking(move || {
@@ -1148,7 +1211,7 @@ fn act_one(
     item: &Item,
     action: Action,
     reviewer: &str,
-) -> Result<String, String> {
+) -> Result<String, ActionError> {
     let entry = crate::quarantine::postfix::QueueEntry {
         queue_name: crate::quarantine::postfix::HOLD.into(),
         queue_id: item.held.queue_id.clone(),
@@ -1167,20 +1230,20 @@ fn act_one(
     };
     let now = (state.now)();
     match action {
-        Action::Delete => state
-            .queue
-            .delete(&entry.queue_id)
-            .map(|_| "deleted".into()),
-        Action::Release => state
-            .queue
-            .release(&entry, &item.held, reviewer, now)
-            .map(|r| r.describe().to_string()),
+        Action::Delete => {
+            state.queue.delete(&entry.queue_id)?;
+            Ok("deleted".into())
+        }
+        Action::Release => {
+            let released = state.queue.release(&entry, &item.held, reviewer, now)?;
+            Ok(released.describe().to_string())
+        }
         Action::ReleaseAllowlist => {
             let path = state
                 .config
                 .source
                 .clone()
-                .ok_or("no config file to write the allowlist to")?;
+                .ok_or(ActionError::NoConfigFile)?;
             let added = allowlist::add_sender(&path, &item.held.sender)?;
             let reload = if added {
                 match allowlist::reload(&state.web().reload_command) {
@@ -1201,7 +1264,7 @@ fn act_one(
 }
 
 /// The session key: from `session_secret_file` (made when missing), or new.
-pub fn session_key(web: &WebConfig) -> Result<[u8; 32], String> {
+pub fn session_key(web: &WebConfig) -> Result<[u8; 32], WebError> {
     if web.session_secret_file.is_empty() {
         return Ok(auth::random_bytes::<32>());
     }
@@ -1212,32 +1275,31 @@ pub fn session_key(web: &WebConfig) -> Result<[u8; 32], String> {
             key.copy_from_slice(&bytes[..32]);
             Ok(key)
         }
-        Ok(_) => Err(format!("{}: shorter than 32 bytes", path.display())),
+        Ok(_) => Err(WebError::SecretTooShort { path }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = auth::random_bytes::<32>();
             auth::write_atomically(&path, &key, 0o600)?;
             Ok(key)
         }
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Err(source) => Err(WebError::SecretRead { path, source }),
     }
 }
 
 /// `malspam-milter web`: serve until SIGTERM / SIGINT.
-pub fn serve(config: crate::Config) -> Result<(), String> {
+pub fn serve(config: crate::Config) -> Result<(), WebError> {
     let config = Arc::new(config);
     let web = config.web.clone();
     let users = auth::load_users(Path::new(&web.users_file))?;
     if users.is_empty() {
-        return Err(format!(
-            "no users in {}: create the first with `malspam-milter web user add NAME --role reviewer`",
-            web.users_file
-        ));
+        return Err(WebError::NoUsers {
+            file: web.users_file.clone(),
+        });
     }
     let key = session_key(&web)?;
-    let addr: SocketAddr = web
-        .listen
-        .parse()
-        .map_err(|e| format!("[web] listen {:?}: {e}", web.listen))?;
+    let addr: SocketAddr = web.listen.parse().map_err(|source| WebError::Listen {
+        listen: web.listen.clone(),
+        source,
+    })?;
     let queue: Arc<dyn HoldQueue> = Arc::new(index::PostfixQueue {
         config: config.clone(),
     });
@@ -1246,11 +1308,11 @@ pub fn serve(config: crate::Config) -> Result<(), String> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| format!("tokio: {e}"))?;
+        .map_err(WebError::Runtime)?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            .map_err(|source| WebError::Bind { addr, source })?;
         tracing::info!("web: serving http://{addr}/ ({} user(s))", users.len());
         let refresher = state.clone();
         tokio::spawn(async move {
@@ -1274,7 +1336,7 @@ pub fn serve(config: crate::Config) -> Result<(), String> {
             tracing::info!("web: shutting down");
         })
         .await
-        .map_err(|e| format!("serve: {e}"))
+        .map_err(WebError::Serve)
     })
 }
 
