@@ -380,20 +380,22 @@ impl Signer {
         Signer { key }
     }
 
-    fn mac(&self, purpose: &str, data: &[u8]) -> Vec<u8> {
+    /// The HMAC of `purpose`, a NUL, then `data`: a value signed for one
+    /// purpose is never valid for another.
+    fn keyed(&self, purpose: &str, data: &[u8]) -> Hmac<Sha256> {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("any key length");
         mac.update(purpose.as_bytes());
         mac.update(b"\0");
         mac.update(data);
-        mac.finalize().into_bytes().to_vec()
+        mac
+    }
+
+    fn mac(&self, purpose: &str, data: &[u8]) -> Vec<u8> {
+        self.keyed(purpose, data).finalize().into_bytes().to_vec()
     }
 
     fn check(&self, purpose: &str, data: &[u8], tag: &[u8]) -> bool {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("any key length");
-        mac.update(purpose.as_bytes());
-        mac.update(b"\0");
-        mac.update(data);
-        mac.verify_slice(tag).is_ok()
+        self.keyed(purpose, data).verify_slice(tag).is_ok()
     }
 
     /// `hex(payload).hex(mac)`.
