@@ -68,23 +68,44 @@ pub enum ListenAddr {
     Inet(String),
 }
 
+/// `milter.listen` is not a socket address; each variant holds the whole
+/// value as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListenError {
+    #[error("unix socket path must be absolute: {0:?}")]
+    RelativePath(String),
+    #[error("expected unix:/path or inet:host:port, got {0:?}")]
+    Scheme(String),
+    #[error("missing port in {0:?}")]
+    MissingPort(String),
+    #[error("bad port {port:?} in {listen:?}")]
+    BadPort {
+        port: String,
+        listen: String,
+        #[source]
+        source: std::num::ParseIntError,
+    },
+    #[error("missing host in {0:?}")]
+    MissingHost(String),
+}
+
 impl MilterConfig {
-    pub fn listen_addr(&self) -> Result<ListenAddr, String> {
+    pub fn listen_addr(&self) -> Result<ListenAddr, ListenError> {
         parse_listen(&self.listen)
     }
 }
 
-pub fn parse_listen(s: &str) -> Result<ListenAddr, String> {
+pub fn parse_listen(s: &str) -> Result<ListenAddr, ListenError> {
     if let Some(path) = s.strip_prefix("unix:").or_else(|| s.strip_prefix("local:")) {
         if !path.starts_with('/') {
-            return Err(format!("unix socket path must be absolute: {s:?}"));
+            return Err(ListenError::RelativePath(s.to_string()));
         }
         return Ok(ListenAddr::Unix(PathBuf::from(path)));
     }
     let rest = s
         .strip_prefix("inet:")
         .or_else(|| s.strip_prefix("inet6:"))
-        .ok_or_else(|| format!("expected unix:/path or inet:host:port, got {s:?}"))?;
+        .ok_or_else(|| ListenError::Scheme(s.to_string()))?;
     // Sendmail writes inet:PORT@HOST; accept it too.
     let hostport = match rest.split_once('@') {
         Some((port, host)) => format!("{host}:{port}"),
@@ -92,11 +113,14 @@ pub fn parse_listen(s: &str) -> Result<ListenAddr, String> {
     };
     let (host, port) = hostport
         .rsplit_once(':')
-        .ok_or_else(|| format!("missing port in {s:?}"))?;
-    port.parse::<u16>()
-        .map_err(|_| format!("bad port {port:?} in {s:?}"))?;
+        .ok_or_else(|| ListenError::MissingPort(s.to_string()))?;
+    port.parse::<u16>().map_err(|source| ListenError::BadPort {
+        port: port.to_string(),
+        listen: s.to_string(),
+        source,
+    })?;
     if host.is_empty() {
-        return Err(format!("missing host in {s:?}"));
+        return Err(ListenError::MissingHost(s.to_string()));
     }
     Ok(ListenAddr::Inet(hostport))
 }
@@ -519,7 +543,7 @@ impl Config {
             });
         };
         if let Err(e) = self.milter.listen_addr() {
-            push(&["milter", "listen"], e);
+            push(&["milter", "listen"], e.to_string());
         }
         if self.milter.idle_timeout_secs == 0 {
             push(
@@ -585,7 +609,7 @@ impl Config {
             push(&path, message);
         }
         if let Err(e) = self.metrics.listen_addr() {
-            push(&["metrics", "listen"], e);
+            push(&["metrics", "listen"], e.to_string());
         }
         if self.metrics.max_connections == 0 {
             push(&["metrics", "max_connections"], "must be at least 1".into());
@@ -879,5 +903,14 @@ mod tests {
         );
         assert!(parse_listen("tcp:1").is_err());
         assert!(parse_listen("unix:relative.sock").is_err());
+        let e = parse_listen("inet:localhost:99999").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "bad port \"99999\" in \"inet:localhost:99999\""
+        );
+        assert!(
+            std::error::Error::source(&e).is_some(),
+            "the parse error kept"
+        );
     }
 }

@@ -52,16 +52,27 @@ impl Default for MetricsConfig {
     }
 }
 
+/// `metrics.listen` is not an IP address and port.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected HOST:PORT with a numeric address, got {listen:?}")]
+pub struct MetricsListenError {
+    /// As written, trimmed.
+    pub listen: String,
+    #[source]
+    pub source: std::net::AddrParseError,
+}
+
 impl MetricsConfig {
     /// The address to listen on, None when the endpoint is off.
-    pub fn listen_addr(&self) -> Result<Option<SocketAddr>, String> {
+    pub fn listen_addr(&self) -> Result<Option<SocketAddr>, MetricsListenError> {
         let s = self.listen.trim();
         if s.is_empty() {
             return Ok(None);
         }
-        s.parse()
-            .map(Some)
-            .map_err(|_| format!("expected HOST:PORT with a numeric address, got {s:?}"))
+        s.parse().map(Some).map_err(|source| MetricsListenError {
+            listen: s.to_string(),
+            source,
+        })
     }
 }
 

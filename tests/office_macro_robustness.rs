@@ -158,7 +158,7 @@ fn malformed_dir_streams_and_containers() {
         dir.push(b'M');
     }
     let err = vba::parse_dir(&dir, 1000).unwrap_err();
-    assert!(err.contains("max_modules"), "{err}");
+    assert!(err.to_string().contains("max_modules"), "{err}");
     let mut huge = vec![0x19, 0x00];
     huge.extend_from_slice(&u32::MAX.to_le_bytes());
     assert!(vba::parse_dir(&huge, 1000).is_err());

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use malspam_milter::quarantine::postfix::{QueueEntry, QueueRecipient};
-use malspam_milter::quarantine::release::Released;
+use malspam_milter::quarantine::postfix::{QuarantineError, QueueEntry, QueueRecipient};
+use malspam_milter::quarantine::release::{ReleaseError, Released};
 use malspam_milter::quarantine::HeldMessage;
 use malspam_milter::web::auth::{self, Role, User};
 use malspam_milter::web::index::HoldQueue;
@@ -50,12 +50,12 @@ impl FakeQueue {
         ));
     }
 
-    fn take(&self, id: &str) -> Result<(), String> {
+    fn take(&self, id: &str) -> Result<(), QuarantineError> {
         let mut held = self.held.lock().unwrap();
         let before = held.len();
         held.retain(|(e, _)| e.queue_id != id);
         if held.len() == before {
-            return Err(format!("{id}: no such message in the hold queue"));
+            return Err(QuarantineError::NotHeld { id: id.into() });
         }
         Ok(())
     }
@@ -66,7 +66,7 @@ impl FakeQueue {
 }
 
 impl HoldQueue for FakeQueue {
-    fn held(&self) -> Result<Vec<QueueEntry>, String> {
+    fn held(&self) -> Result<Vec<QueueEntry>, QuarantineError> {
         Ok(self
             .held
             .lock()
@@ -75,7 +75,7 @@ impl HoldQueue for FakeQueue {
             .map(|(e, _)| e.clone())
             .collect())
     }
-    fn headers(&self, id: &str) -> Result<Vec<u8>, String> {
+    fn headers(&self, id: &str) -> Result<Vec<u8>, QuarantineError> {
         let m = self.message(id)?;
         let end = m
             .windows(2)
@@ -83,14 +83,14 @@ impl HoldQueue for FakeQueue {
             .map_or(m.len(), |i| i + 1);
         Ok(m[..end].to_vec())
     }
-    fn message(&self, id: &str) -> Result<Vec<u8>, String> {
+    fn message(&self, id: &str) -> Result<Vec<u8>, QuarantineError> {
         self.held
             .lock()
             .unwrap()
             .iter()
             .find(|(e, _)| e.queue_id == id)
             .map(|(_, m)| m.clone())
-            .ok_or_else(|| format!("{id}: not held"))
+            .ok_or_else(|| QuarantineError::NotHeld { id: id.into() })
     }
     fn release(
         &self,
@@ -98,7 +98,7 @@ impl HoldQueue for FakeQueue {
         _held: &HeldMessage,
         reviewer: &str,
         _now: u64,
-    ) -> Result<Released, String> {
+    ) -> Result<Released, ReleaseError> {
         self.take(&entry.queue_id)?;
         self.done
             .lock()
@@ -106,7 +106,7 @@ impl HoldQueue for FakeQueue {
             .push(format!("release {} by {reviewer}", entry.queue_id));
         Ok(Released::InPlace)
     }
-    fn delete(&self, id: &str) -> Result<(), String> {
+    fn delete(&self, id: &str) -> Result<(), QuarantineError> {
         self.take(id)?;
         self.done.lock().unwrap().push(format!("delete {id}"));
         Ok(())

@@ -72,10 +72,19 @@ pub const PACKAGED_LISTEN: &str = "unix:/var/spool/postfix/malspam-milter/milter
 /// The packaged embedded store.
 pub const PACKAGED_STORE: &str = "/var/lib/malspam-milter/state.sqlite3";
 
+/// The sample config lacks a line [`packaged_config`] changes.
+#[derive(Debug, thiserror::Error)]
+#[error("the sample config lacks `{listen}` or `{path}`: cannot make the packaged config")]
+pub struct PackagedConfigError {
+    /// The lines looked for.
+    pub listen: &'static str,
+    pub path: String,
+}
+
 /// The sample config with the packaged socket and store: the same comments
 /// and defaults, two lines changed. An error if the sample no longer has
 /// the lines to change (a test keeps them).
-pub fn packaged_config(sample: &str) -> Result<String, String> {
+pub fn packaged_config(sample: &str) -> Result<String, PackagedConfigError> {
     let listen = "listen = \"inet:127.0.0.1:7357\"";
     let path = format!("# path = \"{PACKAGED_STORE}\"");
     let mut out = String::with_capacity(sample.len() + 200);
@@ -93,9 +102,7 @@ pub fn packaged_config(sample: &str) -> Result<String, String> {
         }
     }
     if !(saw_listen && saw_path) {
-        return Err(format!(
-            "the sample config lacks `{listen}` or `{path}`: cannot make the packaged config"
-        ));
+        return Err(PackagedConfigError { listen, path });
     }
     Ok(out)
 }

@@ -42,8 +42,8 @@ impl OutboundCommand {
 
 /// The state store the daemon uses, from `[store]`: status and release must
 /// see the counters and holds the daemon wrote.
-pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
-    crate::store::open(&config.store).map_err(|e| e.to_string())
+pub fn open_store(config: &Config) -> StoreResult<Arc<dyn Store>> {
+    crate::store::open(&config.store)
 }
 
 /// Run an `outbound` subcommand; returns the exit code.

@@ -7,8 +7,25 @@ use std::path::PathBuf;
 use clap::Subcommand;
 
 use crate::config::Config;
-use crate::quarantine::postfix::Postfix;
+use crate::quarantine::postfix::{Postfix, QuarantineError};
+use crate::quarantine::release::ReleaseError;
 use crate::quarantine::{clean, structure, HeldMessage};
+
+/// A `quarantine` subcommand failed; printed after
+/// `malspam-milter: quarantine: `.
+#[derive(Debug, thiserror::Error)]
+pub enum QuarantineCommandError {
+    #[error(transparent)]
+    Quarantine(#[from] QuarantineError),
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
+    /// A held message could not be written as JSON (`list --json`).
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// Asked to act without `--yes` where nobody can answer.
+    #[error("{id}: refusing to {verb} without --yes: stdin is not a terminal")]
+    NotATerminal { id: String, verb: &'static str },
+}
 
 #[derive(Debug, Subcommand)]
 pub enum QuarantineCommand {
@@ -84,7 +101,7 @@ pub fn run(command: QuarantineCommand) -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("malspam-milter: quarantine: {}", clean(&e));
+            eprintln!("malspam-milter: quarantine: {}", clean(&e.to_string()));
             1
         }
     }
@@ -97,11 +114,11 @@ fn now() -> u64 {
 fn summary(
     postfix: &Postfix,
     entry: &crate::quarantine::postfix::QueueEntry,
-) -> Result<HeldMessage, String> {
+) -> Result<HeldMessage, QuarantineError> {
     Ok(HeldMessage::new(entry, &postfix.headers(&entry.queue_id)?))
 }
 
-fn list(config: &Config, json: bool) -> Result<(), String> {
+fn list(config: &Config, json: bool) -> Result<(), QuarantineCommandError> {
     let postfix = Postfix::new(&config.quarantine);
     let held = postfix.held()?;
     let mut out = std::io::stdout().lock();
@@ -120,7 +137,7 @@ fn list(config: &Config, json: bool) -> Result<(), String> {
             }
         };
         let text = if json {
-            let mut value = serde_json::to_value(&message).map_err(|e| e.to_string())?;
+            let mut value = serde_json::to_value(&message)?;
             value["age_secs"] = now.saturating_sub(message.arrival_time).into();
             format!(
                 "{}\n",
@@ -137,7 +154,7 @@ fn list(config: &Config, json: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn show(config: &Config, id: &str) -> Result<(), String> {
+fn show(config: &Config, id: &str) -> Result<(), QuarantineCommandError> {
     let postfix = Postfix::new(&config.quarantine);
     let entry = postfix.held_entry(id)?;
     let message = summary(&postfix, &entry)?;
@@ -166,16 +183,21 @@ impl Action {
 }
 
 /// Release or delete after confirmation (or --yes), then log it.
-fn decide(config: &Config, id: &str, action: Action, yes: bool) -> Result<(), String> {
+fn decide(
+    config: &Config,
+    id: &str,
+    action: Action,
+    yes: bool,
+) -> Result<(), QuarantineCommandError> {
     let postfix = Postfix::new(&config.quarantine);
     let entry = postfix.held_entry(id)?;
     let message = summary(&postfix, &entry)?;
     if !yes {
         if !std::io::stdin().is_terminal() {
-            return Err(format!(
-                "{id}: refusing to {} without --yes: stdin is not a terminal",
-                action.verb()
-            ));
+            return Err(QuarantineCommandError::NotATerminal {
+                id: id.to_string(),
+                verb: action.verb(),
+            });
         }
         eprint!(
             "{}",

@@ -7,7 +7,34 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 
 use crate::config::Config;
-use crate::web::auth::{self, Role, User};
+use crate::web::auth::{self, AuthError, DomainsError, Role, User};
+use crate::web::WebError;
+
+/// `web` or `web user ...` failed; printed after `malspam-milter: web: `.
+#[derive(Debug, thiserror::Error)]
+pub enum WebCommandError {
+    /// Serving the page.
+    #[error(transparent)]
+    Serve(#[from] WebError),
+    /// Not a user name (already escaped for a terminal).
+    #[error("{0:?}: a user name is letters, digits and ._@- (at most 64)")]
+    BadName(String),
+    #[error("--role must be viewer or reviewer, not {0:?}")]
+    BadRole(String),
+    #[error(transparent)]
+    Domains(#[from] DomainsError),
+    /// The users file, or hashing the password.
+    #[error(transparent)]
+    Users(#[from] AuthError),
+    #[error("reading the password: {0}")]
+    ReadPassword(#[source] std::io::Error),
+    #[error("reading the password from stdin: {0}")]
+    ReadPasswordStdin(#[source] std::io::Error),
+    #[error("the passwords differ")]
+    PasswordsDiffer,
+    #[error("the password must have at least 10 characters")]
+    PasswordTooShort,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum WebCommand {
@@ -48,7 +75,7 @@ pub fn run(config_path: Option<PathBuf>, command: Option<WebCommand>) -> i32 {
         return 1;
     };
     let result = match command {
-        None => crate::web::serve(config),
+        None => crate::web::serve(config).map_err(WebCommandError::from),
         Some(WebCommand::User { command }) => user(&config, command),
     };
     match result {
@@ -60,7 +87,7 @@ pub fn run(config_path: Option<PathBuf>, command: Option<WebCommand>) -> i32 {
     }
 }
 
-fn user(config: &Config, command: UserCommand) -> Result<(), String> {
+fn user(config: &Config, command: UserCommand) -> Result<(), WebCommandError> {
     let path = Path::new(&config.web.users_file);
     match command {
         UserCommand::Add {
@@ -70,13 +97,9 @@ fn user(config: &Config, command: UserCommand) -> Result<(), String> {
             proxy_only,
         } => {
             if !auth::valid_name(&name) {
-                return Err(format!(
-                    "{:?}: a user name is letters, digits and ._@- (at most 64)",
-                    crate::quarantine::clean(&name)
-                ));
+                return Err(WebCommandError::BadName(crate::quarantine::clean(&name)));
             }
-            let role = Role::parse(&role)
-                .ok_or_else(|| format!("--role must be viewer or reviewer, not {role:?}"))?;
+            let role = Role::parse(&role).ok_or(WebCommandError::BadRole(role))?;
             let domains = auth::parse_domains(&domains)?;
             let hash = if proxy_only {
                 None
@@ -113,14 +136,13 @@ fn user(config: &Config, command: UserCommand) -> Result<(), String> {
 }
 
 /// At least 10 characters; asked twice on a terminal, else stdin's first line.
-fn read_password(name: &str) -> Result<String, String> {
+fn read_password(name: &str) -> Result<String, WebCommandError> {
     let password = if std::io::stdin().is_terminal() {
         let p = rpassword::prompt_password(format!("Password for {name}: "))
-            .map_err(|e| format!("reading the password: {e}"))?;
-        let again = rpassword::prompt_password("Again: ")
-            .map_err(|e| format!("reading the password: {e}"))?;
+            .map_err(WebCommandError::ReadPassword)?;
+        let again = rpassword::prompt_password("Again: ").map_err(WebCommandError::ReadPassword)?;
         if p != again {
-            return Err("the passwords differ".into());
+            return Err(WebCommandError::PasswordsDiffer);
         }
         p
     } else {
@@ -128,11 +150,11 @@ fn read_password(name: &str) -> Result<String, String> {
         std::io::stdin()
             .lock()
             .take_line(&mut line)
-            .map_err(|e| format!("reading the password from stdin: {e}"))?;
+            .map_err(WebCommandError::ReadPasswordStdin)?;
         line.trim_end_matches(['\r', '\n']).to_string()
     };
     if password.chars().count() < 10 {
-        return Err("the password must have at least 10 characters".into());
+        return Err(WebCommandError::PasswordTooShort);
     }
     Ok(password)
 }

@@ -30,13 +30,31 @@ pub use freemail::{is_freemail, FREEMAIL_DOMAINS};
 /// The dots UTS #46 reads as label separators.
 const DOTS: [char; 4] = ['.', '\u{3002}', '\u{FF0E}', '\u{FF61}'];
 
+/// A domain's key: IDNA's, or the fallback for a domain IDNA rejects.
+/// Both are keys (neither is an error): they differ in what they may
+/// equal or be below.
+enum Key {
+    /// IDNA ToASCII, lower case, no trailing dot.
+    Valid(String),
+    /// A lower-cased copy of a domain IDNA rejects.
+    Invalid(String),
+}
+
+impl Key {
+    fn into_string(self) -> String {
+        match self {
+            Key::Valid(key) | Key::Invalid(key) => key,
+        }
+    }
+}
+
 /// The key of a domain, or the lower-cased copy of an invalid one.
-fn checked_key(domain: &str) -> Result<String, String> {
+fn checked_key(domain: &str) -> Key {
     let d = domain.trim();
     let ascii = idna::domain_to_ascii_cow(d.as_bytes(), idna::AsciiDenyList::URL);
     match ascii.as_deref().map(|a| a.trim_end_matches('.')) {
-        Ok(key) if !key.is_empty() => Ok(key.to_string()),
-        _ => Err(d.trim_end_matches(DOTS).to_lowercase()),
+        Ok(key) if !key.is_empty() => Key::Valid(key.to_string()),
+        _ => Key::Invalid(d.trim_end_matches(DOTS).to_lowercase()),
     }
 }
 
@@ -44,12 +62,15 @@ fn checked_key(domain: &str) -> Result<String, String> {
 /// ToASCII, lower case, no trailing dot; a domain IDNA rejects falls back
 /// to a lower-cased copy of itself. See the module comment.
 pub fn domain_key(domain: &str) -> String {
-    checked_key(domain).unwrap_or_else(|invalid| invalid)
+    checked_key(domain).into_string()
 }
 
 /// The key of a domain IDNA accepts; None for one it rejects.
 pub fn valid_key(domain: &str) -> Option<String> {
-    checked_key(domain).ok()
+    match checked_key(domain) {
+        Key::Valid(key) => Some(key),
+        Key::Invalid(_) => None,
+    }
 }
 
 /// The registrable domain ("eTLD+1") of a host or address domain, as a
@@ -58,8 +79,8 @@ pub fn valid_key(domain: &str) -> Option<String> {
 /// rejects the domain.
 pub fn registrable(domain: &str) -> String {
     match checked_key(domain) {
-        Ok(key) => registrable_of_key(key),
-        Err(invalid) => invalid,
+        Key::Valid(key) => registrable_of_key(key),
+        Key::Invalid(invalid) => invalid,
     }
 }
 
@@ -116,8 +137,8 @@ pub fn same_organization(a: &str, b: &str) -> bool {
 /// below nothing (it is only equal to its own copy).
 pub fn within(domain: &str, parent: &str) -> bool {
     match checked_key(domain) {
-        Ok(key) => key_within(&key, parent),
-        Err(invalid) => !invalid.is_empty() && invalid == domain_key(parent),
+        Key::Valid(key) => key_within(&key, parent),
+        Key::Invalid(invalid) => !invalid.is_empty() && invalid == domain_key(parent),
     }
 }
 

@@ -49,24 +49,17 @@ pub struct Budget {
 }
 
 /// Why the budget refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Exhausted {
     /// The message's scan deadline has passed.
+    #[error("the scan's time budget ran out")]
     Time,
     /// The message's byte budget is spent.
+    #[error("the message's decompression budget is spent")]
     Bytes,
     /// This item inflates past the allowed ratio (a bomb).
+    #[error("it inflates past the allowed compression ratio")]
     Ratio,
-}
-
-impl std::fmt::Display for Exhausted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Exhausted::Time => "the scan's time budget ran out",
-            Exhausted::Bytes => "the message's decompression budget is spent",
-            Exhausted::Ratio => "it inflates past the allowed compression ratio",
-        })
-    }
 }
 
 impl Budget {

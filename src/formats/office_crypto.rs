@@ -35,7 +35,35 @@ use md5::Md5;
 use sha1::{Digest, Sha1};
 use sha2::{Sha256, Sha384, Sha512};
 
-use super::{Budget, Embedded, EncryptedItem, IndicatorKind, Opened, Passwords};
+use super::{Budget, Embedded, EncryptedItem, Exhausted, IndicatorKind, Opened, Passwords};
+
+/// A document not decrypted although its password is known, or whose
+/// passwords are not tried; the text goes into the opener's limits.
+#[derive(Debug, thiserror::Error)]
+enum OfficeCryptoError {
+    /// An agile document asks for more key derivation rounds than allowed.
+    #[error(
+        "ECMA-376 agile: spin count {spin_count} is over the limit {limit}: passwords not tried"
+    )]
+    SpinCount { spin_count: u32, limit: u32 },
+    /// The message's time or bytes ran out.
+    #[error(transparent)]
+    Budget(#[from] Exhausted),
+    /// The compound file could not be read or written again.
+    #[error(transparent)]
+    Cfb(#[from] std::io::Error),
+    #[error("more than {MAX_ENTRIES} streams")]
+    TooManyStreams,
+    #[error("EncryptedPackage unreadable")]
+    PackageUnreadable,
+    #[error("EncryptedPackage too short")]
+    PackageTooShort,
+    #[error("EncryptedPackage declares {declared} bytes but holds {stored}")]
+    PackageSize { declared: u64, stored: u64 },
+    /// A scheme and key we have no decryption for.
+    #[error("this scheme is not decrypted")]
+    NotDecrypted,
+}
 
 /// Excel's built-in password: a workbook "encrypted" with it opens without
 /// asking anyone anything.
@@ -155,7 +183,7 @@ pub fn open_with(data: &[u8], budget: &Budget, passwords: Passwords<'_>, limits:
             return out;
         }
         Err(why) => {
-            out.limits.push(why);
+            out.limits.push(why.to_string());
             out.encrypted.push(item);
             return out;
         }
@@ -345,7 +373,7 @@ impl<'a> Doc<'a> {
 
     /// The verifier of the scheme: `Ok(None)` when it is not one we
     /// decrypt, `Err` when a limit forbids trying.
-    fn cipher(&self, scheme: Scheme, limits: Limits) -> Result<Option<Cipher>, String> {
+    fn cipher(&self, scheme: Scheme, limits: Limits) -> Result<Option<Cipher>, OfficeCryptoError> {
         Ok(match scheme {
             Scheme::XlsRc4 | Scheme::XlsRc4CryptoApi => self
                 .workbook
@@ -369,10 +397,10 @@ impl<'a> Doc<'a> {
                 let xml = self.encryption_info.as_deref().and_then(|i| i.get(8..));
                 match xml.and_then(agile_cipher) {
                     Some(a) if a.spin_count > limits.max_spin_count => {
-                        return Err(format!(
-                        "ECMA-376 agile: spin count {} is over the limit {}: passwords not tried",
-                        a.spin_count, limits.max_spin_count
-                    ))
+                        return Err(OfficeCryptoError::SpinCount {
+                            spin_count: a.spin_count,
+                            limit: limits.max_spin_count,
+                        })
                     }
                     other => other.map(Cipher::Agile),
                 }
@@ -383,13 +411,16 @@ impl<'a> Doc<'a> {
 
     /// The decrypted document: a compound file for `.xls`/`.doc`, the inner
     /// zip for OOXML.
-    fn decrypt(&self, scheme: Scheme, key: &Key, budget: &Budget) -> Result<Vec<u8>, String> {
+    fn decrypt(
+        &self,
+        scheme: Scheme,
+        key: &Key,
+        budget: &Budget,
+    ) -> Result<Vec<u8>, OfficeCryptoError> {
         if matches!(key, Key::Rc4(_)) {
             // The decrypted streams, before they are written back (which
             // `rewrite_cfb` charges again): together no larger than the file.
-            budget
-                .take(self.data.len() as u64)
-                .map_err(|e| e.to_string())?;
+            budget.take(self.data.len() as u64)?;
         }
         match (scheme, key) {
             (Scheme::XlsRc4 | Scheme::XlsRc4CryptoApi, Key::Rc4(k)) => {
@@ -414,7 +445,7 @@ impl<'a> Doc<'a> {
                     restore(&mut clear, &table, 0, lkey);
                     replaced.push((table_name.into(), clear));
                 }
-                let mut cf = open_cfb(self.data).map_err(|e| e.to_string())?;
+                let mut cf = open_cfb(self.data)?;
                 if let Some(data) = read_stream(&mut cf, Path::new("/Data"), self.data.len()) {
                     replaced.push(("/Data".into(), rc4_positional(&data, k, DOC_BLOCK)));
                 }
@@ -428,14 +459,14 @@ impl<'a> Doc<'a> {
                 let package = self.package()?;
                 decrypt_agile_package(&package, k, budget)
             }
-            _ => Err("this scheme is not decrypted".into()),
+            _ => Err(OfficeCryptoError::NotDecrypted),
         }
     }
 
-    fn package(&self) -> Result<Vec<u8>, String> {
-        let mut cf = open_cfb(self.data).map_err(|e| e.to_string())?;
+    fn package(&self) -> Result<Vec<u8>, OfficeCryptoError> {
+        let mut cf = open_cfb(self.data)?;
         read_stream(&mut cf, Path::new("/EncryptedPackage"), self.data.len())
-            .ok_or_else(|| "EncryptedPackage unreadable".to_string())
+            .ok_or(OfficeCryptoError::PackageUnreadable)
     }
 }
 
@@ -546,8 +577,8 @@ fn rewrite_cfb(
     data: &[u8],
     budget: &Budget,
     replaced: &[(PathBuf, Vec<u8>)],
-) -> Result<Vec<u8>, String> {
-    let cf = open_cfb(data).map_err(|e| e.to_string())?;
+) -> Result<Vec<u8>, OfficeCryptoError> {
+    let cf = open_cfb(data)?;
     let entries: Vec<(PathBuf, bool, u64)> = cf
         .walk()
         .filter(|e| !e.is_root())
@@ -555,7 +586,7 @@ fn rewrite_cfb(
         .map(|e| (e.path().to_path_buf(), e.is_stream(), e.len()))
         .collect();
     if entries.len() > MAX_ENTRIES {
-        return Err(format!("more than {MAX_ENTRIES} streams"));
+        return Err(OfficeCryptoError::TooManyStreams);
     }
     // The copy is produced output: charge it (streams plus a sector of
     // directory and allocation overhead per entry) before writing.
@@ -563,25 +594,25 @@ fn rewrite_cfb(
         .iter()
         .map(|(_, _, len)| len.saturating_add(512))
         .fold(data.len() as u64, u64::saturating_add);
-    budget.take(total).map_err(|e| e.to_string())?;
+    budget.take(total)?;
     let mut src = cf;
-    let mut dst = cfb::CompoundFile::create(Cursor::new(Vec::new())).map_err(|e| e.to_string())?;
+    let mut dst = cfb::CompoundFile::create(Cursor::new(Vec::new()))?;
     for (path, is_stream, _) in &entries {
         if budget.expired() {
-            return Err("the scan's time budget ran out".into());
+            return Err(Exhausted::Time.into());
         }
         if !is_stream {
-            dst.create_storage_all(path).map_err(|e| e.to_string())?;
+            dst.create_storage_all(path)?;
             continue;
         }
         let bytes = match replaced.iter().find(|(p, _)| p == path) {
             Some((_, b)) => b.clone(),
             None => read_stream(&mut src, path, data.len()).unwrap_or_default(),
         };
-        let mut s = dst.create_stream(path).map_err(|e| e.to_string())?;
-        s.write_all(&bytes).map_err(|e| e.to_string())?;
+        let mut s = dst.create_stream(path)?;
+        s.write_all(&bytes)?;
     }
-    dst.flush().map_err(|e| e.to_string())?;
+    dst.flush()?;
     Ok(dst.into_inner().into_inner())
 }
 
@@ -1025,20 +1056,18 @@ impl AesKey {
 }
 
 /// `EncryptedPackage`: the clear size (u64 LE), then the ciphertext.
-fn package_size(package: &[u8], budget: &Budget) -> Result<usize, String> {
+fn package_size(package: &[u8], budget: &Budget) -> Result<usize, OfficeCryptoError> {
     let declared = u64::from_le_bytes(
         package
             .get(..8)
             .and_then(|s| s.try_into().ok())
-            .ok_or("EncryptedPackage too short")?,
+            .ok_or(OfficeCryptoError::PackageTooShort)?,
     );
     let stored = package.len().saturating_sub(8) as u64;
     if declared > stored {
-        return Err(format!(
-            "EncryptedPackage declares {declared} bytes but holds {stored}"
-        ));
+        return Err(OfficeCryptoError::PackageSize { declared, stored });
     }
-    budget.take(stored).map_err(|e| e.to_string())?;
+    budget.take(stored)?;
     Ok(declared as usize)
 }
 
@@ -1046,12 +1075,12 @@ fn decrypt_standard_package(
     package: &[u8],
     key: &AesKey,
     budget: &Budget,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, OfficeCryptoError> {
     let size = package_size(package, budget)?;
     let mut out = package[8..].to_vec();
     for (i, chunk) in out.chunks_mut(1 << 16).enumerate() {
         if i % 16 == 0 && budget.expired() {
-            return Err("the scan's time budget ran out".into());
+            return Err(Exhausted::Time.into());
         }
         key.decrypt_ecb(chunk);
     }
@@ -1252,12 +1281,12 @@ fn decrypt_agile_package(
     package: &[u8],
     key: &AgileKey,
     budget: &Budget,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, OfficeCryptoError> {
     let size = package_size(package, budget)?;
     let mut out = package[8..].to_vec();
     for (i, segment) in out.chunks_mut(AGILE_SEGMENT).enumerate() {
         if i % 256 == 0 && budget.expired() {
-            return Err("the scan's time budget ran out".into());
+            return Err(Exhausted::Time.into());
         }
         let iv = iv16(
             &key.data_hash
@@ -1506,6 +1535,21 @@ mod tests {
             .indicators
             .iter()
             .any(|i| i.kind == IndicatorKind::EncryptedDocument));
+    }
+
+    #[test]
+    fn errors_read_as_before() {
+        assert_eq!(
+            OfficeCryptoError::TooManyStreams.to_string(),
+            "more than 4096 streams"
+        );
+        assert_eq!(
+            OfficeCryptoError::from(Exhausted::Time).to_string(),
+            "the scan's time budget ran out"
+        );
+        // A compound file that does not open keeps cfb's error as it is.
+        let e = OfficeCryptoError::from(open_cfb(b"not ole").err().unwrap());
+        assert_eq!(e.to_string(), "not a compound file");
     }
 
     #[test]

@@ -343,7 +343,7 @@ pub(crate) fn open_cfb<'a>(
     data: &'a [u8],
     budget: &Budget,
     max_bytes: u64,
-) -> Result<cfb::CompoundFile<Cursor<Cow<'a, [u8]>>>, String> {
+) -> std::io::Result<cfb::CompoundFile<Cursor<Cow<'a, [u8]>>>> {
     // Truncated files (the FAT covers sectors past the end) are common in
     // RTF \objdata and Office opens them: pad them with zeros (within the
     // budget) so that streams read to their end.
@@ -357,7 +357,7 @@ pub(crate) fn open_cfb<'a>(
             }
         }
     }
-    cfb::CompoundFile::open(Cursor::new(Cow::Borrowed(data))).map_err(|e| e.to_string())
+    cfb::CompoundFile::open(Cursor::new(Cow::Borrowed(data)))
 }
 
 /// The size a truncated compound file should have: a whole number of

@@ -25,7 +25,32 @@
 use std::io::{Cursor, Read};
 
 use super::ole_objects::is_equation_prog_id;
-use super::{Budget, Embedded, IndicatorKind, Opened, Passwords};
+use super::{Budget, Embedded, Exhausted, IndicatorKind, Opened, Passwords};
+
+/// A part not read; the text follows `OOXML part NAME: ` in the opener's
+/// limits.
+#[derive(Debug, thiserror::Error)]
+enum PartError {
+    #[error("declares {declared} bytes, over the {cap} allowed; not read")]
+    TooLarge { declared: u64, cap: u64 },
+    /// The ratio, or the message's time or bytes.
+    #[error(transparent)]
+    Budget(#[from] Exhausted),
+    #[error(transparent)]
+    Zip(#[from] zip::result::ZipError),
+    #[error("inflates past {cap} bytes; not read")]
+    InflatesPast { cap: u64 },
+    /// Inflating failed before any byte came out.
+    #[error(transparent)]
+    Read(#[from] std::io::Error),
+}
+
+impl PartError {
+    /// The message's budget is spent: no further part can be read.
+    fn ends_the_package(&self) -> bool {
+        matches!(self, PartError::Budget(Exhausted::Time | Exhausted::Bytes))
+    }
+}
 
 /// Bounds on the work one package may cause (besides the budget).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -125,7 +150,7 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: &Limits) -> Opened {
             Ok(b) => b,
             Err(why) => {
                 out.limits.push(format!("OOXML part {name}: {why}"));
-                if why.contains("budget") {
+                if why.ends_the_package() {
                     break;
                 }
                 continue;
@@ -227,33 +252,29 @@ fn read_part(
     declared: u64,
     cap: u64,
     budget: &Budget,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, PartError> {
     let cap = cap.min(budget.cap_for(compressed));
     if declared > cap {
-        return Err(format!(
-            "declares {declared} bytes, over the {cap} allowed; not read"
-        ));
+        return Err(PartError::TooLarge { declared, cap });
     }
-    budget
-        .check_ratio(compressed, declared)
-        .map_err(|e| e.to_string())?;
-    budget.take(declared).map_err(|e| e.to_string())?;
-    let entry = archive.by_index(index).map_err(|e| e.to_string())?;
+    budget.check_ratio(compressed, declared)?;
+    budget.take(declared)?;
+    let entry = archive.by_index(index)?;
     let mut out = Vec::new();
     let read = entry.take(cap + 1).read_to_end(&mut out);
     // An entry may inflate past what it declares: charge the rest too.
     let extra = (out.len() as u64).saturating_sub(declared);
     if extra > 0 {
-        budget.take(extra).map_err(|e| e.to_string())?;
+        budget.take(extra)?;
     }
     if out.len() as u64 > cap {
-        return Err(format!("inflates past {cap} bytes; not read"));
+        return Err(PartError::InflatesPast { cap });
     }
     match read {
         Ok(_) => Ok(out),
         // A damaged tail: what was read is still worth a look.
         Err(_) if !out.is_empty() => Ok(out),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -650,6 +671,25 @@ mod tests {
             o.limits.iter().any(|l| l.contains("over the 1000")),
             "{o:?}"
         );
+    }
+
+    #[test]
+    fn only_a_spent_budget_ends_the_package() {
+        // What the opener once told from the text ("budget" in it): time
+        // and bytes stop the package, a ratio or a limit stops one part.
+        for e in [Exhausted::Time, Exhausted::Bytes, Exhausted::Ratio] {
+            assert_eq!(
+                PartError::Budget(e).ends_the_package(),
+                e.to_string().contains("budget"),
+                "{e:?}"
+            );
+        }
+        assert!(!PartError::TooLarge {
+            declared: 2,
+            cap: 1
+        }
+        .ends_the_package());
+        assert!(!PartError::InflatesPast { cap: 1 }.ends_the_package());
     }
 
     #[test]

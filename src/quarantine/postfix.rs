@@ -13,6 +13,55 @@ use serde::{Deserialize, Serialize};
 
 use super::QuarantineConfig;
 
+/// Postfix's tools failed, or said something we cannot read. The text is
+/// what the CLI prints and the web page logs and audits.
+#[derive(Debug, thiserror::Error)]
+pub enum QuarantineError {
+    /// `postqueue -j` printed a line that is not a queue entry (a Postfix
+    /// too old for `-j` prints text).
+    #[error("postqueue -j output line {line}: {source}")]
+    QueueLine {
+        line: usize,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The message is not (or no longer) in the hold queue.
+    #[error("{id}: no such message in the hold queue")]
+    NotHeld { id: String },
+    /// `postsuper -H` said it released no message.
+    #[error("{id}: postsuper released nothing (no longer held?)")]
+    NotReleased { id: String },
+    /// `postsuper -r` said it requeued no message.
+    #[error("{id}: postsuper requeued nothing (no longer held?)")]
+    NotRequeued { id: String },
+    /// `postsuper -d` said it deleted no message.
+    #[error("{id}: postsuper deleted nothing (no longer held?)")]
+    NotDeleted { id: String },
+    /// `postconf -h` printed a queue lifetime that is not a Postfix time.
+    #[error("postconf: cannot read the time {value:?}")]
+    BadTime { value: String },
+    /// A Postfix tool (or the `privileged` helper) could not be started.
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A Postfix tool ran and failed; `stderr` is Postfix's words.
+    #[error("{program} {args}: {status} {stderr}")]
+    Failed {
+        program: String,
+        /// The arguments after `-c CONFIG_DIR`, space-separated.
+        args: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    /// Not a queue id: never put on a command line. `id` is already
+    /// escaped for a terminal.
+    #[error("{id:?} is not a Postfix queue id (letters and digits only)")]
+    BadId { id: String },
+}
+
 /// The queue Postfix's milter quarantine action (and `HOLD`) puts mail in.
 pub const HOLD: &str = "hold";
 
@@ -39,14 +88,17 @@ pub struct QueueRecipient {
 
 /// Parse `postqueue -j` output. A line that is not a queue entry is an
 /// error naming its line number (a Postfix too old for `-j` prints text).
-pub fn parse_postqueue_json(text: &str) -> Result<Vec<QueueEntry>, String> {
+pub fn parse_postqueue_json(text: &str) -> Result<Vec<QueueEntry>, QuarantineError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let entry: QueueEntry = serde_json::from_str(line)
-            .map_err(|e| format!("postqueue -j output line {}: {e}", i + 1))?;
+        let entry: QueueEntry =
+            serde_json::from_str(line).map_err(|source| QuarantineError::QueueLine {
+                line: i + 1,
+                source,
+            })?;
         out.push(entry);
     }
     Ok(out)
@@ -83,13 +135,13 @@ impl<'a> Postfix<'a> {
     }
 
     /// Every queued message (all queues).
-    pub fn queue(&self) -> Result<Vec<QueueEntry>, String> {
+    pub fn queue(&self) -> Result<Vec<QueueEntry>, QuarantineError> {
         let out = self.stdout(&self.config.postqueue, &["-j"])?;
         parse_postqueue_json(&String::from_utf8_lossy(&out))
     }
 
     /// The messages in the hold queue, oldest first.
-    pub fn held(&self) -> Result<Vec<QueueEntry>, String> {
+    pub fn held(&self) -> Result<Vec<QueueEntry>, QuarantineError> {
         let mut held: Vec<QueueEntry> = self
             .queue()?
             .into_iter()
@@ -100,41 +152,39 @@ impl<'a> Postfix<'a> {
     }
 
     /// The held message with this id, or an error saying it is not held.
-    pub fn held_entry(&self, id: &str) -> Result<QueueEntry, String> {
+    pub fn held_entry(&self, id: &str) -> Result<QueueEntry, QuarantineError> {
         check_id(id)?;
         self.held()?
             .into_iter()
             .find(|e| e.queue_id == id)
-            .ok_or_else(|| format!("{id}: no such message in the hold queue"))
+            .ok_or_else(|| QuarantineError::NotHeld { id: id.to_string() })
     }
 
     /// The message's header block as queued (`postcat -h -q ID`).
-    pub fn headers(&self, id: &str) -> Result<Vec<u8>, String> {
+    pub fn headers(&self, id: &str) -> Result<Vec<u8>, QuarantineError> {
         check_id(id)?;
         self.stdout(&self.config.postcat, &["-h", "-q", id])
     }
 
     /// The whole message, headers and body (`postcat -bh -q ID`).
-    pub fn message(&self, id: &str) -> Result<Vec<u8>, String> {
+    pub fn message(&self, id: &str) -> Result<Vec<u8>, QuarantineError> {
         check_id(id)?;
         self.stdout(&self.config.postcat, &["-bh", "-q", id])
     }
 
     /// Release from hold (`postsuper -H ID`); Postfix delivers it next.
-    pub fn release(&self, id: &str) -> Result<(), String> {
+    pub fn release(&self, id: &str) -> Result<(), QuarantineError> {
         check_id(id)?;
         let out = self.run(&self.config.postsuper, &["-H", id])?;
         match postsuper_count(&String::from_utf8_lossy(&out), "Released from hold") {
             Some(1) => Ok(()),
-            _ => Err(format!(
-                "{id}: postsuper released nothing (no longer held?)"
-            )),
+            _ => Err(QuarantineError::NotReleased { id: id.to_string() }),
         }
     }
 
     /// Deliver now (`postqueue -i ID`): without it a released message
     /// waits for the next queue run, up to `queue_run_delay` (300 s).
-    pub fn flush(&self, id: &str) -> Result<(), String> {
+    pub fn flush(&self, id: &str) -> Result<(), QuarantineError> {
         check_id(id)?;
         self.run(&self.config.postqueue, &["-i", id]).map(|_| ())
     }
@@ -142,16 +192,12 @@ impl<'a> Postfix<'a> {
     /// Requeue (`postsuper -r ID hold`), then wake pickup (`postkick`): the
     /// message gets a new queue file and arrival time, goes through cleanup
     /// again (never the milters, see postsuper(1)) and is delivered at once.
-    pub fn requeue(&self, id: &str) -> Result<(), String> {
+    pub fn requeue(&self, id: &str) -> Result<(), QuarantineError> {
         check_id(id)?;
         let out = self.run(&self.config.postsuper, &["-r", id, HOLD])?;
         match postsuper_count(&String::from_utf8_lossy(&out), "Requeued") {
             Some(1) => {}
-            _ => {
-                return Err(format!(
-                    "{id}: postsuper requeued nothing (no longer held?)"
-                ))
-            }
+            _ => return Err(QuarantineError::NotRequeued { id: id.to_string() }),
         }
         // The message waits in maildrop until pickup looks (every 60 s):
         // wake it as postdrop does.
@@ -161,7 +207,7 @@ impl<'a> Postfix<'a> {
 
     /// The shorter of `maximal_queue_lifetime` and `bounce_queue_lifetime`,
     /// in seconds, from `postconf -h`.
-    pub fn queue_lifetime(&self) -> Result<u64, String> {
+    pub fn queue_lifetime(&self) -> Result<u64, QuarantineError> {
         let out = self.stdout(
             &self.config.postconf,
             &["-h", "maximal_queue_lifetime", "bounce_queue_lifetime"],
@@ -170,8 +216,9 @@ impl<'a> Postfix<'a> {
         text.lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| {
-                postfix_time(l.trim())
-                    .ok_or_else(|| format!("postconf: cannot read the time {:?}", l.trim()))
+                postfix_time(l.trim()).ok_or_else(|| QuarantineError::BadTime {
+                    value: l.trim().to_string(),
+                })
             })
             .try_fold(u64::MAX, |min, t| t.map(|t| min.min(t)))
     }
@@ -180,7 +227,12 @@ impl<'a> Postfix<'a> {
     /// then `postqueue -i`; or, when it was held for `fraction` of the
     /// queue lifetime or longer (it would bounce as expired),
     /// `postsuper -r`. Returns true when it was requeued.
-    pub fn release_now(&self, entry: &QueueEntry, now: u64, fraction: f64) -> Result<bool, String> {
+    pub fn release_now(
+        &self,
+        entry: &QueueEntry,
+        now: u64,
+        fraction: f64,
+    ) -> Result<bool, QuarantineError> {
         let lifetime = self.queue_lifetime()?;
         let held_for = now.saturating_sub(entry.arrival_time);
         if held_for as f64 >= lifetime as f64 * fraction {
@@ -194,18 +246,18 @@ impl<'a> Postfix<'a> {
 
     /// Delete from the hold queue only (`postsuper -d ID hold`), so a
     /// mistyped id can never remove mail on its way elsewhere.
-    pub fn delete(&self, id: &str) -> Result<(), String> {
+    pub fn delete(&self, id: &str) -> Result<(), QuarantineError> {
         check_id(id)?;
         let out = self.run(&self.config.postsuper, &["-d", id, HOLD])?;
         match postsuper_count(&String::from_utf8_lossy(&out), "Deleted") {
             Some(1) => Ok(()),
-            _ => Err(format!("{id}: postsuper deleted nothing (no longer held?)")),
+            _ => Err(QuarantineError::NotDeleted { id: id.to_string() }),
         }
     }
 
     /// `PROGRAM -c CONFIG_DIR ARGS`, no shell; stdout and stderr together
     /// (postsuper reports on stderr). A failure carries Postfix's words.
-    fn run(&self, program: &str, args: &[&str]) -> Result<Vec<u8>, String> {
+    fn run(&self, program: &str, args: &[&str]) -> Result<Vec<u8>, QuarantineError> {
         let out = self.output(program, args)?;
         let mut all = out.stdout;
         all.extend_from_slice(&out.stderr);
@@ -215,11 +267,15 @@ impl<'a> Postfix<'a> {
     /// Like [`Self::run`], stdout alone: what postqueue -j, postcat and
     /// postconf print as data. Their warnings (a main.cf entry given twice,
     /// ...) go to stderr and must not end up in a message or a listing.
-    fn stdout(&self, program: &str, args: &[&str]) -> Result<Vec<u8>, String> {
+    fn stdout(&self, program: &str, args: &[&str]) -> Result<Vec<u8>, QuarantineError> {
         Ok(self.output(program, args)?.stdout)
     }
 
-    fn output(&self, program: &str, args: &[&str]) -> Result<std::process::Output, String> {
+    fn output(
+        &self,
+        program: &str,
+        args: &[&str],
+    ) -> Result<std::process::Output, QuarantineError> {
         // postcat reads queue files (mode 0700, owner postfix), postsuper
         // is for root only and postkick writes to pickup's fifo: run them
         // through `[quarantine] privileged` (e.g. sudo) when one is set.
@@ -242,14 +298,17 @@ impl<'a> Postfix<'a> {
             .arg(Path::new(&self.config.postfix_config_dir))
             .args(args)
             .output()
-            .map_err(|e| format!("cannot run {program}: {e}"))?;
+            .map_err(|source| QuarantineError::Spawn {
+                program: program.to_string(),
+                source,
+            })?;
         if !out.status.success() {
-            return Err(format!(
-                "{program} {}: {} {}",
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            return Err(QuarantineError::Failed {
+                program: program.to_string(),
+                args: args.join(" "),
+                status: out.status,
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
         }
         Ok(out)
     }
@@ -274,14 +333,13 @@ pub fn postfix_time(value: &str) -> Option<u64> {
     n.checked_mul(scale)
 }
 
-fn check_id(id: &str) -> Result<(), String> {
+fn check_id(id: &str) -> Result<(), QuarantineError> {
     if valid_queue_id(id) {
         Ok(())
     } else {
-        Err(format!(
-            "{:?} is not a Postfix queue id (letters and digits only)",
-            super::clean(id)
-        ))
+        Err(QuarantineError::BadId {
+            id: super::clean(id),
+        })
     }
 }
 
@@ -333,7 +391,12 @@ mod tests {
     #[test]
     fn text_output_is_an_error_with_its_line() {
         let err = parse_postqueue_json("Mail queue is empty\n").unwrap_err();
-        assert!(err.starts_with("postqueue -j output line 1:"), "{err}");
+        assert!(
+            err.to_string().starts_with("postqueue -j output line 1:"),
+            "{err}"
+        );
+        // The JSON error is kept as the source.
+        assert!(std::error::Error::source(&err).is_some());
         assert_eq!(parse_postqueue_json("").unwrap(), vec![]);
     }
 

@@ -17,10 +17,68 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use super::postfix::{Postfix, QueueEntry};
+use super::postfix::{Postfix, QuarantineError, QueueEntry};
 use super::HeldMessage;
 use crate::config::HeadersConfig;
 use crate::headers;
+
+/// A release failed. Said to the reviewer (CLI stderr, the web page's
+/// audit log) as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    /// Postfix could not read, release, requeue or delete the message.
+    #[error(transparent)]
+    Quarantine(#[from] QuarantineError),
+    /// The re-injection smtpd did not take the message; it is still held.
+    #[error("{id}: re-injection to {addr} failed, the message stays held: {source}")]
+    Reinject {
+        id: String,
+        /// `[quarantine] reinject` as configured.
+        addr: String,
+        #[source]
+        source: SmtpError,
+    },
+    /// The rewritten copy was sent but the held one could not be deleted:
+    /// the recipient would get it twice if it were released again.
+    #[error("{source}; the re-injected copy was sent: delete the held one by hand")]
+    DeleteAfterReinject {
+        #[source]
+        source: QuarantineError,
+    },
+}
+
+/// One SMTP transaction of [`smtp_send`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SmtpError {
+    #[error("no recipients")]
+    NoRecipients,
+    /// An address that would break the SMTP command line (already escaped
+    /// for a terminal).
+    #[error("unusable address {0:?}")]
+    UnusableAddress(String),
+    #[error("connect {addr}: {source}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The connection could not be split into a reader and a writer.
+    #[error(transparent)]
+    Socket(std::io::Error),
+    #[error("write: {0}")]
+    Write(#[source] std::io::Error),
+    #[error("read: {0}")]
+    Read(#[source] std::io::Error),
+    /// The server hung up; what it had said so far.
+    #[error("connection closed after {0:?}")]
+    Closed(String),
+    #[error("reply too long")]
+    ReplyTooLong,
+    /// The server answered with another class of reply than the step
+    /// needs: its reply, trimmed.
+    #[error("{0}")]
+    Refused(String),
+}
 
 /// The header a release adds.
 pub const RELEASED: &str = "X-Malspam-Released";
@@ -58,7 +116,7 @@ pub fn release(
     held: &HeldMessage,
     reviewer: &str,
     now: u64,
-) -> Result<Released, String> {
+) -> Result<Released, ReleaseError> {
     let q = &config.quarantine;
     if q.reinject.trim().is_empty() {
         return Ok(
@@ -89,15 +147,14 @@ pub fn release(
         &recipients,
         &rewritten,
     )
-    .map_err(|e| {
-        format!(
-            "{}: re-injection to {} failed, the message stays held: {e}",
-            entry.queue_id, q.reinject
-        )
+    .map_err(|source| ReleaseError::Reinject {
+        id: entry.queue_id.clone(),
+        addr: q.reinject.clone(),
+        source,
     })?;
     postfix
         .delete(&entry.queue_id)
-        .map_err(|e| format!("{e}; the re-injected copy was sent: delete the held one by hand"))?;
+        .map_err(|source| ReleaseError::DeleteAfterReinject { source })?;
     Ok(Released::Reinjected)
 }
 
@@ -207,28 +264,31 @@ pub fn smtp_send(
     sender: &str,
     recipients: &[&str],
     message: &[u8],
-) -> Result<(), String> {
+) -> Result<(), SmtpError> {
     if recipients.is_empty() {
-        return Err("no recipients".into());
+        return Err(SmtpError::NoRecipients);
     }
     for a in std::iter::once(&sender).chain(recipients) {
         if a.bytes()
             .any(|b| b.is_ascii_control() || b == b'<' || b == b'>')
         {
-            return Err(format!("unusable address {:?}", super::clean(a)));
+            return Err(SmtpError::UnusableAddress(super::clean(a)));
         }
     }
-    let stream = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+    let stream = TcpStream::connect(addr).map_err(|source| SmtpError::Connect {
+        addr: addr.to_string(),
+        source,
+    })?;
     stream.set_read_timeout(Some(timeout)).ok();
     stream.set_write_timeout(Some(timeout)).ok();
-    let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
+    let mut reader = BufReader::new(stream.try_clone().map_err(SmtpError::Socket)?);
     let mut writer = stream;
-    let mut step = |command: Option<&[u8]>, want: u8| -> Result<String, String> {
+    let mut step = |command: Option<&[u8]>, want: u8| -> Result<String, SmtpError> {
         if let Some(c) = command {
             writer
                 .write_all(c)
                 .and_then(|_| writer.write_all(b"\r\n"))
-                .map_err(|e| format!("write: {e}"))?;
+                .map_err(SmtpError::Write)?;
         }
         let mut text = String::new();
         loop {
@@ -237,13 +297,13 @@ pub fn smtp_send(
                 .by_ref()
                 .take(4096)
                 .read_line(&mut line)
-                .map_err(|e| format!("read: {e}"))?;
+                .map_err(SmtpError::Read)?;
             if n == 0 {
-                return Err(format!("connection closed after {text:?}"));
+                return Err(SmtpError::Closed(text));
             }
             text.push_str(&line);
             if text.len() > 64 * 1024 {
-                return Err("reply too long".into());
+                return Err(SmtpError::ReplyTooLong);
             }
             if line.len() < 4 || line.as_bytes()[3] != b'-' {
                 break;
@@ -252,7 +312,7 @@ pub fn smtp_send(
         if text.as_bytes().first() == Some(&want) {
             Ok(text)
         } else {
-            Err(text.trim().to_string())
+            Err(SmtpError::Refused(text.trim().to_string()))
         }
     };
     step(None, b'2')?;

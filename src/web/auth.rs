@@ -8,13 +8,77 @@
 //! only logs in through the trusted reverse proxy. `#` starts a comment.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::Argon2;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+
+/// A line of the users file that does not parse; the text names the line.
+#[derive(Debug, thiserror::Error)]
+pub enum UsersFileError {
+    #[error("line {line}: expected name:role:domains:hash")]
+    Fields { line: usize },
+    #[error("line {line}: bad user name {name:?}")]
+    BadName { line: usize, name: String },
+    #[error("line {line}: role must be viewer or reviewer, not {role:?}")]
+    BadRole { line: usize, role: String },
+    #[error("line {line}: {source}")]
+    Domains {
+        line: usize,
+        #[source]
+        source: DomainsError,
+    },
+    #[error("line {line}: the hash must be an argon2id PHC string or -")]
+    BadHash { line: usize },
+    #[error("line {line}: user {name} given twice")]
+    Duplicate { line: usize, name: String },
+}
+
+/// A user's domains are neither `*` nor a list of domain names.
+#[derive(Debug, thiserror::Error)]
+#[error("domains must be * or a list like a.example,b.example, not {given:?}")]
+pub struct DomainsError {
+    /// As written.
+    pub given: String,
+}
+
+/// The users file could not be read, changed or written, or a password
+/// not hashed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// A line of the file does not parse.
+    #[error("{}: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: UsersFileError,
+    },
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("argon2: {0}")]
+    Hash(#[source] argon2::password_hash::Error),
+    /// `web user del` of a user the file does not have.
+    #[error("no user {name} in {}", path.display())]
+    NoSuchUser { name: String, path: PathBuf },
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+/// [`write_atomically`] failed; the old file, if any, is untouched.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {}: {source}", path.display())]
+pub struct WriteError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
@@ -105,7 +169,7 @@ fn valid_domain(d: &str) -> bool {
 }
 
 /// Parse the users file; errors name the line.
-pub fn parse_users(text: &str) -> Result<Vec<User>, String> {
+pub fn parse_users(text: &str) -> Result<Vec<User>, UsersFileError> {
     let mut users: Vec<User> = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -117,25 +181,30 @@ pub fn parse_users(text: &str) -> Result<Vec<User>, String> {
         let (Some(name), Some(role), Some(domains), Some(hash)) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err(format!("line {n}: expected name:role:domains:hash"));
+            return Err(UsersFileError::Fields { line: n });
         };
         if !valid_name(name) {
-            return Err(format!("line {n}: bad user name {name:?}"));
+            return Err(UsersFileError::BadName {
+                line: n,
+                name: name.to_string(),
+            });
         }
-        let role = Role::parse(role)
-            .ok_or_else(|| format!("line {n}: role must be viewer or reviewer, not {role:?}"))?;
-        let domains = parse_domains(domains).map_err(|e| format!("line {n}: {e}"))?;
+        let role = Role::parse(role).ok_or_else(|| UsersFileError::BadRole {
+            line: n,
+            role: role.to_string(),
+        })?;
+        let domains =
+            parse_domains(domains).map_err(|source| UsersFileError::Domains { line: n, source })?;
         let hash = match hash {
             "-" => None,
             h if h.starts_with("$argon2id$") => Some(h.to_string()),
-            _ => {
-                return Err(format!(
-                    "line {n}: the hash must be an argon2id PHC string or -"
-                ))
-            }
+            _ => return Err(UsersFileError::BadHash { line: n }),
         };
         if users.iter().any(|u| u.name == name) {
-            return Err(format!("line {n}: user {name} given twice"));
+            return Err(UsersFileError::Duplicate {
+                line: n,
+                name: name.to_string(),
+            });
         }
         users.push(User {
             name: name.to_string(),
@@ -148,7 +217,7 @@ pub fn parse_users(text: &str) -> Result<Vec<User>, String> {
 }
 
 /// `*` or `a.example,b.example`.
-pub fn parse_domains(s: &str) -> Result<Vec<String>, String> {
+pub fn parse_domains(s: &str) -> Result<Vec<String>, DomainsError> {
     if s.trim() == "*" {
         return Ok(Vec::new());
     }
@@ -157,28 +226,34 @@ pub fn parse_domains(s: &str) -> Result<Vec<String>, String> {
         .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
         .collect();
     if domains.iter().any(|d| !valid_domain(d)) {
-        return Err(format!(
-            "domains must be * or a list like a.example,b.example, not {s:?}"
-        ));
+        return Err(DomainsError {
+            given: s.to_string(),
+        });
     }
     Ok(domains)
 }
 
 /// The users file, read again when it changes.
-pub fn load_users(path: &Path) -> Result<Vec<User>, String> {
+pub fn load_users(path: &Path) -> Result<Vec<User>, AuthError> {
     match std::fs::read_to_string(path) {
-        Ok(text) => parse_users(&text).map_err(|e| format!("{}: {e}", path.display())),
+        Ok(text) => parse_users(&text).map_err(|source| AuthError::Parse {
+            path: path.to_path_buf(),
+            source,
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Err(source) => Err(AuthError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
 /// An argon2id hash of `password` with a random salt.
-pub fn hash_password(password: &str) -> Result<String, String> {
+pub fn hash_password(password: &str) -> Result<String, AuthError> {
     Argon2::default()
         .hash_password(password.as_bytes())
         .map(|h| h.to_string())
-        .map_err(|e| format!("argon2: {e}"))
+        .map_err(AuthError::Hash)
 }
 
 pub fn verify_password(user: &User, password: &str) -> bool {
@@ -192,7 +267,7 @@ pub fn verify_password(user: &User, password: &str) -> bool {
 
 /// Add or replace `user` in the users file at `path`, written safely (a new
 /// file beside it, then renamed over it; mode 0640 for a new file).
-pub fn save_user(path: &Path, user: User) -> Result<(), String> {
+pub fn save_user(path: &Path, user: User) -> Result<(), AuthError> {
     let mut users = load_users(path)?;
     users.retain(|u| u.name != user.name);
     users.push(user);
@@ -200,17 +275,20 @@ pub fn save_user(path: &Path, user: User) -> Result<(), String> {
 }
 
 /// Remove `name`; an error when there is no such user.
-pub fn delete_user(path: &Path, name: &str) -> Result<(), String> {
+pub fn delete_user(path: &Path, name: &str) -> Result<(), AuthError> {
     let mut users = load_users(path)?;
     let before = users.len();
     users.retain(|u| u.name != name);
     if users.len() == before {
-        return Err(format!("no user {name} in {}", path.display()));
+        return Err(AuthError::NoSuchUser {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+        });
     }
     write_users(path, &users)
 }
 
-fn write_users(path: &Path, users: &[User]) -> Result<(), String> {
+fn write_users(path: &Path, users: &[User]) -> Result<(), AuthError> {
     let mut text = String::from(
         "# malspam-milter web users: name:role:domains:hash (see `malspam-milter web user`)\n",
     );
@@ -218,12 +296,12 @@ fn write_users(path: &Path, users: &[User]) -> Result<(), String> {
         text.push_str(&u.line());
         text.push('\n');
     }
-    write_atomically(path, text.as_bytes(), 0o640)
+    Ok(write_atomically(path, text.as_bytes(), 0o640)?)
 }
 
 /// Write `data` to a temporary file in `path`'s directory, sync it, keep
 /// the old file's mode (or `new_mode`), and rename it over `path`.
-pub fn write_atomically(path: &Path, data: &[u8], new_mode: u32) -> Result<(), String> {
+pub fn write_atomically(path: &Path, data: &[u8], new_mode: u32) -> Result<(), WriteError> {
     use std::io::Write;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let dir = path
@@ -256,7 +334,10 @@ pub fn write_atomically(path: &Path, data: &[u8], new_mode: u32) -> Result<(), S
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result.map_err(|e| format!("cannot write {}: {e}", path.display()))
+    result.map_err(|source| WriteError {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Random bytes from the OS.
@@ -299,20 +380,22 @@ impl Signer {
         Signer { key }
     }
 
-    fn mac(&self, purpose: &str, data: &[u8]) -> Vec<u8> {
+    /// The HMAC of `purpose`, a NUL, then `data`: a value signed for one
+    /// purpose is never valid for another.
+    fn keyed(&self, purpose: &str, data: &[u8]) -> Hmac<Sha256> {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("any key length");
         mac.update(purpose.as_bytes());
         mac.update(b"\0");
         mac.update(data);
-        mac.finalize().into_bytes().to_vec()
+        mac
+    }
+
+    fn mac(&self, purpose: &str, data: &[u8]) -> Vec<u8> {
+        self.keyed(purpose, data).finalize().into_bytes().to_vec()
     }
 
     fn check(&self, purpose: &str, data: &[u8], tag: &[u8]) -> bool {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("any key length");
-        mac.update(purpose.as_bytes());
-        mac.update(b"\0");
-        mac.update(data);
-        mac.verify_slice(tag).is_ok()
+        self.keyed(purpose, data).verify_slice(tag).is_ok()
     }
 
     /// `hex(payload).hex(mac)`.
@@ -475,7 +558,7 @@ mod tests {
             ("alice:viewer:a..b:-", "domains must be"),
             ("alice:viewer:*:-\nalice:viewer:*:-", "given twice"),
         ] {
-            let e = parse_users(bad).unwrap_err();
+            let e = parse_users(bad).unwrap_err().to_string();
             assert!(e.contains(why), "{bad}: {e}");
         }
     }
@@ -505,10 +588,27 @@ mod tests {
             Role::Reviewer
         );
         delete_user(&path, "a").unwrap();
-        assert!(delete_user(&path, "a").unwrap_err().contains("no user a"));
+        assert!(delete_user(&path, "a")
+            .unwrap_err()
+            .to_string()
+            .contains("no user a"));
         assert_eq!(load_users(&path).unwrap().len(), 1);
         // No temporary file left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+
+        // A bad line: the file and the line named, the line's error kept
+        // as the source.
+        std::fs::write(&path, "a:viewer:*:-\nb:admin:*:-\n").unwrap();
+        let e = load_users(&path).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: line 2: role must be viewer or reviewer, not \"admin\"",
+                path.display()
+            )
+        );
+        let line = std::error::Error::source(&e).unwrap();
+        assert!(line.is::<UsersFileError>(), "{line:?}");
     }
 
     #[test]

@@ -7,27 +7,27 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-use crate::quarantine::postfix::{Postfix, QueueEntry};
-use crate::quarantine::release::{self, Released};
+use crate::quarantine::postfix::{Postfix, QuarantineError, QueueEntry};
+use crate::quarantine::release::{self, ReleaseError, Released};
 use crate::quarantine::{header_fields, HeldMessage};
 
 /// What the page needs from Postfix; the real one is [`PostfixQueue`],
 /// tests give a recorded queue.
 pub trait HoldQueue: Send + Sync + 'static {
     /// The hold queue, oldest first.
-    fn held(&self) -> Result<Vec<QueueEntry>, String>;
+    fn held(&self) -> Result<Vec<QueueEntry>, QuarantineError>;
     /// A held message's header block (postcat -h).
-    fn headers(&self, id: &str) -> Result<Vec<u8>, String>;
+    fn headers(&self, id: &str) -> Result<Vec<u8>, QuarantineError>;
     /// The whole held message (postcat -bh).
-    fn message(&self, id: &str) -> Result<Vec<u8>, String>;
+    fn message(&self, id: &str) -> Result<Vec<u8>, QuarantineError>;
     fn release(
         &self,
         entry: &QueueEntry,
         held: &HeldMessage,
         reviewer: &str,
         now: u64,
-    ) -> Result<Released, String>;
-    fn delete(&self, id: &str) -> Result<(), String>;
+    ) -> Result<Released, ReleaseError>;
+    fn delete(&self, id: &str) -> Result<(), QuarantineError>;
 }
 
 /// Postfix's hold queue, as `[quarantine]` names it.
@@ -36,13 +36,13 @@ pub struct PostfixQueue {
 }
 
 impl HoldQueue for PostfixQueue {
-    fn held(&self) -> Result<Vec<QueueEntry>, String> {
+    fn held(&self) -> Result<Vec<QueueEntry>, QuarantineError> {
         Postfix::new(&self.config.quarantine).held()
     }
-    fn headers(&self, id: &str) -> Result<Vec<u8>, String> {
+    fn headers(&self, id: &str) -> Result<Vec<u8>, QuarantineError> {
         Postfix::new(&self.config.quarantine).headers(id)
     }
-    fn message(&self, id: &str) -> Result<Vec<u8>, String> {
+    fn message(&self, id: &str) -> Result<Vec<u8>, QuarantineError> {
         Postfix::new(&self.config.quarantine).message(id)
     }
     fn release(
@@ -51,13 +51,13 @@ impl HoldQueue for PostfixQueue {
         held: &HeldMessage,
         reviewer: &str,
         now: u64,
-    ) -> Result<Released, String> {
+    ) -> Result<Released, ReleaseError> {
         let postfix = Postfix::new(&self.config.quarantine);
         // Still held? (Another reviewer may have acted since the listing.)
         postfix.held_entry(&entry.queue_id)?;
         release::release(&postfix, &self.config, entry, held, reviewer, now)
     }
-    fn delete(&self, id: &str) -> Result<(), String> {
+    fn delete(&self, id: &str) -> Result<(), QuarantineError> {
         Postfix::new(&self.config.quarantine).delete(id)
     }
 }
@@ -226,7 +226,7 @@ pub fn refresh(queue: &dyn HoldQueue, index: &RwLock<Index>) {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!("web: reading the hold queue: {e}");
-            index.write().unwrap_or_else(|e| e.into_inner()).error = Some(e);
+            index.write().unwrap_or_else(|e| e.into_inner()).error = Some(e.to_string());
             return;
         }
     };

@@ -19,7 +19,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Path as UrlPath, Query, Request, State};
+use axum::extract::{
+    ConnectInfo, FromRequest, FromRequestParts, Path as UrlPath, Query, Request, State,
+};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -27,8 +30,63 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use serde::{Deserialize, Serialize};
 
-use auth::{RateLimit, Role, Session, Signer, User};
+use auth::{AuthError, RateLimit, Role, Session, Signer, User, WriteError};
 use index::{HoldQueue, Index, Item};
+
+use crate::quarantine::postfix::QuarantineError;
+use crate::quarantine::release::ReleaseError;
+
+/// `malspam-milter web` could not start or stopped serving; printed after
+/// `malspam-milter: web: `.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    /// The users file could not be read.
+    #[error(transparent)]
+    Users(#[from] AuthError),
+    #[error("no users in {file}: create the first with `malspam-milter web user add NAME --role reviewer`")]
+    NoUsers { file: String },
+    #[error("{}: shorter than 32 bytes", path.display())]
+    SecretTooShort { path: PathBuf },
+    #[error("{}: {source}", path.display())]
+    SecretRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A new session secret file could not be written.
+    #[error(transparent)]
+    SecretWrite(#[from] WriteError),
+    #[error("[web] listen {listen:?}: {source}")]
+    Listen {
+        listen: String,
+        #[source]
+        source: std::net::AddrParseError,
+    },
+    #[error("tokio: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("serve: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// A reviewer's action on one held message failed; the text goes to the
+/// audit log as `error: TEXT`.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error(transparent)]
+    Quarantine(#[from] QuarantineError),
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
+    #[error("no config file to write the allowlist to")]
+    NoConfigFile,
+    #[error(transparent)]
+    Allowlist(#[from] allowlist::AllowlistError),
+}
 
 /// `[web]`: the reviewers' page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -551,19 +609,22 @@ async fn login(
     let now = (state.now)();
     let ip_key = format!("ip {}", client.ip);
     let user_key = format!("user {name}");
-    if state.limiter.blocked(&ip_key, now) || state.limiter.blocked(&user_key, now) {
+    // A refused login: audited, and the form again with why.
+    let refuse = |result: &str, status: StatusCode, message: &str| {
         state.audit(serde_json::json!({
             "time": now, "action": "login", "user": name, "client": client.ip.to_string(),
-            "result": "refused: too many failures"
+            "result": result
         }));
-        return login_page(
-            &state,
-            &client,
+        login_page(&state, &client, status, Some(message))
+    };
+    if state.limiter.blocked(&ip_key, now) || state.limiter.blocked(&user_key, now) {
+        return refuse(
+            "refused: too many failures",
             StatusCode::TOO_MANY_REQUESTS,
-            Some(lang.pick(
+            lang.pick(
                 "Too many failed logins. Wait a few minutes.",
                 "ログインの失敗が多すぎます。数分待ってください。",
-            )),
+            ),
         );
     }
     let user = state.user(&name);
@@ -588,18 +649,13 @@ async fn login(
     let Some(user) = ok else {
         state.limiter.fail(&ip_key, now);
         state.limiter.fail(&user_key, now);
-        state.audit(serde_json::json!({
-            "time": now, "action": "login", "user": name, "client": client.ip.to_string(),
-            "result": "failed"
-        }));
-        return login_page(
-            &state,
-            &client,
+        return refuse(
+            "failed",
             StatusCode::UNAUTHORIZED,
-            Some(lang.pick(
+            lang.pick(
                 "Wrong user name or password.",
                 "ユーザー名またはパスワードが違います。",
-            )),
+            ),
         );
     };
     state.limiter.succeed(&user_key);
@@ -790,18 +846,51 @@ fn find(state: &AppState, login: &Login, id: &str) -> Option<Arc<Item>> {
     visible(&login.user, &item).then_some(item)
 }
 
+/// A held message the logged-in user may see, named by the URL's `{id}`,
+/// for a page about it: without a login, the login page; a message not
+/// held, or not the user's, is "not found".
+struct Viewed {
+    client: Client,
+    login: Login,
+    item: Arc<Item>,
+}
+
+impl FromRequestParts<Arc<AppState>> for Viewed {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Viewed, Response> {
+        let Extension(client) = Extension::<Client>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let UrlPath(id) = UrlPath::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Some(login) = current(state, &parts.headers, &client) else {
+            return Err(Redirect::to("/login").into_response());
+        };
+        let Some(item) = find(state, &login, &id) else {
+            return Err(not_found(&client, &login));
+        };
+        Ok(Viewed {
+            client,
+            login,
+            item,
+        })
+    }
+}
+
 async fn show(
     State(state): State<Arc<AppState>>,
-    Extension(client): Extension<Client>,
-    headers: HeaderMap,
-    UrlPath(id): UrlPath<String>,
+    Viewed {
+        client,
+        login,
+        item,
+    }: Viewed,
 ) -> Response {
-    let Some(login) = current(&state, &headers, &client) else {
-        return Redirect::to("/login").into_response();
-    };
-    let Some(item) = find(&state, &login, &id) else {
-        return not_found(&client, &login);
-    };
+    let id = &item.held.queue_id;
     let too_big = item.held.message_size > state.web().max_message_bytes;
     let view = if too_big {
         None
@@ -809,21 +898,29 @@ async fn show(
         let queue = state.queue.clone();
         let limits = state.config.limits.clone();
         let qid = id.clone();
-        tokio::task::spawn_blocking(move || {
+        let built = tokio::task::spawn_blocking(move || {
             let raw = queue.message(&qid)?;
             let deadline =
                 std::time::Instant::now() + Duration::from_secs(limits.scan_timeout_secs);
-            Ok::<_, String>(crate::view::MessageView::build(
+            Ok::<_, QuarantineError>(crate::view::MessageView::build(
                 crate::Envelope::default(),
                 &raw,
                 &limits,
                 deadline,
             ))
         })
-        .await
-        .unwrap_or_else(|e| Err(format!("view: {e}")))
-        .map_err(|e| tracing::warn!("{id}: {e}"))
-        .ok()
+        .await;
+        match built {
+            Ok(Ok(view)) => Some(view),
+            Ok(Err(e)) => {
+                tracing::warn!("{id}: {e}");
+                None
+            }
+            Err(e) => {
+                tracing::warn!("{id}: view: {e}");
+                None
+            }
+        }
     };
     html(
         StatusCode::OK,
@@ -886,17 +983,13 @@ struct ConfirmQuery {
 
 async fn confirm(
     State(state): State<Arc<AppState>>,
-    Extension(client): Extension<Client>,
-    headers: HeaderMap,
-    UrlPath(id): UrlPath<String>,
     Query(q): Query<ConfirmQuery>,
+    Viewed {
+        client,
+        login,
+        item,
+    }: Viewed,
 ) -> Response {
-    let Some(login) = current(&state, &headers, &client) else {
-        return Redirect::to("/login").into_response();
-    };
-    let Some(item) = find(&state, &login, &id) else {
-        return not_found(&client, &login);
-    };
     let Some(action) = Action::parse(&q.action) else {
         return error_page(&client, Some(&login), StatusCode::BAD_REQUEST, "action");
     };
@@ -919,74 +1012,112 @@ fn may_act(
     action: Action,
 ) -> Result<(), Box<Response>> {
     let lang = client.lang;
+    let refuse =
+        |status, message: &str| Err(Box::new(error_page(client, Some(login), status, message)));
     if login.user.role != Role::Reviewer {
-        return Err(Box::new(error_page(
-            client,
-            Some(login),
+        return refuse(
             StatusCode::FORBIDDEN,
             lang.pick(
                 "Viewers cannot release or delete mail.",
                 "閲覧者はメールの解放・削除ができません。",
             ),
-        )));
+        );
     }
     if !actionable(&login.user, item) {
-        return Err(Box::new(error_page(
-            client,
-            Some(login),
+        return refuse(
             StatusCode::FORBIDDEN,
             lang.pick(
                 "This message also goes to domains outside yours; ask an administrator.",
                 "このメッセージは権限外のドメインにも宛てられています。管理者に依頼してください。",
             ),
-        )));
+        );
     }
     if action == Action::ReleaseAllowlist {
         if !login.user.all_domains() {
-            return Err(Box::new(error_page(
-                client,
-                Some(login),
+            return refuse(
                 StatusCode::FORBIDDEN,
                 lang.pick(
                     "The allowlist applies to every domain: only a reviewer of all domains may change it.",
                     "許可リストは全ドメインに効くため、全ドメインの担当者だけが変更できます。",
                 ),
-            )));
+            );
         }
         if state.config.source.is_none() {
-            return Err(Box::new(error_page(
-                client,
-                Some(login),
+            return refuse(
                 StatusCode::CONFLICT,
                 "no --config file to write the allowlist to",
-            )));
+            );
         }
     }
     Ok(())
 }
 
+/// An action form (POST) from a logged-in user: the login, the CSRF
+/// token and the action checked, in that order. A request failing a check
+/// is answered with its error page.
+struct Posted {
+    client: Client,
+    login: Login,
+    action: Action,
+    form: Form,
+}
+
+impl FromRequest<Arc<AppState>> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Posted, Response> {
+        let (mut parts, body) = req.into_parts();
+        let Extension(client) = Extension::<Client>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let headers = parts.headers.clone();
+        let body = axum::body::Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let form = Form::parse(&body);
+        let Some(login) = current(state, &headers, &client) else {
+            return Err(error_page(
+                &client,
+                None,
+                StatusCode::FORBIDDEN,
+                "login required",
+            ));
+        };
+        if !csrf_ok(state, &login, form.get("csrf")) {
+            return Err(error_page(
+                &client,
+                Some(&login),
+                StatusCode::FORBIDDEN,
+                "CSRF token missing or wrong",
+            ));
+        }
+        let Some(action) = Action::parse(form.get("action")) else {
+            return Err(error_page(
+                &client,
+                Some(&login),
+                StatusCode::BAD_REQUEST,
+                "action",
+            ));
+        };
+        Ok(Posted {
+            client,
+            login,
+            action,
+            form,
+        })
+    }
+}
+
 async fn act(
     State(state): State<Arc<AppState>>,
-    Extension(client): Extension<Client>,
-    headers: HeaderMap,
     UrlPath(id): UrlPath<String>,
-    body: axum::body::Bytes,
+    Posted {
+        client,
+        login,
+        action,
+        ..
+    }: Posted,
 ) -> Response {
-    let form = Form::parse(&body);
-    let Some(login) = current(&state, &headers, &client) else {
-        return error_page(&client, None, StatusCode::FORBIDDEN, "login required");
-    };
-    if !csrf_ok(&state, &login, form.get("csrf")) {
-        return error_page(
-            &client,
-            Some(&login),
-            StatusCode::FORBIDDEN,
-            "CSRF token missing or wrong",
-        );
-    }
-    let Some(action) = Action::parse(form.get("action")) else {
-        return error_page(&client, Some(&login), StatusCode::BAD_REQUEST, "action");
-    };
     let Some(item) = find(&state, &login, &id) else {
         return not_found(&client, &login);
     };
@@ -997,92 +1128,81 @@ async fn act(
     done_redirect(action, &results)
 }
 
-/// A checked bulk request: who asks, what to do, to which messages.
-type BulkRequest = (Login, Action, Vec<Arc<Item>>);
+/// What both steps of a bulk action check first: a [`Posted`] release or
+/// delete, the selected messages the user may see, and that the user may
+/// act on every one of them.
+struct Bulk {
+    client: Client,
+    login: Login,
+    action: Action,
+    items: Vec<Arc<Item>>,
+}
 
-/// What both steps of a bulk action check first: the login, the CSRF
-/// token, the action (release or delete), the selected messages the user
-/// may see, and that the user may act on every one of them.
-fn bulk_request(
-    state: &AppState,
-    client: &Client,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<BulkRequest, Box<Response>> {
-    let form = Form::parse(body);
-    let Some(login) = current(state, headers, client) else {
-        return Err(Box::new(error_page(
+impl FromRequest<Arc<AppState>> for Bulk {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Bulk, Response> {
+        let Posted {
             client,
-            None,
-            StatusCode::FORBIDDEN,
-            "login required",
-        )));
-    };
-    if !csrf_ok(state, &login, form.get("csrf")) {
-        return Err(Box::new(error_page(
-            client,
-            Some(&login),
-            StatusCode::FORBIDDEN,
-            "CSRF token missing or wrong",
-        )));
-    }
-    let action = match Action::parse(form.get("action")) {
-        Some(a @ (Action::Release | Action::Delete)) => a,
-        _ => {
-            return Err(Box::new(error_page(
-                client,
+            login,
+            action,
+            form,
+        } = Posted::from_request(req, state).await?;
+        if !matches!(action, Action::Release | Action::Delete) {
+            return Err(error_page(
+                &client,
                 Some(&login),
                 StatusCode::BAD_REQUEST,
                 "action",
-            )))
+            ));
         }
-    };
-    let items: Vec<Arc<Item>> = form
-        .all("id")
-        .into_iter()
-        .filter_map(|id| find(state, &login, id))
-        .collect();
-    for item in &items {
-        may_act(state, client, &login, item, action)?;
+        let items: Vec<Arc<Item>> = form
+            .all("id")
+            .into_iter()
+            .filter_map(|id| find(state, &login, id))
+            .collect();
+        for item in &items {
+            may_act(state, &client, &login, item, action).map_err(|resp| *resp)?;
+        }
+        Ok(Bulk {
+            client,
+            login,
+            action,
+            items,
+        })
     }
-    Ok((login, action, items))
 }
 
-async fn bulk_confirm(
-    State(state): State<Arc<AppState>>,
-    Extension(client): Extension<Client>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let (login, action, items) = match bulk_request(&state, &client, &headers, &body) {
-        Ok(request) => request,
-        Err(resp) => return *resp,
-    };
-    if items.is_empty() {
+async fn bulk_confirm(State(state): State<Arc<AppState>>, bulk: Bulk) -> Response {
+    if bulk.items.is_empty() {
         return Redirect::to("/messages").into_response();
     }
-    let refs: Vec<&Item> = items.iter().map(|i| i.as_ref()).collect();
+    let refs: Vec<&Item> = bulk.items.iter().map(|i| i.as_ref()).collect();
     html(
         StatusCode::OK,
-        pages::confirm(client.lang, &login, &refs, action, (state.now)()),
+        pages::confirm(
+            bulk.client.lang,
+            &bulk.login,
+            &refs,
+            bulk.action,
+            (state.now)(),
+        ),
     )
 }
 
-async fn bulk_act(
-    State(state): State<Arc<AppState>>,
-    Extension(client): Extension<Client>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let (login, action, items) = match bulk_request(&state, &client, &headers, &body) {
-        Ok(request) => request,
-        Err(resp) => return *resp,
-    };
-    let results = perform(state.clone(), &login, &client, items, action).await;
-    done_redirect(action, &results)
+async fn bulk_act(State(state): State<Arc<AppState>>, bulk: Bulk) -> Response {
+    let results = perform(
+        state.clone(),
+        &bulk.login,
+        &bulk.client,
+        bulk.items,
+        bulk.action,
+    )
+    .await;
+    done_redirect(bulk.action, &results)
 }
 
-fn done_redirect(action: Action, results: &[(String, Result<String, String>)]) -> Response {
+fn done_redirect(action: Action, results: &[(String, Result<String, ActionError>)]) -> Response {
     let ok = results.iter().filter(|r| r.1.is_ok()).count();
     let failed = results.len() - ok;
     Redirect::to(&format!(
@@ -1099,7 +1219,7 @@ async fn perform(
     client: &Client,
     items: Vec<Arc<Item>>,
     action: Action,
-) -> Vec<(String, Result<String, String>)> {
+) -> Vec<(String, Result<String, ActionError>)> {
     let reviewer = format!("{} (web)", login.user.name);
     let st = state.clone();
     let results = tokio::task::spawn_blocking(move || {
@@ -1148,7 +1268,7 @@ fn act_one(
     item: &Item,
     action: Action,
     reviewer: &str,
-) -> Result<String, String> {
+) -> Result<String, ActionError> {
     let entry = crate::quarantine::postfix::QueueEntry {
         queue_name: crate::quarantine::postfix::HOLD.into(),
         queue_id: item.held.queue_id.clone(),
@@ -1167,20 +1287,20 @@ fn act_one(
     };
     let now = (state.now)();
     match action {
-        Action::Delete => state
-            .queue
-            .delete(&entry.queue_id)
-            .map(|_| "deleted".into()),
-        Action::Release => state
-            .queue
-            .release(&entry, &item.held, reviewer, now)
-            .map(|r| r.describe().to_string()),
+        Action::Delete => {
+            state.queue.delete(&entry.queue_id)?;
+            Ok("deleted".into())
+        }
+        Action::Release => {
+            let released = state.queue.release(&entry, &item.held, reviewer, now)?;
+            Ok(released.describe().to_string())
+        }
         Action::ReleaseAllowlist => {
             let path = state
                 .config
                 .source
                 .clone()
-                .ok_or("no config file to write the allowlist to")?;
+                .ok_or(ActionError::NoConfigFile)?;
             let added = allowlist::add_sender(&path, &item.held.sender)?;
             let reload = if added {
                 match allowlist::reload(&state.web().reload_command) {
@@ -1201,7 +1321,7 @@ fn act_one(
 }
 
 /// The session key: from `session_secret_file` (made when missing), or new.
-pub fn session_key(web: &WebConfig) -> Result<[u8; 32], String> {
+pub fn session_key(web: &WebConfig) -> Result<[u8; 32], WebError> {
     if web.session_secret_file.is_empty() {
         return Ok(auth::random_bytes::<32>());
     }
@@ -1212,32 +1332,31 @@ pub fn session_key(web: &WebConfig) -> Result<[u8; 32], String> {
             key.copy_from_slice(&bytes[..32]);
             Ok(key)
         }
-        Ok(_) => Err(format!("{}: shorter than 32 bytes", path.display())),
+        Ok(_) => Err(WebError::SecretTooShort { path }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = auth::random_bytes::<32>();
             auth::write_atomically(&path, &key, 0o600)?;
             Ok(key)
         }
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Err(source) => Err(WebError::SecretRead { path, source }),
     }
 }
 
 /// `malspam-milter web`: serve until SIGTERM / SIGINT.
-pub fn serve(config: crate::Config) -> Result<(), String> {
+pub fn serve(config: crate::Config) -> Result<(), WebError> {
     let config = Arc::new(config);
     let web = config.web.clone();
     let users = auth::load_users(Path::new(&web.users_file))?;
     if users.is_empty() {
-        return Err(format!(
-            "no users in {}: create the first with `malspam-milter web user add NAME --role reviewer`",
-            web.users_file
-        ));
+        return Err(WebError::NoUsers {
+            file: web.users_file.clone(),
+        });
     }
     let key = session_key(&web)?;
-    let addr: SocketAddr = web
-        .listen
-        .parse()
-        .map_err(|e| format!("[web] listen {:?}: {e}", web.listen))?;
+    let addr: SocketAddr = web.listen.parse().map_err(|source| WebError::Listen {
+        listen: web.listen.clone(),
+        source,
+    })?;
     let queue: Arc<dyn HoldQueue> = Arc::new(index::PostfixQueue {
         config: config.clone(),
     });
@@ -1246,11 +1365,11 @@ pub fn serve(config: crate::Config) -> Result<(), String> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| format!("tokio: {e}"))?;
+        .map_err(WebError::Runtime)?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            .map_err(|source| WebError::Bind { addr, source })?;
         tracing::info!("web: serving http://{addr}/ ({} user(s))", users.len());
         let refresher = state.clone();
         tokio::spawn(async move {
@@ -1274,7 +1393,7 @@ pub fn serve(config: crate::Config) -> Result<(), String> {
             tracing::info!("web: shutting down");
         })
         .await
-        .map_err(|e| format!("serve: {e}"))
+        .map_err(WebError::Serve)
     })
 }
 

@@ -4,7 +4,6 @@
 //! person. Names with commas are quoted the CSV way: `"Yamada, Taro",taro@...`.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::domains::{address_key, registrable};
@@ -23,26 +22,45 @@ pub struct Person {
     pub addresses: Vec<String>,
 }
 
-/// A problem in the directory file, with where it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A problem in the directory file, with where it is: `FILE[:LINE]: PROBLEM`.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {problem}", place(.file, *.line))]
 pub struct DirectoryError {
     pub file: PathBuf,
     /// 1-based line, when the problem is on one line.
     pub line: Option<u64>,
-    pub message: String,
+    #[source]
+    pub problem: DirectoryProblem,
 }
 
-impl fmt::Display for DirectoryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-        }
-        write!(f, ": {}", self.message)
+/// What is wrong with the directory file, or with one of its lines.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryProblem {
+    // "directory" alone reads as a folder: name the CSV file.
+    #[error("cannot read the staff directory CSV file: {0}")]
+    Read(#[source] std::io::Error),
+    #[error("not valid CSV: {0}")]
+    Csv(#[source] csv::Error),
+    #[error("expected `display name,address` (2 fields), found {0} (quote a name that contains a comma)")]
+    FieldCount(usize),
+    #[error("the name is not UTF-8")]
+    NameNotUtf8(#[source] std::str::Utf8Error),
+    #[error("the address is not UTF-8")]
+    AddressNotUtf8(#[source] std::str::Utf8Error),
+    /// The address as read (lower case, without `<>`).
+    #[error("{0:?} is not a mail address")]
+    NotAnAddress(String),
+    #[error("{0:?} is too short or generic to identify anyone (after honorifics and company forms are removed)")]
+    NameTooGeneric(String),
+}
+
+/// `FILE` or `FILE:LINE`.
+fn place(file: &Path, line: Option<u64>) -> String {
+    match line {
+        Some(line) => format!("{}:{line}", file.display()),
+        None => file.display().to_string(),
     }
 }
-
-impl std::error::Error for DirectoryError {}
 
 /// The loaded directory, indexed by every word order of every name.
 #[derive(Debug, Clone, Default)]
@@ -62,8 +80,7 @@ impl Directory {
             vec![DirectoryError {
                 file: path.to_path_buf(),
                 line: None,
-                // "directory" alone reads as a folder: name the CSV file.
-                message: format!("cannot read the staff directory CSV file: {e}"),
+                problem: DirectoryProblem::Read(e),
             }]
         })?;
         Directory::parse(&text, path)
@@ -87,14 +104,14 @@ impl Directory {
                 Ok(true) => {}
                 Err(e) => {
                     let line = e.position().map(|p| p.line()).unwrap_or(line);
-                    errors.push(error(path, line, format!("not valid CSV: {e}")));
+                    errors.push(error(path, line, DirectoryProblem::Csv(e)));
                     // A CSV error in the middle can't be resynchronised reliably.
                     break;
                 }
             }
             let line = record.position().map(|p| p.line()).unwrap_or(line);
-            if let Err(message) = dir.add_record(&record) {
-                errors.push(error(path, line, message));
+            if let Err(problem) = dir.add_record(&record) {
+                errors.push(error(path, line, problem));
             }
         }
         if errors.is_empty() {
@@ -104,23 +121,20 @@ impl Directory {
         }
     }
 
-    fn add_record(&mut self, record: &csv::ByteRecord) -> Result<(), String> {
+    fn add_record(&mut self, record: &csv::ByteRecord) -> Result<(), DirectoryProblem> {
         let fields: Vec<&[u8]> = record.iter().collect();
         // A blank line read as one empty field.
         if fields.iter().all(|f| f.is_empty()) {
             return Ok(());
         }
         if fields.len() != 2 {
-            return Err(format!(
-                "expected `display name,address` (2 fields), found {} (quote a name that contains a comma)",
-                fields.len()
-            ));
+            return Err(DirectoryProblem::FieldCount(fields.len()));
         }
         let name = std::str::from_utf8(fields[0])
-            .map_err(|_| "the name is not UTF-8".to_string())?
+            .map_err(DirectoryProblem::NameNotUtf8)?
             .to_string();
         let address = std::str::from_utf8(fields[1])
-            .map_err(|_| "the address is not UTF-8".to_string())?
+            .map_err(DirectoryProblem::AddressNotUtf8)?
             .trim_matches(|c| c == '<' || c == '>')
             .to_lowercase();
         let valid_address = match address.rsplit_once('@') {
@@ -130,13 +144,11 @@ impl Directory {
             None => false,
         };
         if !valid_address {
-            return Err(format!("{address:?} is not a mail address"));
+            return Err(DirectoryProblem::NotAnAddress(address));
         }
         let key = NameKey::new(&name)
             .filter(NameKey::is_specific)
-            .ok_or_else(|| {
-                format!("{name:?} is too short or generic to identify anyone (after honorifics and company forms are removed)")
-            })?;
+            .ok_or_else(|| DirectoryProblem::NameTooGeneric(name.clone()))?;
         let name = name.trim().to_string();
         let address_id = address_key(&address);
         let id = match self.find(&key).first() {
@@ -223,11 +235,11 @@ impl Directory {
     }
 }
 
-fn error(path: &Path, line: u64, message: String) -> DirectoryError {
+fn error(path: &Path, line: u64, problem: DirectoryProblem) -> DirectoryError {
     DirectoryError {
         file: path.to_path_buf(),
         line: Some(line),
-        message,
+        problem,
     }
 }
 
@@ -316,5 +328,8 @@ mod tests {
         assert!(err[0]
             .to_string()
             .starts_with("/nonexistent/staff.csv: cannot read the staff directory CSV file: "));
+        // The io error is kept under the problem.
+        let problem = std::error::Error::source(&err[0]).unwrap();
+        assert!(problem.source().unwrap().is::<std::io::Error>());
     }
 }

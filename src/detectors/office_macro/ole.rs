@@ -352,13 +352,10 @@ fn read_limited<F: Read + std::io::Seek>(
     file: &mut cfb::CompoundFile<F>,
     path: &str,
     limit: u64,
-) -> Result<Vec<u8>, String> {
-    let stream = file.open_stream(path).map_err(|e| e.to_string())?;
+) -> std::io::Result<Vec<u8>> {
+    let stream = file.open_stream(path)?;
     let mut out = Vec::new();
-    stream
-        .take(limit)
-        .read_to_end(&mut out)
-        .map_err(|e| e.to_string())?;
+    stream.take(limit).read_to_end(&mut out)?;
     Ok(out)
 }
 

@@ -10,6 +10,33 @@ use regex::Regex;
 
 use super::keywords::Class;
 use super::{ole, xlm, App, Budget, DocumentReport, VbaReport, XlmReport};
+use crate::formats::Exhausted;
+
+/// A part of the package not read; the text follows the part's name in
+/// the document's error (evidence).
+#[derive(Debug, thiserror::Error)]
+enum PartError {
+    /// The zip entry could not be opened.
+    #[error(transparent)]
+    Zip(#[from] zip::result::ZipError),
+    /// It would inflate past the allowed compression ratio.
+    #[error("{size} bytes from {compressed} compressed: not inflated, {why} (limits.max_inflation_ratio)")]
+    Ratio {
+        size: u64,
+        compressed: u64,
+        #[source]
+        why: Exhausted,
+    },
+    /// It declares more than the limits let us inflate.
+    #[error("{size} bytes inflated, over the limit of {limit} (limits.max_entry_bytes / max_inflated_bytes / max_inflation_ratio)")]
+    OverLimit { size: u64, limit: u64 },
+    /// Inflating failed (damaged data).
+    #[error(transparent)]
+    Read(#[from] std::io::Error),
+    /// It inflated past what its header declares.
+    #[error("inflates past {limit} bytes, more than its header declares; not checked")]
+    InflatesPast { limit: u64 },
+}
 
 /// XLM functions that run code or write files, as they appear in macro-sheet
 /// formula text (`<f>EXEC("calc")</f>`).
@@ -185,33 +212,31 @@ fn read_part(
     archive: &mut zip::ZipArchive<Cursor<&[u8]>>,
     index: usize,
     budget: &mut Budget<'_>,
-) -> Result<Vec<u8>, String> {
-    let entry = archive.by_index(index).map_err(|e| e.to_string())?;
+) -> Result<Vec<u8>, PartError> {
+    let entry = archive.by_index(index)?;
     if let Err(why) = budget
         .shared
         .check_ratio(entry.compressed_size(), entry.size())
     {
-        return Err(format!(
-            "{} bytes from {} compressed: not inflated, {why} (limits.max_inflation_ratio)",
-            entry.size(),
-            entry.compressed_size()
-        ));
+        return Err(PartError::Ratio {
+            size: entry.size(),
+            compressed: entry.compressed_size(),
+            why,
+        });
     }
     let limit = budget.inflate_cap(budget.limits.max_entry_bytes, entry.compressed_size());
     if entry.size() > limit {
-        return Err(format!(
-            "{} bytes inflated, over the limit of {limit} (limits.max_entry_bytes / max_inflated_bytes / max_inflation_ratio)",
-            entry.size()
-        ));
+        return Err(PartError::OverLimit {
+            size: entry.size(),
+            limit,
+        });
     }
     let mut out = Vec::new();
     let read = entry.take(limit + 1).read_to_end(&mut out);
     budget.spent(out.len() as u64);
-    read.map_err(|e| e.to_string())?;
+    read?;
     if out.len() as u64 > limit {
-        return Err(format!(
-            "inflates past {limit} bytes, more than its header declares; not checked"
-        ));
+        return Err(PartError::InflatesPast { limit });
     }
     Ok(out)
 }

@@ -2,6 +2,29 @@
 //! that lists the modules (section 2.3.4.2). Written for hostile input: every
 //! length is checked, output is capped, nothing indexes out of bounds.
 
+/// A VBA project we cannot read: a broken compressed container or `dir`
+/// stream. The text is the VBA report's error (document evidence).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VbaError {
+    #[error("compressed container: bad signature")]
+    BadSignature,
+    #[error("compressed container: bad chunk signature")]
+    BadChunkSignature,
+    #[error("compressed container: truncated copy token")]
+    TruncatedCopyToken,
+    #[error("compressed container: copy before chunk start")]
+    CopyBeforeChunkStart,
+    #[error("compressed container: chunk larger than 4096 bytes")]
+    ChunkTooLarge,
+    /// A `dir` record whose size runs past the stream's end.
+    #[error("dir stream: record 0x{id:04X} runs past the end")]
+    RecordPastEnd { id: u16 },
+    #[error("dir stream: more than {max} modules (office_macro.max_modules)")]
+    TooManyModules { max: usize },
+    #[error("dir stream: no modules listed")]
+    NoModules,
+}
+
 /// One module of a VBA project, with its source text.
 #[derive(Debug, Clone)]
 pub struct ModuleEntry {
@@ -18,9 +41,9 @@ pub struct ModuleEntry {
 /// A container is a signature byte (1) and chunks of up to 4096 bytes of
 /// output each; a chunk is either raw or a run of flag bytes each followed by
 /// eight tokens (a literal byte, or a copy of earlier output).
-pub fn decompress(input: &[u8], max_out: usize) -> Result<Vec<u8>, String> {
+pub fn decompress(input: &[u8], max_out: usize) -> Result<Vec<u8>, VbaError> {
     let Some((&1, mut rest)) = input.split_first() else {
-        return Err("compressed container: bad signature".into());
+        return Err(VbaError::BadSignature);
     };
     let mut out: Vec<u8> = Vec::with_capacity(input.len().saturating_mul(2).min(max_out));
     while rest.len() >= 2 {
@@ -29,7 +52,7 @@ pub fn decompress(input: &[u8], max_out: usize) -> Result<Vec<u8>, String> {
         let chunk_len = usize::from(header & 0x0FFF) + 3;
         let compressed = header & 0x8000 != 0;
         if (header >> 12) & 0x7 != 0b011 {
-            return Err("compressed container: bad chunk signature".into());
+            return Err(VbaError::BadChunkSignature);
         }
         let end = chunk_len.min(rest.len());
         let data = &rest[2..end];
@@ -49,7 +72,11 @@ pub fn decompress(input: &[u8], max_out: usize) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-fn decompress_chunk(mut data: &[u8], out: &mut Vec<u8>, chunk_start: usize) -> Result<(), String> {
+fn decompress_chunk(
+    mut data: &[u8],
+    out: &mut Vec<u8>,
+    chunk_start: usize,
+) -> Result<(), VbaError> {
     while let Some((&flags, tail)) = data.split_first() {
         data = tail;
         for bit in 0..8 {
@@ -62,7 +89,7 @@ fn decompress_chunk(mut data: &[u8], out: &mut Vec<u8>, chunk_start: usize) -> R
                 continue;
             }
             if data.len() < 2 {
-                return Err("compressed container: truncated copy token".into());
+                return Err(VbaError::TruncatedCopyToken);
             }
             let token = u16::from_le_bytes([data[0], data[1]]);
             data = &data[2..];
@@ -77,10 +104,10 @@ fn decompress_chunk(mut data: &[u8], out: &mut Vec<u8>, chunk_start: usize) -> R
             let length = usize::from(token & length_mask) + 3;
             let offset = usize::from(token >> (16 - offset_bits)) + 1;
             if offset > done {
-                return Err("compressed container: copy before chunk start".into());
+                return Err(VbaError::CopyBeforeChunkStart);
             }
             if done + length > 4096 {
-                return Err("compressed container: chunk larger than 4096 bytes".into());
+                return Err(VbaError::ChunkTooLarge);
             }
             let from = out.len() - offset;
             // Copies may overlap their own output, so go byte by byte.
@@ -114,7 +141,7 @@ const MODULE_NAME_UNICODE: u16 = 0x0047;
 /// the one exception is PROJECTVERSION, whose size field says 4 but which
 /// carries 6 bytes. Unknown records are skipped by their size, so versions
 /// with extra records still parse.
-pub fn parse_dir(dir: &[u8], max_modules: usize) -> Result<ProjectDir, String> {
+pub fn parse_dir(dir: &[u8], max_modules: usize) -> Result<ProjectDir, VbaError> {
     let mut project = ProjectDir {
         code_page: 1252,
         modules: Vec::new(),
@@ -130,7 +157,7 @@ pub fn parse_dir(dir: &[u8], max_modules: usize) -> Result<ProjectDir, String> {
             size as usize
         };
         let Some(data) = dir.get(pos..pos.saturating_add(size)) else {
-            return Err(format!("dir stream: record 0x{id:04X} runs past the end"));
+            return Err(VbaError::RecordPastEnd { id });
         };
         pos += size;
         match id {
@@ -140,9 +167,7 @@ pub fn parse_dir(dir: &[u8], max_modules: usize) -> Result<ProjectDir, String> {
             }
             MODULE_NAME => {
                 if project.modules.len() >= max_modules {
-                    return Err(format!(
-                        "dir stream: more than {max_modules} modules (office_macro.max_modules)"
-                    ));
+                    return Err(VbaError::TooManyModules { max: max_modules });
                 }
                 project.modules.push(ModuleEntry {
                     name: latin1(data),
@@ -177,7 +202,7 @@ pub fn parse_dir(dir: &[u8], max_modules: usize) -> Result<ProjectDir, String> {
         }
     }
     if project.modules.is_empty() {
-        return Err("dir stream: no modules listed".into());
+        return Err(VbaError::NoModules);
     }
     Ok(project)
 }

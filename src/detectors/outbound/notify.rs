@@ -24,6 +24,21 @@ pub enum NotifyOutcome {
     CannotStart(String),
 }
 
+/// The notify command was not run: its arguments, filled in, would be
+/// unsafe. Logged as `notify command not run: TEXT`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotifyError {
+    /// A value would turn argument `index` into an option.
+    #[error("argument {index} ({template:?}) would start with \"-\" and be read as an option: {expanded:?}")]
+    ReadAsOption {
+        index: usize,
+        /// The argument as configured.
+        template: String,
+        /// As filled in, on one line.
+        expanded: String,
+    },
+}
+
 /// The argv with placeholders filled in from the episode, in one pass.
 /// Err when a value would make an argument start with `-` (read as an
 /// option) where the template's argument did not, unless an earlier
@@ -33,7 +48,7 @@ pub fn expand(
     ep: &Episode,
     rule: &str,
     hold_minutes: u64,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, NotifyError> {
     let values = [
         ("account", ep.account.clone()),
         ("rule", rule.to_string()),
@@ -49,10 +64,11 @@ pub fn expand(
     for (i, arg) in template.iter().enumerate() {
         let expanded = fill(arg, &values);
         if i > 0 && !options_ended && expanded.starts_with('-') && !arg.starts_with('-') {
-            return Err(format!(
-                "argument {i} ({arg:?}) would start with \"-\" and be read as an option: {:?}",
-                crate::sanitize::one_line(&expanded)
-            ));
+            return Err(NotifyError::ReadAsOption {
+                index: i,
+                template: arg.clone(),
+                expanded: crate::sanitize::one_line(&expanded),
+            });
         }
         options_ended |= i > 0 && arg == "--";
         out.push(expanded);
@@ -308,7 +324,10 @@ mod tests {
             .map(String::from)
             .to_vec();
         let err = expand(&plain, &ep, "r", 60).unwrap_err();
-        assert!(err.contains("read as an option"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "argument 2 (\"{account}\") would start with \"-\" and be read as an option: \"-oProxyCommand=touch /tmp/x\""
+        );
         // Attached to its option, or after "--", the value is only a value.
         let attached: Vec<String> = ["/usr/bin/notify", "--account={account}"]
             .map(String::from)
