@@ -16,6 +16,7 @@
 
 pub mod disk_image;
 pub mod html;
+pub mod le;
 pub mod lnk;
 pub mod office_crypto;
 pub mod ole_objects;

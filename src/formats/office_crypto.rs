@@ -35,6 +35,7 @@ use md5::Md5;
 use sha1::{Digest, Sha1};
 use sha2::{Sha256, Sha384, Sha512};
 
+use super::le::{u16_at, u32_at};
 use super::{Budget, Embedded, EncryptedItem, Exhausted, IndicatorKind, Opened, Passwords};
 
 /// A document not decrypted although its password is known, or whose
@@ -476,18 +477,6 @@ fn word_table_name(fib_flags: u16) -> &'static str {
     } else {
         "/0Table"
     }
-}
-
-fn u16_at(d: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(
-        d.get(at..at.checked_add(2)?)?.try_into().ok()?,
-    ))
-}
-
-fn u32_at(d: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(
-        d.get(at..at.checked_add(4)?)?.try_into().ok()?,
-    ))
 }
 
 /// An `EncryptionVersionInfo`: (major, minor).

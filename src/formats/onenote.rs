@@ -18,6 +18,7 @@
 use bytes::Bytes;
 use memchr::memmem;
 
+use super::le::{u16_at, u32_at, u64_at};
 use super::{Budget, Embedded, Opened, Passwords};
 
 /// `{BDE316E7-2665-4511-A4C4-8D4D0B7A9EAC}` as stored (little-endian fields).
@@ -89,7 +90,7 @@ pub fn open(data: &[u8], budget: &Budget, _passwords: Passwords<'_>) -> Opened {
             break;
         }
         found += 1;
-        let Some(declared) = read_u64(data, at + 16) else {
+        let Some(declared) = u64_at(data, at + 16) else {
             out.limits
                 .push("OneNote: a file data block is cut short in its header".into());
             break;
@@ -163,23 +164,6 @@ fn align8(n: usize) -> usize {
     n.checked_add(7).map_or(n, |m| m & !7)
 }
 
-fn read_u16(d: &[u8], at: usize) -> Option<u16> {
-    let b = d.get(at..at.checked_add(2)?)?;
-    Some(u16::from_le_bytes([b[0], b[1]]))
-}
-
-fn read_u32(d: &[u8], at: usize) -> Option<u32> {
-    let b = d.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-}
-
-fn read_u64(d: &[u8], at: usize) -> Option<u64> {
-    let b = d.get(at..at.checked_add(8)?)?;
-    let mut a = [0u8; 8];
-    a.copy_from_slice(b);
-    Some(u64::from_le_bytes(a))
-}
-
 /// UTF-16LE code units `d[at..at + 2*units]` as text; `None` when out of
 /// range, too long or holding control characters.
 fn utf16_at(d: &[u8], at: usize, units: usize) -> Option<String> {
@@ -250,7 +234,7 @@ fn file_data_references(data: &[u8], budget: &Budget, shift: isize) -> Vec<Block
 /// Reads an `ObjectDeclarationFileData3(Large)RefCountFND` whose
 /// `FileDataReference` string starts at `p`: (GUID as stored, jcid, extension).
 fn declaration_at(data: &[u8], p: usize) -> Option<([u8; 16], u32, Option<String>)> {
-    let cch = read_u32(data, p.checked_sub(4)?)? as usize;
+    let cch = u32_at(data, p.checked_sub(4)?)? as usize;
     // "<ifndf>{" + 36 + "}" = 45 units
     if cch != 45 {
         return None;
@@ -267,9 +251,9 @@ fn declaration_at(data: &[u8], p: usize) -> Option<([u8; 16], u32, Option<String
     if fnd_id(data, header_at) != Some(id) {
         return None;
     }
-    let jcid = read_u32(data, jcid_at)?;
+    let jcid = u32_at(data, jcid_at)?;
     let ext_at = p + cch * 2;
-    let ext_cch = read_u32(data, ext_at)? as usize;
+    let ext_cch = u32_at(data, ext_at)? as usize;
     let extension = if (2..=16).contains(&ext_cch) {
         utf16_at(data, ext_at + 4, ext_cch).filter(|e| e.starts_with('.'))
     } else {
@@ -279,7 +263,7 @@ fn declaration_at(data: &[u8], p: usize) -> Option<([u8; 16], u32, Option<String
 }
 
 fn fnd_id(data: &[u8], at: usize) -> Option<u32> {
-    read_u32(data, at).map(|h| h & 0x3FF)
+    u32_at(data, at).map(|h| h & 0x3FF)
 }
 
 /// `XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX}` → the GUID as stored.
@@ -316,7 +300,7 @@ fn reference_before(data: &[u8], g: usize, shift: isize) -> Option<usize> {
             let Some(h) = g.checked_sub(4 + stp_len + cb_len) else {
                 continue;
             };
-            let Some(header) = read_u32(data, h) else {
+            let Some(header) = u32_at(data, h) else {
                 continue;
             };
             if header & 0x3FF != 0x094
@@ -326,10 +310,10 @@ fn reference_before(data: &[u8], g: usize, shift: isize) -> Option<usize> {
                 continue;
             }
             let stp = match stp_fmt {
-                0 => read_u64(data, h + 4)?,
-                1 => u64::from(read_u32(data, h + 4)?),
-                2 => u64::from(read_u16(data, h + 4)?) * 8,
-                _ => u64::from(read_u32(data, h + 4)?) * 8,
+                0 => u64_at(data, h + 4)?,
+                1 => u64::from(u32_at(data, h + 4)?),
+                2 => u64::from(u16_at(data, h + 4)?) * 8,
+                _ => u64::from(u32_at(data, h + 4)?) * 8,
             };
             let stp = usize::try_from(stp).ok()?.checked_add_signed(shift)?;
             if data.get(stp..stp.checked_add(16)?) == Some(&FDSO_HEADER[..]) {
@@ -365,7 +349,7 @@ fn property_data_len(data: &[u8], at: usize, prid: u32) -> Option<usize> {
         0x4 => 2,
         0x5 | 0x9 | 0xB | 0xD => 4,
         0x6 => 8,
-        0x7 => 4usize.checked_add(read_u32(data, at)? as usize)?,
+        0x7 => 4usize.checked_add(u32_at(data, at)? as usize)?,
         _ => return None,
     })
 }
@@ -379,14 +363,12 @@ fn valid_prid(prid: u32) -> bool {
 fn property_string(data: &[u8], p: usize) -> Option<String> {
     for index in 0..64usize {
         let start = p.checked_sub(index * 4 + 2)?;
-        let count = read_u16(data, start)? as usize;
+        let count = u16_at(data, start)? as usize;
         if count <= index || count > 256 {
             continue;
         }
         let prids_at = start + 2;
-        let prids: Option<Vec<u32>> = (0..count)
-            .map(|i| read_u32(data, prids_at + i * 4))
-            .collect();
+        let prids: Option<Vec<u32>> = (0..count).map(|i| u32_at(data, prids_at + i * 4)).collect();
         let Some(prids) = prids else { continue };
         if !prids.iter().all(|&id| valid_prid(id)) {
             continue;
@@ -395,7 +377,7 @@ fn property_string(data: &[u8], p: usize) -> Option<String> {
         for &prid in &prids[..index] {
             at = at.checked_add(property_data_len(data, at, prid)?)?;
         }
-        let len = read_u32(data, at)? as usize;
+        let len = u32_at(data, at)? as usize;
         if len < 2 || !len.is_multiple_of(2) {
             return None;
         }

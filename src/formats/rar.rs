@@ -6,6 +6,7 @@
 //! checked against their CRC32. Encrypted entries are reported, never
 //! opened; compressed ones are named in `limits` (not inspected).
 
+use super::le::{u16_at, u32_at};
 use super::padding;
 use super::{Budget, Embedded, EncryptedItem, IndicatorKind, Opened, Passwords};
 
@@ -164,18 +165,6 @@ pub fn open_with(data: &[u8], budget: &Budget, limits: Limits) -> Opened {
         out.embedded.push(em);
     }
     out
-}
-
-fn u16_at(d: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(
-        d.get(at..at.checked_add(2)?)?.try_into().ok()?,
-    ))
-}
-
-fn u32_at(d: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(
-        d.get(at..at.checked_add(4)?)?.try_into().ok()?,
-    ))
 }
 
 /// A name from the archive: UTF-8 where it is, lossy otherwise; RAR4's
