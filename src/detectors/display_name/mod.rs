@@ -144,6 +144,17 @@ pub fn check_config(config: &DisplayNameConfig, config_file: Option<&Path>) -> V
     }
 }
 
+/// The staff directory could not be loaded: every problem found, each
+/// naming its file and line (reported on every message, as `scan.error`).
+#[derive(Debug, thiserror::Error)]
+#[error("directory not loaded: {}", join_problems(.0))]
+pub struct DirectoryNotLoaded(pub Vec<directory::DirectoryError>);
+
+fn join_problems(errors: &[directory::DirectoryError]) -> String {
+    let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    shown.join("; ")
+}
+
 /// The organisation's name or domain label, prepared for phrase search.
 #[derive(Debug, Clone)]
 struct OrgTerm {
@@ -161,7 +172,7 @@ pub struct DisplayNameDetector {
     org_domains: OrgDomains,
     org_terms: Vec<OrgTerm>,
     /// The directory, or why it could not be loaded (reported per message).
-    directory: Result<Directory, String>,
+    directory: Result<Directory, DirectoryNotLoaded>,
     /// Registrable, non-free-mail domains of the directory's addresses.
     directory_domains: BTreeSet<String>,
 }
@@ -184,10 +195,7 @@ impl DisplayNameDetector {
         }
         let directory = match settings.directory_path(site.config_file) {
             None => Ok(Directory::default()),
-            Some(path) => Directory::load(&path).map_err(|errors| {
-                let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                format!("directory not loaded: {}", shown.join("; "))
-            }),
+            Some(path) => Directory::load(&path).map_err(DirectoryNotLoaded),
         };
         let directory_domains = directory
             .as_ref()
@@ -295,7 +303,10 @@ impl Detector for DisplayNameDetector {
         ctx: &ScanContext<'_>,
         hits: &mut Vec<Hit>,
     ) -> Result<(), DetectorError> {
-        let directory = self.directory.as_ref().map_err(DetectorError::new)?;
+        let directory = self
+            .directory
+            .as_ref()
+            .map_err(|e| DetectorError::new(e.to_string()))?;
         let Some(from) = &message.from else {
             return Ok(());
         };
