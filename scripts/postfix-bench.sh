@@ -26,6 +26,9 @@ MILTER=${MILTER:-$HERE/target/release/malspam-milter}
 # and with the null milter, and the medians of malspam and null are
 # compared in the same run (the target: malspam/null >= 0.95).
 MILTER_KIND=${MILTER_KIND:-malspam}
+# STORE_BACKEND=memory: malspam-milter remembers in memory only (to tell
+# the state store's share of the cost from the scan's).
+STORE_BACKEND=${STORE_BACKEND:-embedded}
 NULL_MILTER=$HERE/target/release/examples/null_milter
 SIZES=(2000 10000 50000 200000)
 
@@ -77,7 +80,7 @@ listen = "unix:$dir/spool/malspam-milter/milter.sock"
 socket_mode = "0666"
 log_level = "warn"
 [store]
-backend = "embedded"
+backend = "$STORE_BACKEND"
 path = "$dir/state.sqlite3"
 TOML
         if [ "$kind" = null ]; then

@@ -24,6 +24,9 @@ pub struct Engine {
     store: Arc<dyn Store>,
     /// Where "now" comes from (Unix seconds).
     clock: Clock,
+    /// The organisation's own domains, worked out once (remembering
+    /// needs them for every message).
+    org_domains: Arc<crate::domains::OrgDomains>,
 }
 
 impl Engine {
@@ -37,6 +40,7 @@ impl Engine {
         let detectors = crate::detectors::build(&config);
         let policy = Policy::new(&config);
         Ok(Engine {
+            org_domains: Arc::new(config.org_domains()),
             config: Arc::new(config),
             detectors,
             policy,
@@ -62,7 +66,6 @@ impl Engine {
         message: &Remembrance,
         believed: bool,
     ) -> Result<Remembered, StoreError> {
-        let org_domains = self.config.org_domains();
         threads::remember(
             self.store.as_ref(),
             message,
@@ -70,7 +73,7 @@ impl Engine {
             (self.clock)() as i64,
             &threads::Trust {
                 believed,
-                org_domains: &org_domains,
+                org_domains: &self.org_domains,
             },
         )
     }
@@ -109,8 +112,18 @@ impl Engine {
                     queue_id,
                     trip,
                 } => self.commit_hold(account, queue_id, trip.as_ref()),
+                // Not waited for: the store reads, works out and writes
+                // it as one step when it can (the embedded store's writer).
                 Effect::Remember { message, believed } => {
-                    if let Err(e) = self.remember_as(message, *believed) {
+                    let remembered = threads::remember_later(
+                        store,
+                        (**message).clone(),
+                        self.config.store.thread_ttl(),
+                        (self.clock)() as i64,
+                        *believed,
+                        self.org_domains.clone(),
+                    );
+                    if let Err(e) = remembered {
                         tracing::warn!(
                             "{}: could not remember the message in the store: {e}",
                             message.log_id

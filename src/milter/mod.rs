@@ -257,17 +257,18 @@ impl Daemon {
 
     /// Apply what the scan of a message proposed (`Engine::commit`) before
     /// its end-of-message reply, so the next message of an outbound account
-    /// sees its count and hold. Off the protocol thread unless it only
-    /// remembers mail in the memory store: remembering in the embedded
-    /// store reads what the messages before wrote, so it may wait for the
-    /// store's writer (as long as `store.timeout_ms` while `learn` holds the
-    /// file). Within the store's timeout plus a second; past that it
-    /// finishes in the background.
+    /// sees its count and hold. On the protocol thread when it only
+    /// remembers mail in the memory or embedded store: both take it without
+    /// waiting (the embedded store's writer thread reads and writes it
+    /// later; a full queue is waited on for 20 ms at most). Anything else
+    /// (outbound counters and holds, Redis) runs off the protocol thread,
+    /// within the store's timeout plus a second; past that it finishes in
+    /// the background.
     pub async fn commit(&self, engine: Arc<Engine>, effects: Vec<crate::effects::Effect>) {
         if effects.is_empty() {
             return;
         }
-        let light = engine.config().store.backend == crate::store::StoreBackend::Memory
+        let light = engine.config().store.backend != crate::store::StoreBackend::Redis
             && effects
                 .iter()
                 .all(|e| matches!(e, crate::effects::Effect::Remember { .. }));

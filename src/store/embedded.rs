@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{Reads, Snapshot, Store, StoreError, StoreResult, WriteOp};
+use super::{ComputeLater, Reads, Snapshot, Store, StoreError, StoreResult, WriteOp};
 
 const KIND_BYTES: i64 = 0;
 const KIND_COUNTER: i64 = 1;
@@ -138,14 +138,23 @@ struct Job {
 
 enum Work {
     Write(Vec<WriteOp>),
+    /// Read `keys` inside the writer's transaction, then write what
+    /// `compute` makes of them: one step, since the writer is the only one.
+    Update {
+        keys: Vec<String>,
+        compute: ComputeLater,
+    },
     Purge,
 }
 
 impl Work {
+    /// What the queue's bound counts: writes and keys nobody waits for.
     fn later_ops(&self, reply: bool) -> usize {
         match self {
-            Work::Write(ops) if !reply => ops.len(),
-            _ => 0,
+            _ if reply => 0,
+            Work::Write(ops) => ops.len(),
+            Work::Update { keys, .. } => keys.len(),
+            Work::Purge => 0,
         }
     }
 }
@@ -169,11 +178,12 @@ impl Shared {
         self.work.notify_one();
     }
 
-    /// Queue writes nobody waits for. On a full queue, wait briefly for
-    /// room, then drop them: the caller logs the error, mail goes on.
-    fn send_later(&self, ops: Vec<WriteOp>) -> StoreResult<()> {
+    /// Queue work nobody waits for. On a full queue, wait briefly for
+    /// room, then drop it: the caller logs the error, mail goes on.
+    fn send_later(&self, work: Work) -> StoreResult<()> {
+        let size = work.later_ops(false);
         let mut queue = self.queue();
-        let full = |q: &Queue| q.later_ops > 0 && q.later_ops + ops.len() > MAX_QUEUED_LATER_OPS;
+        let full = |q: &Queue| q.later_ops > 0 && q.later_ops + size > MAX_QUEUED_LATER_OPS;
         let deadline = Instant::now() + FULL_QUEUE_WAIT;
         while full(&queue) && !queue.stopped {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -183,8 +193,7 @@ impl Shared {
                 self.lost.fetch_add(1, Ordering::Relaxed);
                 return Err(StoreError::new(format!(
                     "embedded store: the writer is {behind} writes behind; \
-                     these {} were dropped",
-                    ops.len()
+                     these {size} were dropped"
                 )));
             }
             queue = self
@@ -196,7 +205,7 @@ impl Shared {
         if queue.stopped {
             return Err(writer_stopped());
         }
-        self.push(&mut queue, Work::Write(ops), None);
+        self.push(&mut queue, work, None);
         Ok(())
     }
 
@@ -315,11 +324,11 @@ fn run_writer(mut conn: Connection, shared: Arc<Shared>, clock: Clock) {
     while shared.wait_for_work() {
         #[cfg(test)]
         let _paused = shared.pause.lock().unwrap_or_else(PoisonError::into_inner);
-        let jobs = shared.take_jobs();
+        let mut jobs = shared.take_jobs();
         let last = jobs.last().map_or(0, |j| j.seq);
         let now = (clock)() as i64;
-        let work: Vec<&Work> = jobs.iter().map(|j| &j.work).collect();
-        let outcomes = apply_group(&mut conn, &work, now);
+        let mut work: Vec<&mut Work> = jobs.iter_mut().map(|j| &mut j.work).collect();
+        let outcomes = apply_group(&mut conn, &mut work, now);
         let mut replies = Vec::new();
         let mut failed = 0;
         let mut first_error = None;
@@ -348,7 +357,7 @@ fn run_writer(mut conn: Connection, shared: Arc<Shared>, clock: Clock) {
         }
         if last - swept_at >= PURGE_EVERY {
             swept_at = last;
-            if let Some(Err(e)) = apply_group(&mut conn, &[&Work::Purge], now).pop() {
+            if let Some(Err(e)) = apply_group(&mut conn, &mut [&mut Work::Purge], now).pop() {
                 tracing::warn!("state store: sweeping expired rows: {e}");
             }
         }
@@ -359,19 +368,19 @@ fn run_writer(mut conn: Connection, shared: Arc<Shared>, clock: Clock) {
 /// its own: a job that fails (a key of another type) is undone alone and
 /// its error is its own; the others are committed. When the transaction
 /// fails as a whole (busy, disk full), every job gets that error.
-fn apply_group(conn: &mut Connection, work: &[&Work], now: i64) -> Vec<Outcome> {
+fn apply_group(conn: &mut Connection, work: &mut [&mut Work], now: i64) -> Vec<Outcome> {
     match try_group(conn, work, now) {
         Ok(outcomes) => outcomes,
         Err(e) => work.iter().map(|_| Err(copy_of(&e))).collect(),
     }
 }
 
-fn try_group(conn: &mut Connection, work: &[&Work], now: i64) -> StoreResult<Vec<Outcome>> {
+fn try_group(conn: &mut Connection, work: &mut [&mut Work], now: i64) -> StoreResult<Vec<Outcome>> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| err("begin", e))?;
     let mut outcomes = Vec::with_capacity(work.len());
-    for job in work {
+    for job in work.iter_mut() {
         tx.execute_batch("SAVEPOINT job")
             .map_err(|e| err("savepoint", e))?;
         let outcome = do_work(&tx, job, now);
@@ -387,24 +396,31 @@ fn try_group(conn: &mut Connection, work: &[&Work], now: i64) -> StoreResult<Vec
     Ok(outcomes)
 }
 
-fn do_work(tx: &Connection, work: &Work, now: i64) -> Outcome {
-    let deadline = |ttl: &Option<Duration>| ttl.map(|t| now.saturating_add(t.as_millis() as i64));
+fn do_work(tx: &Connection, work: &mut Work, now: i64) -> Outcome {
     match work {
         Work::Purge => purge(tx, now).map(|n| vec![n as i64]),
-        Work::Write(ops) => ops
-            .iter()
-            .map(|op| match op {
-                WriteOp::Put { key, value, ttl } => {
-                    do_put(tx, key, value, deadline(ttl)).map(|()| 0)
-                }
-                WriteOp::SetAdd { key, member, ttl } => {
-                    do_set_add(tx, key, member, deadline(ttl), now).map(i64::from)
-                }
-                WriteOp::Incr { key, by, ttl } => do_incr(tx, key, *by, deadline(ttl), now),
-                WriteOp::Delete { key } => remove(tx, key).map(|()| 0),
-            })
-            .collect(),
+        Work::Update { keys, compute } => {
+            let values = values_in(tx, keys, now)?;
+            write_ops(tx, &compute(&values), now)
+        }
+        Work::Write(ops) => write_ops(tx, ops, now),
     }
+}
+
+/// Make `ops` in `tx`; an Incr's new value or 1 when a SetAdd added its
+/// member, per write.
+fn write_ops(tx: &Connection, ops: &[WriteOp], now: i64) -> Outcome {
+    let deadline = |ttl: &Option<Duration>| ttl.map(|t| now.saturating_add(t.as_millis() as i64));
+    ops.iter()
+        .map(|op| match op {
+            WriteOp::Put { key, value, ttl } => do_put(tx, key, value, deadline(ttl)).map(|()| 0),
+            WriteOp::SetAdd { key, member, ttl } => {
+                do_set_add(tx, key, member, deadline(ttl), now).map(i64::from)
+            }
+            WriteOp::Incr { key, by, ttl } => do_incr(tx, key, *by, deadline(ttl), now),
+            WriteOp::Delete { key } => remove(tx, key).map(|()| 0),
+        })
+        .collect()
 }
 
 /// The error of a transaction that failed as a whole, once more for each
@@ -605,7 +621,9 @@ impl EmbeddedStore {
              ) WITHOUT ROWID;",
         )
         .map_err(|e| err(&what, e))?;
-        if let Some(Err(e)) = apply_group(&mut conn, &[&Work::Purge], (clock)() as i64).pop() {
+        if let Some(Err(e)) =
+            apply_group(&mut conn, &mut [&mut Work::Purge], (clock)() as i64).pop()
+        {
             return Err(e);
         }
         let first = open_reader(path, &what, busy_timeout)?;
@@ -1055,7 +1073,15 @@ impl Store for EmbeddedStore {
         if ops.is_empty() {
             return Ok(());
         }
-        self.writer()?.send_later(ops)
+        self.writer()?.send_later(Work::Write(ops))
+    }
+
+    /// Handed to the writer thread, which reads `keys` and writes what
+    /// `compute` makes of them in its own transaction: one step, since it
+    /// is the only writer. Reads of this process made after this returns
+    /// wait for it, as for any queued write.
+    fn update_later(&self, keys: Vec<String>, compute: ComputeLater) -> StoreResult<()> {
+        self.writer()?.send_later(Work::Update { keys, compute })
     }
 
     /// Wait until every write queued so far is applied.
@@ -1230,6 +1256,55 @@ mod tests {
         }
         assert_eq!(s.get("n").unwrap().as_deref(), Some(&b"1600"[..]));
         assert_eq!(s.lost_writes(), 0);
+    }
+
+    /// Remembering hands its read-modify-write to the writer thread: the
+    /// callers never wait, every update counts, and a read made after one
+    /// returned sees it.
+    #[test]
+    fn updates_made_later_by_the_writer_all_count_and_are_read_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(open(&dir));
+        let increment = || -> ComputeLater {
+            Box::new(|values: &[Option<Vec<u8>>]| {
+                let n: u64 = values[0]
+                    .as_deref()
+                    .map_or(0, |v| std::str::from_utf8(v).unwrap().parse().unwrap());
+                vec![put("n", (n + 1).to_string().as_bytes())]
+            })
+        };
+        s.update_later(vec!["n".into()], increment()).unwrap();
+        assert_eq!(s.get("n").unwrap().as_deref(), Some(&b"1"[..]));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..200 {
+                        s.update_later(vec!["n".into()], increment()).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(s.get("n").unwrap().as_deref(), Some(&b"1601"[..]));
+        // One that fails (a member added to a plain value) is lost alone,
+        // and counted.
+        s.update_later(
+            vec!["n".into()],
+            Box::new(|_: &[Option<Vec<u8>>]| {
+                vec![WriteOp::SetAdd {
+                    key: "n".into(),
+                    member: b"m".to_vec(),
+                    ttl: None,
+                }]
+            }),
+        )
+        .unwrap();
+        s.update_later(vec!["n".into()], increment()).unwrap();
+        assert_eq!(s.get("n").unwrap().as_deref(), Some(&b"1602"[..]));
+        assert_eq!(s.lost_writes(), 1);
     }
 
     #[test]

@@ -88,6 +88,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// What [`Store::update`] runs on the values it read: the writes to make.
 pub type Compute<'a> = dyn FnMut(&[Option<Vec<u8>>]) -> Vec<WriteOp> + 'a;
 
+/// A [`Compute`] that owns what it needs, for [`Store::update_later`].
+pub type ComputeLater = Box<dyn FnMut(&[Option<Vec<u8>>]) -> Vec<WriteOp> + Send>;
+
 /// The primitives every backend provides. Keys are UTF-8 strings with
 /// `:`-separated prefixes (`thread:`, `corr:`, `ob:` ...); values are bytes.
 /// `ttl = None` keeps a value until deleted. Writing an existing key with a
@@ -178,6 +181,16 @@ pub trait Store: Send + Sync {
 
     /// Several writes at once, in order. Backends override this to apply
     /// them in one transaction (embedded) or one pipeline (Redis).
+    /// [`Store::update`] without waiting: the read, the computing and the
+    /// writes happen later, still as one step no other writer comes
+    /// between, and reads of this process made after it returns see its
+    /// writes. For what mail teaches (remembering), off the reply's path.
+    /// This default does it at once; the embedded store hands it to its
+    /// writer thread.
+    fn update_later(&self, keys: Vec<String>, mut compute: ComputeLater) -> StoreResult<()> {
+        self.update(&keys, &mut *compute)
+    }
+
     fn write_batch(&self, ops: &[WriteOp]) -> StoreResult<()> {
         for op in ops {
             match op {

@@ -8,6 +8,7 @@
 //! correspondents ([`super::correspondents`]) — once per Message-ID, so
 //! reading the same mail twice (`learn` run again) changes nothing.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -233,7 +234,9 @@ impl Remembrance {
 
 /// Remember a message: its thread record, and each participant as a
 /// correspondent. `now` (unix seconds) dates mail without a Date header.
-/// One read and one write transaction.
+/// Read, work out and write as one step ([`Store::update`]): two messages
+/// of the same correspondent remembered at once (two threads, two mail
+/// servers on one Redis) both count.
 pub fn remember(
     store: &dyn Store,
     message: &Remembrance,
@@ -241,6 +244,100 @@ pub fn remember(
     now: i64,
     trust: &Trust<'_>,
 ) -> StoreResult<Remembered> {
+    if message.participants.is_empty() {
+        return Ok(Remembered::Empty);
+    }
+    let mut outcome = Remembered::New;
+    store.update(&keys_read(message, trust.believed), &mut |values| {
+        let (remembered, ops) = writes(message, trust, values, now, ttl);
+        outcome = remembered;
+        ops
+    })?;
+    Ok(outcome)
+}
+
+/// [`remember`], without waiting: the store reads, works out and writes
+/// it later, still as one step ([`Store::update_later`]). What the milter
+/// does with each clean message, off its reply's path.
+pub fn remember_later(
+    store: &dyn Store,
+    message: Remembrance,
+    ttl: Duration,
+    now: i64,
+    believed: bool,
+    org_domains: Arc<OrgDomains>,
+) -> StoreResult<()> {
+    if message.participants.is_empty() {
+        return Ok(());
+    }
+    let keys = keys_read(&message, believed);
+    store.update_later(
+        keys,
+        Box::new(move |values| {
+            let trust = Trust {
+                believed,
+                org_domains: &org_domains,
+            };
+            writes(&message, &trust, values, now, ttl).1
+        }),
+    )
+}
+
+/// The list remembered with a message: inbound mail's only when it came
+/// from a known list server.
+fn list_of(message: &Remembrance, believed: bool) -> Option<(&str, &str)> {
+    message
+        .list
+        .as_ref()
+        .map(|(l, server)| (l.as_str(), server.as_str()))
+        .filter(|(_, server)| believed || !server.is_empty())
+}
+
+/// Mail the organisation believes (its own outbound, `learn`)
+/// corroborates the threads it replies to: their participants vouch from
+/// now on (see [`Trust`]).
+fn corroborated(message: &Remembrance, believed: bool) -> &[String] {
+    if believed {
+        &message.replies_to
+    } else {
+        &[]
+    }
+}
+
+/// The keys remembering `message` reads, in the order [`writes`] takes
+/// their values: its thread, its participants' records, the threads it
+/// corroborates, its list.
+fn keys_read(message: &Remembrance, believed: bool) -> Vec<String> {
+    let mut keys = vec![thread_key(&message.id)];
+    keys.extend(
+        message
+            .participants
+            .iter()
+            .map(|(address, _)| correspondents::address_key(address)),
+    );
+    keys.extend(
+        corroborated(message, believed)
+            .iter()
+            .map(|id| thread_key(id)),
+    );
+    if let Some((list_id, _)) = list_of(message, believed) {
+        keys.push(super::lists::key(list_id));
+    }
+    keys
+}
+
+/// What remembering `message` writes, given the values of [`keys_read`]:
+/// nothing when its thread is already known.
+fn writes(
+    message: &Remembrance,
+    trust: &Trust<'_>,
+    values: &[Option<Vec<u8>>],
+    now: i64,
+    ttl: Duration,
+) -> (Remembered, Vec<WriteOp>) {
+    if values.first().is_some_and(Option::is_some) {
+        return (Remembered::Known, Vec::new());
+    }
     let seen: Vec<Seen<'_>> = message
         .participants
         .iter()
@@ -249,120 +346,87 @@ pub fn remember(
             name: name.as_deref(),
         })
         .collect();
-    if seen.is_empty() {
-        return Ok(Remembered::Empty);
-    }
-    let mut keys = vec![thread_key(&message.id)];
-    keys.extend(seen.iter().map(|s| correspondents::address_key(s.address)));
-    let list = message
-        .list
-        .as_ref()
-        .map(|(l, server)| (l.as_str(), server.clone()))
-        .filter(|(_, server)| trust.believed || !server.is_empty());
-    // Mail the organisation believes (its own outbound, `learn`)
-    // corroborates the threads it replies to: their participants vouch
-    // from now on (see [`Trust`]).
-    let corroborates: &[String] = if trust.believed {
-        &message.replies_to
-    } else {
-        &[]
+    let corroborates = corroborated(message, trust.believed);
+    let refs_at = 1 + seen.len();
+    let previous: Vec<_> = values[1..refs_at]
+        .iter()
+        .map(|v| correspondents::parse_record(v.as_deref()))
+        .collect();
+    // A message's own Date is only a claim: never later than now.
+    let date = message.date.map_or(now, |d| d.min(now));
+    let domain = |address: &str| crate::view::address::domain_of(address).unwrap_or_default();
+    let from = message.from.as_deref();
+    let is_from = |address: &str| from.is_some_and(|f| address_key(f) == address_key(address));
+    let id_domain = message.id_domain.as_deref();
+    let vouches = |address: &str| {
+        trust.believed
+            || trust.org_domains.contains(&domain(address))
+            || (is_from(address) && id_domain == Some(registrable(&domain(address)).as_str()))
     };
-    let refs_at = keys.len();
-    keys.extend(corroborates.iter().map(|id| thread_key(id)));
-    if let Some((list_id, _)) = list {
-        keys.push(super::lists::key(list_id));
-    }
-    // Read, work out and write as one step: two messages of the same
-    // correspondent remembered at once (two threads, two mail servers on
-    // one Redis) both count.
-    let mut outcome = Remembered::New;
-    store.update(&keys, &mut |values: &[Option<Vec<u8>>]| {
-        if values.first().is_some_and(Option::is_some) {
-            outcome = Remembered::Known;
-            return Vec::new();
-        }
-        outcome = Remembered::New;
-        let previous: Vec<_> = values[1..=seen.len()]
+    let record = ThreadRecord {
+        date,
+        subject: message.subject.clone(),
+        participants: seen
             .iter()
-            .map(|v| correspondents::parse_record(v.as_deref()))
-            .collect();
-        // A message's own Date is only a claim: never later than now.
-        let date = message.date.map_or(now, |d| d.min(now));
-        let domain = |address: &str| crate::view::address::domain_of(address).unwrap_or_default();
-        let from = message.from.as_deref();
-        let is_from = |address: &str| from.is_some_and(|f| address_key(f) == address_key(address));
-        let id_domain = message.id_domain.as_deref();
-        let vouches = |address: &str| {
-            trust.believed
-                || trust.org_domains.contains(&domain(address))
-                || (is_from(address) && id_domain == Some(registrable(&domain(address)).as_str()))
+            .map(|s| Participant {
+                address: hash::address(s.address),
+                domain: registrable_as_written(&domain(s.address)),
+                name: s.name.and_then(name_hash),
+                vouches: vouches(s.address),
+            })
+            .collect(),
+        list: message.has_list_headers,
+    };
+    let mut ops = vec![WriteOp::Put {
+        key: thread_key(&message.id),
+        value: serde_json::to_vec(&record).unwrap_or_default(),
+        ttl: Some(ttl),
+    }];
+    for (id, value) in corroborates
+        .iter()
+        .zip(&values[refs_at..refs_at + corroborates.len()])
+    {
+        let Some(mut earlier) = value
+            .as_deref()
+            .and_then(|v| serde_json::from_slice::<ThreadRecord>(v).ok())
+        else {
+            continue;
         };
-        let record = ThreadRecord {
-            date,
-            subject: message.subject.clone(),
-            participants: seen
-                .iter()
-                .map(|s| Participant {
-                    address: hash::address(s.address),
-                    domain: registrable_as_written(&domain(s.address)),
-                    name: s.name.and_then(name_hash),
-                    vouches: vouches(s.address),
-                })
-                .collect(),
-            list: message.has_list_headers,
-        };
-        let mut ops = vec![WriteOp::Put {
-            key: keys[0].clone(),
-            value: serde_json::to_vec(&record).unwrap_or_default(),
+        if earlier.participants.iter().all(|p| p.vouches) {
+            continue;
+        }
+        earlier
+            .participants
+            .iter_mut()
+            .for_each(|p| p.vouches = true);
+        ops.push(WriteOp::Put {
+            key: thread_key(id),
+            value: serde_json::to_vec(&earlier).unwrap_or_default(),
             ttl: Some(ttl),
-        }];
-        for (key, value) in keys[refs_at..refs_at + corroborates.len()]
-            .iter()
-            .zip(&values[refs_at..refs_at + corroborates.len()])
-        {
-            let Some(mut earlier) = value
-                .as_deref()
-                .and_then(|v| serde_json::from_slice::<ThreadRecord>(v).ok())
-            else {
-                continue;
-            };
-            if earlier.participants.iter().all(|p| p.vouches) {
-                continue;
-            }
-            earlier
-                .participants
-                .iter_mut()
-                .for_each(|p| p.vouches = true);
-            ops.push(WriteOp::Put {
-                key: key.clone(),
-                value: serde_json::to_vec(&earlier).unwrap_or_default(),
-                ttl: Some(ttl),
-            });
-        }
-        // Inbound mail teaches the correspondents only its sender.
-        let (learnt, before): (Vec<Seen<'_>>, Vec<_>) = seen
-            .iter()
-            .zip(previous)
-            .filter(|(s, _)| trust.believed || is_from(s.address))
-            .map(|(s, p)| (*s, p))
-            .unzip();
-        ops.extend(correspondents::record_writes(&learnt, &before, date, ttl));
-        if let Some((list_id, server)) = &list {
-            let previous = super::lists::parse(values.last().and_then(|v| v.as_deref()));
-            // The day a post arrived is ours to tell, not the post's Date; an
-            // archive an admin feeds to `learn` is vouched for whole.
-            let (day, vouched) = if trust.believed {
-                (date, true)
-            } else {
-                (now, false)
-            };
-            ops.extend(super::lists::record(
-                previous, list_id, server, day, ttl, vouched,
-            ));
-        }
-        ops
-    })?;
-    Ok(outcome)
+        });
+    }
+    // Inbound mail teaches the correspondents only its sender.
+    let (learnt, before): (Vec<Seen<'_>>, Vec<_>) = seen
+        .iter()
+        .zip(previous)
+        .filter(|(s, _)| trust.believed || is_from(s.address))
+        .map(|(s, p)| (*s, p))
+        .unzip();
+    ops.extend(correspondents::record_writes(&learnt, &before, date, ttl));
+    if let Some((list_id, server)) = list_of(message, trust.believed) {
+        let previous = super::lists::parse(values.last().and_then(|v| v.as_deref()));
+        // The day a post arrived is ours to tell, not the post's Date; an
+        // archive an admin feeds to `learn` is vouched for whole.
+        let (day, vouched) = if trust.believed {
+            (date, true)
+        } else {
+            (now, false)
+        };
+        ops.extend(super::lists::record(
+            previous, list_id, server, day, ttl, vouched,
+        ));
+    }
+    (Remembered::New, ops)
 }
 
 #[cfg(test)]
