@@ -496,23 +496,13 @@ impl Builder<'_> {
                     .content_disposition()
                     .is_some_and(|d| d.ctype().eq_ignore_ascii_case("attachment"));
             let label = name.clone().unwrap_or_else(|| format!("part{index}"));
-            // Text and HTML are read as text (and kept as an attachment
-            // when sent as one); every other part is a node.
-            let (body, is_html) = match part.body {
-                PartType::Text(text) => (text, false),
-                PartType::Html(html) => (html, true),
+            // Text and HTML are read as text (and kept as a node when sent
+            // as an attachment); binary parts are nodes.
+            let (text, binary) = match part.body {
+                PartType::Text(text) => (Some((text, false)), None),
+                PartType::Html(html) => (Some((html, true)), None),
                 PartType::Binary(data) | PartType::InlineBinary(data) => {
-                    let data = Bytes::from(data.into_owned());
-                    self.add_node(
-                        parent,
-                        prefix,
-                        name,
-                        declared,
-                        data,
-                        Origin::MimePart,
-                        depth,
-                    );
-                    continue;
+                    (None, Some(Bytes::from(data.into_owned())))
                 }
                 PartType::Message(inner) => {
                     let label = name.clone().unwrap_or_else(|| {
@@ -546,21 +536,26 @@ impl Builder<'_> {
                 }
                 PartType::Multipart(_) => continue,
             };
-            let (text, html, place) = if is_html {
-                let text = mail_parser::decoders::html::html_to_text(&body);
-                (text, Some(body.to_string()), "body.html")
-            } else {
-                (body.to_string(), None, "body")
-            };
-            self.texts.push(TextPart {
-                location: join(prefix, if is_attachment { &label } else { place }),
-                text,
-                html,
-                depth,
-                is_attachment,
-            });
-            if is_attachment {
-                let data = Bytes::from(body.into_owned().into_bytes());
+            let mut node = binary;
+            if let Some((body, is_html)) = text {
+                let (shown, html, place) = if is_html {
+                    let shown = mail_parser::decoders::html::html_to_text(&body);
+                    (shown, Some(body.to_string()), "body.html")
+                } else {
+                    (body.to_string(), None, "body")
+                };
+                self.texts.push(TextPart {
+                    location: join(prefix, if is_attachment { &label } else { place }),
+                    text: shown,
+                    html,
+                    depth,
+                    is_attachment,
+                });
+                if is_attachment {
+                    node = Some(Bytes::from(body.into_owned().into_bytes()));
+                }
+            }
+            if let Some(data) = node {
                 self.add_node(
                     parent,
                     prefix,
