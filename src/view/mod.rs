@@ -131,9 +131,26 @@ pub struct MessageView {
     pub limits_hit: Vec<LimitHit>,
     /// False when the bytes could not be parsed as a message at all.
     pub parsed: bool,
+    /// [`MessageView::history`], worked out on first use (with the text
+    /// limit it was asked with).
+    history: std::sync::OnceLock<(usize, quoted::History)>,
 }
 
 impl MessageView {
+    /// The quoted history of the message's own text, reading at most
+    /// `max_text_bytes` of each part: derived once per message however many
+    /// readers ask (the lookup stage and `thread_hijack` both do).
+    pub fn history(&self, max_text_bytes: usize) -> std::borrow::Cow<'_, quoted::History> {
+        let (limit, history) = self
+            .history
+            .get_or_init(|| (max_text_bytes, quoted::History::of(self, max_text_bytes)));
+        if *limit == max_text_bytes {
+            std::borrow::Cow::Borrowed(history)
+        } else {
+            std::borrow::Cow::Owned(quoted::History::of(self, max_text_bytes))
+        }
+    }
+
     /// Values of every header with this name (case-insensitive), in order.
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers
@@ -267,6 +284,7 @@ impl MessageView {
             attachments: Vec::new(),
             limits_hit: Vec::new(),
             parsed: false,
+            history: Default::default(),
         }
     }
 
@@ -301,6 +319,7 @@ impl MessageView {
             attachments: Vec::new(),
             limits_hit: Vec::new(),
             parsed: true,
+            history: Default::default(),
         }
     }
 }

@@ -61,6 +61,50 @@ impl QuotedBlock {
     }
 }
 
+/// The quoted history of a message's own text (its depth-0 parts that are
+/// not attachments), derived once per message ([`crate::view::MessageView::history`]):
+/// every quoted block once, the deepest `>` quoting, what the sender wrote
+/// above the history, and the links in the HTML written above it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    pub quoted: Quoted,
+    /// The text above the quoted history, all parts, a line break after each.
+    pub new_text: String,
+    /// Links (hrefs that parse as URLs) in the HTML above its quote marks.
+    pub new_links: Vec<String>,
+}
+
+impl History {
+    /// Read `view`'s own text, at most `max_text_bytes` of each part.
+    pub fn of(view: &crate::view::MessageView, max_text_bytes: usize) -> History {
+        let mut history = History::default();
+        for part in view
+            .texts
+            .iter()
+            .filter(|t| t.depth == 0 && !t.is_attachment)
+        {
+            let q = parse(&part.text, max_text_bytes);
+            for b in q.blocks {
+                if !history.quoted.blocks.contains(&b) {
+                    history.quoted.blocks.push(b);
+                }
+            }
+            history.quoted.quote_lines = history.quoted.quote_lines.max(q.quote_lines);
+            history.new_text.push_str(&q.new_text);
+            history.new_text.push('\n');
+            if let Some(html) = &part.html {
+                let cut = html_history_start(html, max_text_bytes);
+                for a in super::urls::anchors(&html[..cut]) {
+                    if super::urls::parse(&a.href).is_some() {
+                        history.new_links.push(a.href);
+                    }
+                }
+            }
+        }
+        history
+    }
+}
+
 /// The quoted history found in a text.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Quoted {

@@ -33,7 +33,8 @@ use crate::names::normalize as normalize_name;
 use crate::store::threads::{self, normalize_subject, ThreadRecord};
 use crate::store::{correspondents, Reads};
 use crate::view::{urls, FileType, MessageView};
-use quoted::{Quoted, QuotedBlock, Style};
+use quoted::{History, Quoted, QuotedBlock, Style};
+use std::borrow::Cow;
 use subject::PrefixKind;
 
 pub const NAME: &str = "thread_hijack";
@@ -112,11 +113,9 @@ impl ThreadHijack {
 /// What the detector gathered from the message before judging it.
 struct Facts<'v> {
     view: &'v MessageView,
-    quoted: Quoted,
-    /// Text written now (above the quotes), all parts.
-    new_text: String,
-    /// Links in the HTML written now (above its quote marks).
-    new_links: Vec<String>,
+    /// The quoted history, and what was written now above it (the view's,
+    /// derived once per message).
+    history: Cow<'v, History>,
     sender_address: Option<String>,
     sender_name: Option<String>,
     /// The sender's registrable domain (a key, compared).
@@ -136,14 +135,25 @@ impl Detector for ThreadHijack {
     }
 
     /// The threads In-Reply-To and References name, and the sender's own
-    /// correspondent record (asked for whenever there is a sender: whether
-    /// it is needed is known only once the quoted history is read).
+    /// correspondent record when the quoted headers name someone else
+    /// under the sender's display name.
     fn reads(&self, view: &MessageView, reads: &mut Reads) {
         for id in self.referenced_ids(view) {
             reads.value(threads::thread_key(&id));
         }
-        if let Some(a) = view.from.as_ref().and_then(|m| m.address_lower()) {
-            reads.value(correspondents::address_key(&a));
+        // The sender's record excuses a mismatch tied by the display name;
+        // judged here as in `inspect`, as if the mail were no list's (the
+        // list is known only from this lookup): at worst one key too many.
+        let facts = Facts {
+            is_list: false,
+            ..self.gather(view)
+        };
+        let is_reply = subject::parse(&view.subject).outer() == Some(PrefixKind::Reply);
+        if let (Some(a), Some((_, true))) = (
+            facts.sender_address.as_ref(),
+            self.quoted_mismatch(&facts, is_reply),
+        ) {
+            reads.value(correspondents::address_key(a));
         }
     }
 
@@ -161,7 +171,7 @@ impl Detector for ThreadHijack {
 
         // Rules that need no store first: a store error must not hide them.
         if is_reply
-            && facts.quoted.has_history()
+            && facts.history.quoted.has_history()
             && view.in_reply_to.is_empty()
             && view.references.is_empty()
         {
@@ -170,7 +180,7 @@ impl Detector for ThreadHijack {
                 format!(
                     "subject {:?} quotes earlier mail ({}) but has no In-Reply-To or References",
                     view.subject,
-                    describe_history(&facts.quoted)
+                    describe_history(&facts.history.quoted)
                 ),
             ));
         }
@@ -236,32 +246,6 @@ impl Detector for ThreadHijack {
 
 impl ThreadHijack {
     fn gather<'v>(&self, view: &'v MessageView) -> Facts<'v> {
-        let mut quoted = Quoted::default();
-        let mut new_text = String::new();
-        let mut new_links = Vec::new();
-        for part in view
-            .texts
-            .iter()
-            .filter(|t| t.depth == 0 && !t.is_attachment)
-        {
-            let q = quoted::parse(&part.text, self.config.max_text_bytes);
-            for b in q.blocks {
-                if !quoted.blocks.contains(&b) {
-                    quoted.blocks.push(b);
-                }
-            }
-            quoted.quote_lines = quoted.quote_lines.max(q.quote_lines);
-            new_text.push_str(&q.new_text);
-            new_text.push('\n');
-            if let Some(html) = &part.html {
-                let cut = quoted::html_history_start(html, self.config.max_text_bytes);
-                for a in urls::anchors(&html[..cut]) {
-                    if urls::parse(&a.href).is_some() {
-                        new_links.push(a.href);
-                    }
-                }
-            }
-        }
         let from = view.from.as_ref();
         let sender_address = from.and_then(|m| m.address_lower());
         let from_domain = from.and_then(|m| m.domain());
@@ -269,9 +253,7 @@ impl ThreadHijack {
         let sender_domain_shown = from_domain.as_deref().map(registrable_as_written);
         Facts {
             view,
-            quoted,
-            new_text,
-            new_links,
+            history: view.history(self.config.max_text_bytes),
             sender_address,
             sender_name: from.and_then(|m| m.name.clone()),
             sender_domain,
@@ -299,6 +281,7 @@ impl ThreadHijack {
         }
         let sender_domain = f.sender_domain.as_deref()?;
         let with_address: Vec<(&str, String)> = f
+            .history
             .quoted
             .blocks
             .iter()
@@ -320,6 +303,7 @@ impl ThreadHijack {
         let norm = normalize_name(sender_name);
         let lower_name = sender_name.to_lowercase();
         let named = f
+            .history
             .quoted
             .blocks
             .iter()
@@ -334,7 +318,7 @@ impl ThreadHijack {
             let own = normalize_subject(&f.view.subject);
             is_reply
                 && !own.is_empty()
-                && f.quoted.blocks.iter().any(|b| {
+                && f.history.quoted.blocks.iter().any(|b| {
                     b.style == Style::HeaderBlock
                         && !b.recipients.is_empty()
                         && b.subject
@@ -406,6 +390,7 @@ impl ThreadHijack {
     /// the sender writes (a hijacker would date it next to the old thread).
     fn revived(&self, f: &Facts<'_>, records: &[ThreadRecord], now: i64) -> Option<String> {
         let newest = f
+            .history
             .quoted
             .blocks
             .iter()
@@ -447,8 +432,8 @@ fn payload(f: &Facts<'_>) -> Option<String> {
     if let Some(a) = attachment {
         return Some(format!("{} ({})", a.path, a.file_type));
     }
-    urls::in_text(&f.new_text)
-        .chain(f.new_links.iter().map(|l| urls::trim_end(l)))
+    urls::in_text(&f.history.new_text)
+        .chain(f.history.new_links.iter().map(|l| urls::trim_end(l)))
         .next()
         .map(|url| format!("a link {}", crate::sanitize::evidence(url)))
 }
