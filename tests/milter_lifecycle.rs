@@ -149,8 +149,8 @@ async fn unix_socket_mode_stale_socket_and_cleanup() {
 
 /// What accepted mail teaches reaches the database file while the daemon
 /// runs: another process (`check`, `learn`, a second milter) sees it, not
-/// only this one. The config still sets `store.write_delay_ms`, no longer
-/// used: a config written for an earlier version loads.
+/// only this one, within `store.write_delay_ms` (the writer gathers writes
+/// that long at most).
 #[tokio::test]
 async fn batched_store_writes_reach_the_file_while_running() {
     use malspam_milter::store::{threads, EmbeddedStore};

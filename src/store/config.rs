@@ -41,14 +41,12 @@ pub struct StoreConfig {
     /// How long a remembered message (thread memory) and a correspondent
     /// are kept after they were last seen.
     pub thread_ttl_days: u64,
-    /// No longer used; still accepted so that existing configs load, and
-    /// left out of the config the program prints. It delayed the embedded
-    /// store's writes of what accepted mail teaches, to write them in
-    /// batches. Now the store's writer thread writes at once and batches
-    /// by itself: whatever queues while it commits goes into its next
-    /// transaction. A delay would gain nothing: remembering a message
-    /// reads what the one before it wrote, and so would cut it short.
-    #[serde(skip_serializing)]
+    /// Embedded store: how long its writer thread waits to gather what
+    /// accepted mail teaches into one transaction, in milliseconds (a
+    /// commit per message costs more than the scan of small mail). Any
+    /// read, a flush or a counter write cuts the wait short, so nothing is
+    /// read stale; a crash loses at most this
+    /// much of what mail taught. 0 = write as soon as the writer wakes.
     pub write_delay_ms: u64,
 }
 
@@ -62,7 +60,7 @@ impl Default for StoreConfig {
             timeout_ms: 500,
             reconnect_after_ms: 5000,
             thread_ttl_days: 365,
-            write_delay_ms: 0,
+            write_delay_ms: 100,
         }
     }
 }
@@ -70,6 +68,11 @@ impl Default for StoreConfig {
 impl StoreConfig {
     pub fn timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.timeout_ms.max(1))
+    }
+
+    /// `write_delay_ms` as a duration.
+    pub fn write_delay(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.write_delay_ms)
     }
 
     /// The expiry of thread and correspondent records.

@@ -102,6 +102,11 @@ struct Shared {
     /// Batches of `write_batch_later` that were not written: failed in
     /// the writer (logged there) or dropped on a full queue.
     lost: AtomicU64,
+    /// `store.write_delay_ms`: how long the writer waits to gather more
+    /// writes that nobody waits for, in milliseconds (0: it writes at once).
+    delay_ms: AtomicU64,
+    /// Transactions the writer committed (tests: writes were gathered).
+    groups: AtomicU64,
     /// Tests hold this to keep the writer from taking work.
     #[cfg(test)]
     pause: Mutex<()>,
@@ -121,6 +126,12 @@ struct Queue {
     applied: u64,
     /// The store is being dropped: write what is queued, then stop.
     closing: bool,
+    /// Callers waiting for `applied` (a read, a flush) or for a reply (a
+    /// synchronous write): the writer stops gathering at once.
+    waiting: usize,
+    /// The writer is gathering writes (`store.write_delay_ms`): a write
+    /// nobody waits for need not wake it.
+    gathering: bool,
     /// The writer thread is gone: nothing more will be applied.
     stopped: bool,
 }
@@ -170,12 +181,18 @@ impl Shared {
     fn push(&self, queue: &mut Queue, work: Work, reply: Option<mpsc::SyncSender<Outcome>>) {
         queue.sent += 1;
         queue.later_ops += work.later_ops(reply.is_some());
+        let urgent = reply.is_some();
         queue.jobs.push_back(Job {
             seq: queue.sent,
             work,
             reply,
         });
-        self.work.notify_one();
+        if urgent {
+            queue.waiting += 1;
+        }
+        if urgent || !queue.gathering {
+            self.work.notify_one();
+        }
     }
 
     /// Queue work nobody waits for. On a full queue, wait briefly for
@@ -235,6 +252,24 @@ impl Shared {
     fn wait_applied(&self, deadline: Option<Instant>) -> StoreResult<()> {
         let mut queue = self.queue();
         let target = queue.sent;
+        if queue.applied >= target {
+            return Ok(());
+        }
+        // The writer stops gathering for us, and we stop being counted
+        // however the wait ends.
+        queue.waiting += 1;
+        self.work.notify_one();
+        let waited = self.wait_for(queue, target, deadline);
+        self.queue().waiting -= 1;
+        waited
+    }
+
+    fn wait_for(
+        &self,
+        mut queue: MutexGuard<'_, Queue>,
+        target: u64,
+        deadline: Option<Instant>,
+    ) -> StoreResult<()> {
         while queue.applied < target {
             if queue.stopped {
                 return Err(writer_stopped());
@@ -279,10 +314,39 @@ impl Shared {
         true
     }
 
+    /// The writer, with a job queued: wait up to `store.write_delay_ms`
+    /// for more, unless somebody waits (a read, a flush, a synchronous
+    /// write), the store is closing, or the queue is half full.
+    fn gather(&self) {
+        let delay = Duration::from_millis(self.delay_ms.load(Ordering::Relaxed));
+        if delay.is_zero() {
+            return;
+        }
+        let deadline = Instant::now() + delay;
+        let mut queue = self.queue();
+        queue.gathering = true;
+        while !(queue.closing || queue.waiting > 0 || queue.later_ops >= MAX_QUEUED_LATER_OPS / 2) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            queue = self
+                .work
+                .wait_timeout(queue, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        queue.gathering = false;
+    }
+
     /// The writer: every job queued now.
     fn take_jobs(&self) -> Vec<Job> {
         let mut queue = self.queue();
         queue.later_ops = 0;
+        // Synchronous writes taken now stop being waited for here (their
+        // callers wait on their reply channel).
+        let urgent = queue.jobs.iter().filter(|j| j.reply.is_some()).count();
+        queue.waiting -= urgent;
         let jobs = queue.jobs.drain(..).collect();
         // Room in the queue for whoever waits for it.
         self.progress.notify_all();
@@ -322,6 +386,7 @@ fn run_writer(mut conn: Connection, shared: Arc<Shared>, clock: Clock) {
     // The number of the last job when expired rows were last swept.
     let mut swept_at: u64 = 0;
     while shared.wait_for_work() {
+        shared.gather();
         #[cfg(test)]
         let _paused = shared.pause.lock().unwrap_or_else(PoisonError::into_inner);
         let mut jobs = shared.take_jobs();
@@ -329,6 +394,7 @@ fn run_writer(mut conn: Connection, shared: Arc<Shared>, clock: Clock) {
         let now = (clock)() as i64;
         let mut work: Vec<&mut Work> = jobs.iter_mut().map(|j| &mut j.work).collect();
         let outcomes = apply_group(&mut conn, &mut work, now);
+        shared.groups.fetch_add(1, Ordering::Relaxed);
         let mut replies = Vec::new();
         let mut failed = 0;
         let mut first_error = None;
@@ -643,6 +709,8 @@ impl EmbeddedStore {
             work: Condvar::new(),
             progress: Condvar::new(),
             lost: AtomicU64::new(0),
+            delay_ms: AtomicU64::new(0),
+            groups: AtomicU64::new(0),
             #[cfg(test)]
             pause: Mutex::new(()),
         });
@@ -712,6 +780,25 @@ impl EmbeddedStore {
 
     /// Batches of `write_batch_later` that were not written since the
     /// store was opened: failed (each logged) or dropped on a full queue.
+    /// Let the writer wait up to `delay` to gather writes nobody waits
+    /// for into one transaction (`store.write_delay_ms`); a read, a flush
+    /// or a synchronous write cuts the wait short, so nothing is ever read
+    /// stale or made to wait for the delay. Zero (the default of a store
+    /// opened directly): it writes as soon as it wakes.
+    pub fn set_write_delay(&self, delay: Duration) {
+        if let Some(writer) = &self.writer {
+            let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+            writer.shared.delay_ms.store(ms, Ordering::Relaxed);
+        }
+    }
+
+    /// Transactions the writer has committed.
+    pub fn write_groups(&self) -> u64 {
+        self.writer
+            .as_ref()
+            .map_or(0, |w| w.shared.groups.load(Ordering::Relaxed))
+    }
+
     pub fn lost_writes(&self) -> u64 {
         self.writer
             .as_ref()
@@ -1318,6 +1405,40 @@ mod tests {
         s.update_later(vec!["n".into()], increment()).unwrap();
         assert_eq!(s.get("n").unwrap().as_deref(), Some(&b"1602"[..]));
         assert_eq!(s.lost_writes(), 1);
+    }
+
+    /// With a write delay, writes nobody waits for go into one
+    /// transaction; a read cuts the delay short and sees them at once.
+    #[test]
+    fn the_writer_gathers_writes_until_someone_needs_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(&dir);
+        s.set_write_delay(Duration::from_secs(600));
+        let before = s.write_groups();
+        for i in 0..50 {
+            s.write_batch_later(vec![put(&format!("k{i}"), b"v")])
+                .unwrap();
+        }
+        // Not a timing assertion: a read that waited out the delay would
+        // take ten minutes, and the test would be killed long before.
+        assert_eq!(s.get("k49").unwrap().as_deref(), Some(&b"v"[..]));
+        assert!(
+            s.write_groups() - before <= 2,
+            "50 writes in {} transactions",
+            s.write_groups() - before
+        );
+        // A synchronous write does not wait for the delay either.
+        s.write_batch_later(vec![put("later", b"1")]).unwrap();
+        s.incr("n", 1, None).unwrap();
+        // Nor a flush, nor the drop, which writes what is gathered.
+        s.write_batch_later(vec![put("last", b"1")]).unwrap();
+        s.flush().unwrap();
+        s.write_batch_later(vec![put("dropped", b"1")]).unwrap();
+        drop(s);
+        let again = open(&dir);
+        for key in ["later", "last", "dropped"] {
+            assert!(again.get(key).unwrap().is_some(), "{key}");
+        }
     }
 
     #[test]

@@ -44,7 +44,9 @@ pub fn open(config: &StoreConfig) -> StoreResult<Arc<dyn Store>> {
                     StoreError::new(format!("cannot create {}: {e}", dir.display()))
                 })?;
             }
-            Ok(Arc::new(EmbeddedStore::open(&path, config.timeout())?))
+            let store = EmbeddedStore::open(&path, config.timeout())?;
+            store.set_write_delay(config.write_delay());
+            Ok(Arc::new(store))
         }
     }
 }
