@@ -329,20 +329,24 @@ pub fn scans_inline(config: &Config, envelope: &Envelope, raw: &[u8]) -> bool {
 /// multipart/*, no base64 and no uuencode ("begin 644 name"). Errs on the
 /// side of no: a quoted-printable or 8bit attachment goes to the pool.
 fn is_plain_text_mail(raw: &[u8]) -> bool {
-    let lower = raw.to_ascii_lowercase();
-    let has = |needle: &[u8]| memchr::memmem::find(&lower, needle).is_some();
-    if has(b"base64") || has(b"name=") || has(b"name*") {
-        return false;
-    }
-    if memchr::memmem::find_iter(&lower, b"\nbegin ")
-        .any(|i| lower.get(i + 7).is_some_and(u8::is_ascii_digit))
-    {
-        return false;
-    }
-    // Every Content-Type must be text/* or multipart/*.
-    memchr::memmem::find_iter(&lower, b"content-type:").all(|i| {
-        let value = lower[i + 13..].trim_ascii_start();
-        value.starts_with(b"text/") || value.starts_with(b"multipart/")
+    // One case-insensitive pass over the message, without a lower-cased
+    // copy of it (this runs on every message, on the protocol thread).
+    static MARKS: std::sync::LazyLock<regex::bytes::Regex> = std::sync::LazyLock::new(|| {
+        regex::bytes::Regex::new(r"(?i-u)base64|name=|name\*|\nbegin [0-9]|content-type:")
+            .expect("valid regex")
+    });
+    let starts_with = |value: &[u8], prefix: &[u8]| {
+        value
+            .get(..prefix.len())
+            .is_some_and(|v| v.eq_ignore_ascii_case(prefix))
+    };
+    MARKS.find_iter(raw).all(|mark| {
+        // Every Content-Type must be text/* or multipart/*; anything else
+        // found is an encoded part, a file name or uuencode.
+        mark.as_bytes().eq_ignore_ascii_case(b"content-type:") && {
+            let value = raw[mark.end()..].trim_ascii_start();
+            starts_with(value, b"text/") || starts_with(value, b"multipart/")
+        }
     })
 }
 
@@ -604,6 +608,25 @@ mod tests {
     #[test]
     fn plain_small_mail_is_scanned_inline() {
         assert!(scans_inline(&Config::default(), &inbound(), PLAIN));
+    }
+
+    /// Header names and values in any case are read as the MTA reads them.
+    #[test]
+    fn the_text_only_check_ignores_case() {
+        let plain = |raw: &[u8]| is_plain_text_mail(raw);
+        assert!(plain(b"CONTENT-TYPE: TEXT/Plain\r\n\r\nhi\r\n"));
+        assert!(plain(
+            b"Content-Type:\r\n Multipart/Alternative; boundary=x\r\n\r\n"
+        ));
+        assert!(!plain(b"Content-Type: Application/PDF\r\n\r\n%PDF\r\n"));
+        assert!(!plain(b"Content-Transfer-Encoding: BaSe64\r\n\r\nAAAA\r\n"));
+        assert!(!plain(
+            b"Content-Disposition: attachment; FileName=\"a.txt\"\r\n\r\n"
+        ));
+        assert!(!plain(
+            b"Content-Disposition: attachment; NAME*=utf-8''a.txt\r\n\r\n"
+        ));
+        assert!(!plain(b"hi\r\nBEGIN 644 a.doc\r\n"));
     }
 
     #[test]
