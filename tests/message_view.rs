@@ -230,3 +230,19 @@ fn list_id_is_read_with_or_without_a_phrase() {
     let none = build(b"From: a@example.com\r\n\r\nhi\r\n");
     assert_eq!(none.list_id, None);
 }
+
+/// A text body is read as UTF-8 when it is UTF-8, and its invalid bytes
+/// become U+FFFD when it is not (vendor/mail-parser's `utf8_lossy`).
+#[test]
+fn text_bodies_are_utf8_with_invalid_bytes_replaced() {
+    let valid = build(
+        "From: a@example.com\r\nSubject: x\r\n\r\nこんにちは, plain ASCII too\r\n".as_bytes(),
+    );
+    assert!(valid.texts[0].text.contains("こんにちは, plain ASCII too"));
+    let invalid = build(b"From: a@example.com\r\nSubject: x\r\n\r\nbad \xff\xfe bytes\r\n");
+    assert!(
+        invalid.texts[0].text.contains("bad \u{FFFD}\u{FFFD} bytes"),
+        "{:?}",
+        invalid.texts[0].text
+    );
+}

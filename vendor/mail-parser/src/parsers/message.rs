@@ -327,7 +327,7 @@ impl MessageParser {
                         (Cow::Borrowed(bytes), Some(charset_decoder)) => {
                             charset_decoder(bytes).into()
                         }
-                        (Cow::Borrowed(bytes), None) => String::from_utf8_lossy(bytes),
+                        (Cow::Borrowed(bytes), None) => utf8_lossy(bytes),
                     };
 
                     let is_html = mime_type == MimeType::TextHtml;
@@ -410,7 +410,7 @@ impl MessageParser {
                                 part.offset_end = offset_end as u32;
                                 if message.is_empty() {
                                     part.is_encoding_problem = true;
-                                    part.body = PartType::Text(String::from_utf8_lossy(
+                                    part.body = PartType::Text(utf8_lossy(
                                         raw_message
                                             .get(part.offset_body as usize..offset_end)
                                             .unwrap_or_default(),
@@ -523,7 +523,7 @@ impl MessageParser {
                                     })
                             }) {
                             Some(text) => Cow::Borrowed(text),
-                            _ => String::from_utf8_lossy(raw_text.unwrap_or_default()),
+                            _ => utf8_lossy(raw_text.unwrap_or_default()),
                         };
 
                         part.body = PartType::Text(text);
@@ -579,6 +579,17 @@ impl<'x> Message<'x> {
     /// Returns `false` if at least one header field was successfully parsed.
     pub fn is_empty(&self) -> bool {
         self.parts.is_empty()
+    }
+}
+
+/// `String::from_utf8_lossy`, with the common case first: a body that is
+/// valid UTF-8 (plain ASCII above all) is checked by `str::from_utf8`,
+/// which reads ASCII a word at a time, where the lossy decoder goes a byte
+/// at a time. Same result. (malspam-milter patch, see PATCHES.md.)
+fn utf8_lossy(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
     }
 }
 
