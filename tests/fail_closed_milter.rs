@@ -6,9 +6,7 @@ mod common;
 
 use common::{findings, handshake, quarantine_reason, send, Msg, TestMilter, PANIC, SLOW};
 use indymilter_test::Status;
-use malspam_milter::detector::{Detector, DetectorError, Hit, RuleInfo, ScanContext};
 use malspam_milter::detectors::outbound::holds;
-use malspam_milter::view::MessageView;
 
 /// The test connection comes from 192.0.2.25: an internal network here, so
 /// its mail is outbound, counted against the account `ip:192.0.2.25`.
@@ -103,25 +101,15 @@ async fn deep_nesting_gets_a_verdict_and_the_daemon_stays_up() {
 
 /// Sleeps 3 s on a message with 100 or more attachments: a stand-in for a
 /// scan that takes long, to show which thread it runs on.
-struct SlowOnManyParts;
-
-impl Detector for SlowOnManyParts {
-    fn name(&self) -> &'static str {
-        "slow_on_many_parts"
-    }
-    fn rules(&self) -> &'static [RuleInfo] {
-        &[]
-    }
-    fn inspect(
-        &self,
-        view: &MessageView,
-        _: &ScanContext<'_>,
-        _: &mut Vec<Hit>,
-    ) -> Result<(), DetectorError> {
-        if view.attachments.len() >= 100 {
-            std::thread::sleep(std::time::Duration::from_secs(3));
-        }
-        Ok(())
+fn slow_on_many_parts() -> common::OnView {
+    common::OnView {
+        name: "slow_on_many_parts",
+        on_view: |view| {
+            if view.attachments.len() >= 100 {
+                std::thread::sleep(std::time::Duration::from_secs(3));
+            }
+            Ok(())
+        },
     }
 }
 
@@ -133,7 +121,7 @@ impl Detector for SlowOnManyParts {
 /// one is scanned is answered within 1 s.
 #[tokio::test(flavor = "current_thread")]
 async fn quoted_printable_attachments_are_scanned_off_the_protocol_thread() {
-    let milter = TestMilter::start_with("", || vec![Box::new(SlowOnManyParts)]).await;
+    let milter = TestMilter::start_with("", || vec![Box::new(slow_on_many_parts())]).await;
     let addr = milter.addr;
     let mta = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()

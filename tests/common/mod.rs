@@ -17,20 +17,23 @@ use malspam_milter::{Engine, Envelope};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-/// Body text that makes [`MarkerDetector`] report.
+/// Body text that makes the marker detector ([`marker`]) report.
 pub const MARKER: &str = "MALSPAM-TEST-MARKER";
-/// Body text that makes [`PanickingDetector`] panic.
+/// Body text that makes the panicking detector ([`panicking`]) panic.
 pub const PANIC: &str = "MALSPAM-TEST-PANIC";
+/// Body text that makes the slow detector ([`slow`]) overrun any scan budget.
+pub const SLOW: &str = "MALSPAM-TEST-SLOW";
 
-/// A detector for pipeline tests. Until real detectors land, no rule of a
-/// test detector can be scored by config (unknown rules are refused), so it
-/// reports through the one channel a config can score: a detector error,
-/// which the core turns into the finding `scan.error` with its evidence.
-pub struct MarkerDetector;
+/// A detector for pipeline tests: a name, no rules, and what it does with
+/// each message (its outcome is the detector's).
+pub struct OnView {
+    pub name: &'static str,
+    pub on_view: fn(&MessageView) -> Result<(), DetectorError>,
+}
 
-impl Detector for MarkerDetector {
+impl Detector for OnView {
     fn name(&self) -> &'static str {
-        "marker"
+        self.name
     }
     fn rules(&self) -> &'static [RuleInfo] {
         &[]
@@ -41,64 +44,58 @@ impl Detector for MarkerDetector {
         _: &ScanContext<'_>,
         _: &mut Vec<Hit>,
     ) -> Result<(), DetectorError> {
-        if view.texts.iter().any(|t| t.text.contains(MARKER)) {
-            return Err(DetectorError::new(format!(
-                "test marker in the body of {:?}",
-                view.subject
-            )));
-        }
-        Ok(())
+        (self.on_view)(view)
+    }
+}
+
+fn body_has(view: &MessageView, text: &str) -> bool {
+    view.texts.iter().any(|t| t.text.contains(text))
+}
+
+/// Until real detectors land, no rule of a test detector can be scored by
+/// config (unknown rules are refused), so this one reports through the one
+/// channel a config can score: a detector error on messages carrying
+/// [`MARKER`], which the core turns into `scan.error` with its evidence.
+pub fn marker() -> OnView {
+    OnView {
+        name: "marker",
+        on_view: |view| {
+            if body_has(view, MARKER) {
+                return Err(DetectorError::new(format!(
+                    "test marker in the body of {:?}",
+                    view.subject
+                )));
+            }
+            Ok(())
+        },
     }
 }
 
 /// Panics on messages carrying [`PANIC`]; the milter must survive it.
-pub struct PanickingDetector;
-
-impl Detector for PanickingDetector {
-    fn name(&self) -> &'static str {
-        "panicking"
-    }
-    fn rules(&self) -> &'static [RuleInfo] {
-        &[]
-    }
-    fn inspect(
-        &self,
-        view: &MessageView,
-        _: &ScanContext<'_>,
-        _: &mut Vec<Hit>,
-    ) -> Result<(), DetectorError> {
-        if view.texts.iter().any(|t| t.text.contains(PANIC)) {
-            panic!("test detector panics on purpose");
-        }
-        Ok(())
+pub fn panicking() -> OnView {
+    OnView {
+        name: "panicking",
+        on_view: |view| {
+            if body_has(view, PANIC) {
+                panic!("test detector panics on purpose");
+            }
+            Ok(())
+        },
     }
 }
-
-/// Body text that makes [`SlowDetector`] overrun any scan budget.
-pub const SLOW: &str = "MALSPAM-TEST-SLOW";
 
 /// On messages carrying [`SLOW`], sleeps past the milter's scan budget
 /// (8 s > 1 s + 5 s grace with the test's config), like a detector stuck in
 /// a pathological file; the milter must answer anyway.
-pub struct SlowDetector;
-
-impl Detector for SlowDetector {
-    fn name(&self) -> &'static str {
-        "slow"
-    }
-    fn rules(&self) -> &'static [RuleInfo] {
-        &[]
-    }
-    fn inspect(
-        &self,
-        view: &MessageView,
-        _: &ScanContext<'_>,
-        _: &mut Vec<Hit>,
-    ) -> Result<(), DetectorError> {
-        if view.texts.iter().any(|t| t.text.contains(SLOW)) {
-            std::thread::sleep(std::time::Duration::from_secs(8));
-        }
-        Ok(())
+pub fn slow() -> OnView {
+    OnView {
+        name: "slow",
+        on_view: |view| {
+            if body_has(view, SLOW) {
+                std::thread::sleep(std::time::Duration::from_secs(8));
+            }
+            Ok(())
+        },
     }
 }
 
@@ -166,9 +163,9 @@ impl TestMilter {
         let recorder = seen.clone();
         TestMilter::start_built(config, seen, move |config| {
             let mut detectors: Vec<Box<dyn Detector>> = vec![
-                Box::new(MarkerDetector),
-                Box::new(PanickingDetector),
-                Box::new(SlowDetector),
+                Box::new(marker()),
+                Box::new(panicking()),
+                Box::new(slow()),
                 Box::new(RecordingDetector(recorder.clone())),
             ];
             detectors.extend(extra());
