@@ -241,3 +241,17 @@ fn a_message_costs_one_batched_read_per_stage() {
         "outbound: the envelope stage's read and the content's"
     );
 }
+
+/// Mail that is no reply, from a sender without a display name, needs
+/// nothing the store remembers: the lookup asks for nothing at all (the
+/// store's cost of the plainest, commonest mail).
+#[test]
+fn plain_mail_that_is_no_reply_reads_nothing() {
+    let store = Arc::new(WatchedStore::default());
+    let engine = engine(store.clone());
+    let plain = b"From: <newsletter@partner.example>\r\nTo: alice@example.jp\r\n\
+Subject: figures\r\nMessage-ID: <p1@partner.example>\r\n\r\nThe figures.\r\n";
+    let report = engine.scan(Envelope::default(), plain);
+    assert_eq!(report.verdict, Verdict::Accept, "{:?}", report.findings);
+    assert_eq!(store.take_reads(), (0, 0));
+}

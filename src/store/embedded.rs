@@ -1441,6 +1441,23 @@ mod tests {
         }
     }
 
+    /// A read that fails half-way (a set read as a value) ends its
+    /// transaction: the pooled connection it used serves the next reads.
+    #[test]
+    fn a_failed_read_leaves_its_connection_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(&dir);
+        s.set_add("set", b"m", None).unwrap();
+        s.put("value", b"v", None).unwrap();
+        // More failures than pooled connections: each must be given back clean.
+        for _ in 0..2 * READERS {
+            assert!(s.get_many(&["value".into(), "set".into()]).is_err());
+        }
+        for _ in 0..2 * READERS {
+            assert_eq!(s.get("value").unwrap().as_deref(), Some(&b"v"[..]));
+        }
+    }
+
     #[test]
     fn a_read_only_store_refuses_every_write() {
         let dir = tempfile::tempdir().unwrap();
