@@ -9,7 +9,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use indymilter_test::{EomAction, MacroStage, Status, TestConnection};
+use indymilter_test::{EomAction, Status};
 
 /// `[limits] scan_timeout_secs` of the daemon under test, and the grace the
 /// milter adds before it answers for a scan that has not finished.
@@ -46,21 +46,7 @@ async fn send(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (String, String, Duration) {
-    let mut conn = TestConnection::configure()
-        .read_timeout(Duration::from_secs(60))
-        .write_timeout(Duration::from_secs(60))
-        .open_tcp(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    conn.connect("client.example", [192, 0, 2, 1])
-        .await
-        .unwrap();
-    conn.helo("client.example").await.unwrap();
-    conn.mail(["<a@sender.example>"]).await.unwrap();
-    conn.rcpt(["<b@rcpt.example>"]).await.unwrap();
-    conn.macros(MacroStage::Eoh, [("i", queue_id)])
-        .await
-        .unwrap();
+    let mut conn = daemon::open_message(port, Duration::from_secs(60), queue_id).await;
     for (name, value) in headers {
         conn.header(*name, *value).await.unwrap();
     }

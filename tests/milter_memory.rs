@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use indymilter_test::{MacroStage, Status, TestConnection};
+use indymilter_test::Status;
 
 fn daemon_binary() -> PathBuf {
     let release = PathBuf::from(concat!(
@@ -48,22 +48,8 @@ impl Daemon {
 /// One message of `body_bytes` (plain text lines) through a connection,
 /// in 64 KiB body chunks like Postfix; returns the verdict header.
 async fn send(port: u16, body_bytes: usize, id: usize) -> Option<String> {
-    let mut conn = TestConnection::configure()
-        .read_timeout(Duration::from_secs(300))
-        .write_timeout(Duration::from_secs(300))
-        .open_tcp(("127.0.0.1", port))
-        .await
-        .unwrap();
-    conn.connect("client.example", [192, 0, 2, 1])
-        .await
-        .unwrap();
-    conn.helo("client.example").await.unwrap();
-    conn.mail(["<a@sender.example>"]).await.unwrap();
-    conn.rcpt(["<b@rcpt.example>"]).await.unwrap();
     let queue_id = format!("MEM{id}");
-    conn.macros(MacroStage::Eoh, [("i", queue_id.as_str())])
-        .await
-        .unwrap();
+    let mut conn = daemon::open_message(port, Duration::from_secs(300), &queue_id).await;
     conn.header("From", "a@sender.example").await.unwrap();
     conn.header("Subject", "memory").await.unwrap();
     conn.eoh().await.unwrap();

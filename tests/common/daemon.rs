@@ -8,6 +8,32 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A milter session with the daemon on `port`, through the envelope: a
+/// client, HELO, one sender and one recipient, and the queue id (macro
+/// `i`). Reads and writes time out after `timeout`.
+pub async fn open_message(
+    port: u16,
+    timeout: Duration,
+    queue_id: &str,
+) -> indymilter_test::TestConnection {
+    let mut conn = indymilter_test::TestConnection::configure()
+        .read_timeout(timeout)
+        .write_timeout(timeout)
+        .open_tcp(("127.0.0.1", port))
+        .await
+        .expect("connect to the daemon");
+    conn.connect("client.example", [192, 0, 2, 1])
+        .await
+        .unwrap();
+    conn.helo("client.example").await.unwrap();
+    conn.mail(["<a@sender.example>"]).await.unwrap();
+    conn.rcpt(["<b@rcpt.example>"]).await.unwrap();
+    conn.macros(indymilter_test::MacroStage::Eoh, [("i", queue_id)])
+        .await
+        .unwrap();
+    conn
+}
+
 /// The daemon; killed and reaped on drop.
 pub struct ChildDaemon {
     pub child: Child,
