@@ -33,6 +33,20 @@ fn postfix_with_the_milter_delivers_tags_holds_and_loses_nothing() {
     eprintln!("\n*** SKIPPED tests/postfix.rs: {why_not} ***\n*** install postfix and run as root (.ci/run does) ***\n");
 }
 
+/// A test's main.cf lines replace the template's (a parameter given twice
+/// makes every daemon warn at start-up, which can deadlock the instance's
+/// log socket); continuation lines go with their parameter.
+#[test]
+fn harness_main_cf_overrides_replace_the_template_lines() {
+    let template =
+        "# comment = kept\nqueue_run_delay = 1s\nsmtpd_milters = a,\n  b\nmynetworks = x\n";
+    let merged = override_main_cf(template, "queue_run_delay = 300s\nsmtpd_milters =\n");
+    assert_eq!(
+        merged,
+        "# comment = kept\nmynetworks = x\nqueue_run_delay = 300s\nsmtpd_milters =\n"
+    );
+}
+
 fn run_postfix_scenario() {
     let mut pf = TestPostfix::start();
 

@@ -39,6 +39,59 @@ pub fn can_run_postfix() -> Option<String> {
     None
 }
 
+/// main.cf `template` with `extra`'s parameters in place of the template's
+/// own: a parameter given twice makes every Postfix process warn at start-up
+/// ("overriding earlier entry"), and those warnings can deadlock the instance
+/// (see [`assert_config_is_quiet`]).
+pub fn override_main_cf(template: &str, extra: &str) -> String {
+    let name_of = |line: &str| -> Option<String> {
+        let (name, _) = line.split_once('=')?;
+        let name = name.trim();
+        let plain = !name.is_empty()
+            && !line.starts_with([' ', '\t', '#'])
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        plain.then(|| name.to_string())
+    };
+    let overridden: Vec<String> = extra.lines().filter_map(name_of).collect();
+    let mut out = String::new();
+    let mut dropping = false;
+    for line in template.lines() {
+        // A line that starts with white space continues the previous parameter.
+        if !line.starts_with([' ', '\t']) {
+            dropping = name_of(line).is_some_and(|n| overridden.contains(&n));
+        }
+        if !dropping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out + extra
+}
+
+/// The instance's config must parse without a warning. Each daemon logs its
+/// start-up warnings to the instance's log socket before postlogd reads it;
+/// with Linux's default queue of 10 datagrams (net.unix.max_dgram_qlen) a few
+/// warnings per daemon fill it, postlogd blocks writing its own warnings to
+/// itself, and every daemon (smtpd before its banner, `postfix stop`) blocks
+/// behind it: a test that hangs for minutes instead of a clear message.
+fn assert_config_is_quiet(etc: &Path) {
+    // -n reads main.cf, -M master.cf.
+    for file in ["-n", "-M"] {
+        let out = Command::new("postconf")
+            .arg("-c")
+            .arg(etc)
+            .arg(file)
+            .output()
+            .expect("run postconf");
+        let warnings = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && warnings.trim().is_empty(),
+            "the test Postfix's config warns (every daemon would log this at start-up, \
+             which can deadlock its log socket):\n{warnings}"
+        );
+    }
+}
+
 /// A message from alice to bob with CRLF line endings.
 pub fn message(subject: &str, extra: &[(&str, &str)], body: &str) -> String {
     let mut m = format!(
@@ -140,10 +193,16 @@ impl TestPostfix {
                 .replace("@SMTP_PORT@", &smtp_port.to_string())
                 .replace("@SINK_PORT@", &sink_port.to_string())
         };
-        for (file, extra) in [("main.cf", extra_main), ("master.cf", extra_master)] {
-            let template = std::fs::read_to_string(format!("{TEMPLATES}/{file}.in")).unwrap();
-            std::fs::write(root.join("etc").join(file), vars(template + extra)).unwrap();
-        }
+        let main_template = std::fs::read_to_string(format!("{TEMPLATES}/main.cf.in")).unwrap();
+        let master_template = std::fs::read_to_string(format!("{TEMPLATES}/master.cf.in")).unwrap();
+        let main_cf = override_main_cf(&main_template, extra_main);
+        std::fs::write(root.join("etc/main.cf"), vars(main_cf)).unwrap();
+        std::fs::write(
+            root.join("etc/master.cf"),
+            vars(master_template + extra_master),
+        )
+        .unwrap();
+        assert_config_is_quiet(&root.join("etc"));
         before_start(root);
         let sink = Command::new("smtp-sink")
             .args(["-u", "postfix", "-d"])
