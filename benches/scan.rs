@@ -221,6 +221,28 @@ Subject: bench {n}\r\n\r\n"
     mail
 }
 
+/// A 2 kB reply among a thousand correspondents, each with a display name:
+/// every one reads the sender's name and the thread it answers (written
+/// 500 messages before) in the lookup, while the writer gathers what the
+/// last messages taught.
+fn correspondence_mail(n: usize) -> Vec<u8> {
+    let who = n % 1000;
+    let mut mail = format!(
+        "From: \"Correspondent {who}\" <c{who}@partner{}.example>\r\nTo: <rcpt@dest.example>\r\n\
+Date: Sun, 22 Nov 2026 02:00:00 +0000\r\nMessage-ID: <{n}.bench@partner.example>\r\n\
+In-Reply-To: <{}.bench@partner.example>\r\nSubject: Re: bench {}\r\n\r\n",
+        who % 50,
+        n.saturating_sub(500),
+        n.saturating_sub(500)
+    )
+    .into_bytes();
+    let line = b"La La La La La La La La La La La La La La La La La La La La La\r\n";
+    while mail.len() < 2000 {
+        mail.extend_from_slice(line);
+    }
+    mail
+}
+
 /// The daemon's per-message work for the Postfix benchmark's traffic: scan
 /// and remember in the embedded (SQLite) state store. Remembering is handed
 /// to the store's writer thread, as in the daemon: its time is not in these
@@ -245,6 +267,15 @@ fn bench_plain(c: &mut Criterion) {
             })
         });
     }
+    let mut n = 0;
+    group.bench_function("correspondence_2kB", |b| {
+        b.iter(|| {
+            n += 1;
+            std::hint::black_box(
+                engine.scan_and_commit(Envelope::default(), &correspondence_mail(n)),
+            )
+        })
+    });
     group.finish();
 }
 

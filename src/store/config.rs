@@ -43,9 +43,9 @@ pub struct StoreConfig {
     pub thread_ttl_days: u64,
     /// Embedded store: how long its writer thread waits to gather what
     /// accepted mail teaches into one transaction, in milliseconds (a
-    /// commit per message costs more than the scan of small mail). Any
-    /// read, a flush or a counter write cuts the wait short, so nothing is
-    /// read stale; a crash loses at most this
+    /// commit per message costs more than the scan of small mail). A read
+    /// of a key with a write queued, a flush or a counter write cuts the
+    /// wait short, so nothing is read stale; a crash loses at most this
     /// much of what mail taught. 0 = write as soon as the writer wakes.
     pub write_delay_ms: u64,
 }

@@ -17,11 +17,12 @@
 //! messages' writes. [`Store::write_batch`] waits for its outcome,
 //! [`Store::write_batch_later`] (what mail teaches) does not. Reads use a
 //! small pool of read-only connections (WAL readers never wait for the
-//! writer), after waiting until every write queued before the read began
-//! is applied: this process reads its own writes, counters and deletions
-//! included.
+//! writer), after waiting until every write to the keys they read, queued
+//! before the read began, is applied: this process reads its own writes,
+//! counters and deletions included, and a read of other keys does not
+//! wait for (nor cut short) the writer's gathering.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -134,6 +135,12 @@ struct Queue {
     gathering: bool,
     /// The writer thread is gone: nothing more will be applied.
     stopped: bool,
+    /// Per key written by a job not yet applied: the number of the last
+    /// such job. A read waits only for the jobs that write what it reads.
+    pending: HashMap<String, u64>,
+    /// The number of the last queued job that may write any key (a sweep
+    /// of expired rows): every read waits for it.
+    pending_all: u64,
 }
 
 /// Per write: an Incr's new value, 1 when a SetAdd added its member, else
@@ -153,9 +160,18 @@ enum Work {
     /// `compute` makes of them: one step, since the writer is the only one.
     Update {
         keys: Vec<String>,
+        /// Every key `compute` may write besides `keys`: reads of other
+        /// keys go ahead of the job, so writing any other is refused.
+        may_write: Vec<String>,
         compute: ComputeLater,
     },
     Purge,
+}
+
+/// Which keys a job may write.
+enum Touches<'a> {
+    Keys(Vec<&'a str>),
+    Everything,
 }
 
 impl Work {
@@ -166,6 +182,16 @@ impl Work {
             Work::Write(ops) => ops.len(),
             Work::Update { keys, .. } => keys.len(),
             Work::Purge => 0,
+        }
+    }
+
+    fn touches(&self) -> Touches<'_> {
+        match self {
+            Work::Write(ops) => Touches::Keys(ops.iter().map(WriteOp::key).collect()),
+            Work::Update {
+                keys, may_write, ..
+            } => Touches::Keys(keys.iter().chain(may_write).map(String::as_str).collect()),
+            Work::Purge => Touches::Everything,
         }
     }
 }
@@ -181,6 +207,20 @@ impl Shared {
     fn push(&self, queue: &mut Queue, work: Work, reply: Option<mpsc::SyncSender<Outcome>>) {
         queue.sent += 1;
         queue.later_ops += work.later_ops(reply.is_some());
+        let seq = queue.sent;
+        match work.touches() {
+            Touches::Keys(keys) => {
+                for key in keys {
+                    match queue.pending.get_mut(key) {
+                        Some(last) => *last = seq,
+                        None => {
+                            queue.pending.insert(key.to_string(), seq);
+                        }
+                    }
+                }
+            }
+            Touches::Everything => queue.pending_all = seq,
+        }
         let urgent = reply.is_some();
         queue.jobs.push_back(Job {
             seq: queue.sent,
@@ -247,11 +287,18 @@ impl Shared {
         }
     }
 
-    /// Wait until every job queued so far is applied; give up at
-    /// `deadline` (None: wait as long as it takes).
-    fn wait_applied(&self, deadline: Option<Instant>) -> StoreResult<()> {
+    /// Wait until every job queued so far that may write one of `keys`
+    /// (None: any job at all) is applied; give up at `deadline` (None:
+    /// wait as long as it takes).
+    fn wait_applied(&self, keys: Option<&[&str]>, deadline: Option<Instant>) -> StoreResult<()> {
         let mut queue = self.queue();
-        let target = queue.sent;
+        let target = match keys {
+            None => queue.sent,
+            Some(keys) => keys
+                .iter()
+                .filter_map(|k| queue.pending.get(*k).copied())
+                .fold(queue.pending_all, u64::max),
+        };
         if queue.applied >= target {
             return Ok(());
         }
@@ -355,7 +402,11 @@ impl Shared {
 
     /// The writer: jobs up to `seq` are applied.
     fn applied(&self, seq: u64) {
-        self.queue().applied = seq;
+        let mut queue = self.queue();
+        queue.applied = seq;
+        // What jobs queued since the writer took its work still write.
+        queue.pending.retain(|_, last| *last > seq);
+        drop(queue);
         self.progress.notify_all();
     }
 }
@@ -470,9 +521,25 @@ fn try_group(conn: &mut Connection, work: &mut [&mut Work], now: i64) -> StoreRe
 fn do_work(tx: &Connection, work: &mut Work, now: i64) -> Outcome {
     match work {
         Work::Purge => purge(tx, now).map(|n| vec![n as i64]),
-        Work::Update { keys, compute } => {
+        Work::Update {
+            keys,
+            may_write,
+            compute,
+        } => {
             let values = values_in(tx, keys, now)?;
-            write_ops(tx, &compute(&values), now)
+            let ops = compute(&values);
+            if let Some(op) = ops
+                .iter()
+                .find(|op| !keys.iter().chain(&*may_write).any(|k| k == op.key()))
+            {
+                // Reads of that key did not wait for this job: refused
+                // rather than read stale.
+                return Err(StoreError::new(format!(
+                    "embedded store: an update wrote {}, a key it did not declare; not written",
+                    op.key()
+                )));
+            }
+            write_ops(tx, &ops, now)
         }
         Work::Write(ops) => write_ops(tx, ops, now),
     }
@@ -842,12 +909,17 @@ impl EmbeddedStore {
         (self.clock)() as i64
     }
 
-    /// Run `f` on a read connection once every write queued before now is
-    /// applied (read-your-writes); both waits within `store.timeout_ms`.
-    fn with_reader<T>(&self, f: impl FnOnce(&mut Connection) -> StoreResult<T>) -> StoreResult<T> {
+    /// Run `f` on a read connection once every write to `keys` (None:
+    /// to any key) queued before now is applied (read-your-writes); both
+    /// waits within `store.timeout_ms`.
+    fn with_reader<T>(
+        &self,
+        keys: Option<&[&str]>,
+        f: impl FnOnce(&mut Connection) -> StoreResult<T>,
+    ) -> StoreResult<T> {
         let deadline = Instant::now() + self.timeout;
         if let Some(writer) = &self.writer {
-            writer.shared.wait_applied(Some(deadline))?;
+            writer.shared.wait_applied(keys, Some(deadline))?;
         }
         let mut conn = self.readers.take(deadline)?;
         f(&mut conn)
@@ -1107,7 +1179,7 @@ impl Store for EmbeddedStore {
 
     fn set_contains(&self, key: &str, member: &[u8]) -> StoreResult<bool> {
         let now = self.now();
-        self.with_reader(|conn| holds_member(conn, key, member, now))
+        self.with_reader(Some(&[key]), |conn| holds_member(conn, key, member, now))
     }
 
     fn set_members(&self, key: &str) -> StoreResult<Vec<Vec<u8>>> {
@@ -1119,14 +1191,17 @@ impl Store for EmbeddedStore {
 
     fn set_members_many(&self, keys: &[String]) -> StoreResult<Vec<Vec<Vec<u8>>>> {
         let now = self.now();
-        self.with_reader(|conn| in_snapshot(conn, |tx| sets_in(tx, keys, now)))
+        let read: Vec<&str> = keys.iter().map(String::as_str).collect();
+        self.with_reader(Some(&read), |conn| {
+            in_snapshot(conn, |tx| sets_in(tx, keys, now))
+        })
     }
 
     fn keys_with_prefix(&self, prefix: &str) -> StoreResult<Vec<String>> {
         let now = self.now();
         // Every key starting with `prefix` sorts between it and prefix+U+10FFFF.
         let upper = format!("{prefix}\u{10FFFF}");
-        self.with_reader(|conn| {
+        self.with_reader(None, |conn| {
             let mut st = conn
                 .prepare_cached(
                     "SELECT key FROM kv WHERE key >= ?1 AND key < ?2
@@ -1143,7 +1218,10 @@ impl Store for EmbeddedStore {
 
     fn get_many(&self, keys: &[String]) -> StoreResult<Vec<Option<Vec<u8>>>> {
         let now = self.now();
-        self.with_reader(|conn| in_snapshot(conn, |tx| values_in(tx, keys, now)))
+        let read: Vec<&str> = keys.iter().map(String::as_str).collect();
+        self.with_reader(Some(&read), |conn| {
+            in_snapshot(conn, |tx| values_in(tx, keys, now))
+        })
     }
 
     /// The lookup stage's reads in one read transaction on one pooled
@@ -1153,7 +1231,7 @@ impl Store for EmbeddedStore {
             return Ok(Snapshot::default());
         }
         let now = self.now();
-        self.with_reader(|conn| {
+        self.with_reader(Some(&reads.keys()), |conn| {
             in_snapshot(conn, |tx| {
                 let values = values_in(tx, &reads.value_keys(), now)?;
                 let sets = sets_in(tx, &reads.set_keys(), now)?;
@@ -1179,15 +1257,25 @@ impl Store for EmbeddedStore {
     /// Handed to the writer thread, which reads `keys` and writes what
     /// `compute` makes of them in its own transaction: one step, since it
     /// is the only writer. Reads of this process made after this returns
-    /// wait for it, as for any queued write.
-    fn update_later(&self, keys: Vec<String>, compute: ComputeLater) -> StoreResult<()> {
-        self.writer()?.send_later(Work::Update { keys, compute })
+    /// wait for it when they read `keys` or `may_write`, as for any queued
+    /// write to what they read.
+    fn update_later(
+        &self,
+        keys: Vec<String>,
+        may_write: Vec<String>,
+        compute: ComputeLater,
+    ) -> StoreResult<()> {
+        self.writer()?.send_later(Work::Update {
+            keys,
+            may_write,
+            compute,
+        })
     }
 
     /// Wait until every write queued so far is applied.
     fn flush(&self) -> StoreResult<()> {
         match &self.writer {
-            Some(writer) => writer.shared.wait_applied(None),
+            Some(writer) => writer.shared.wait_applied(None, None),
             None => Ok(()),
         }
     }
@@ -1373,14 +1461,16 @@ mod tests {
                 vec![put("n", (n + 1).to_string().as_bytes())]
             })
         };
-        s.update_later(vec!["n".into()], increment()).unwrap();
+        s.update_later(vec!["n".into()], vec![], increment())
+            .unwrap();
         assert_eq!(s.get("n").unwrap().as_deref(), Some(&b"1"[..]));
         let threads: Vec<_> = (0..8)
             .map(|_| {
                 let s = s.clone();
                 std::thread::spawn(move || {
                     for _ in 0..200 {
-                        s.update_later(vec!["n".into()], increment()).unwrap();
+                        s.update_later(vec!["n".into()], vec![], increment())
+                            .unwrap();
                     }
                 })
             })
@@ -1393,6 +1483,7 @@ mod tests {
         // and counted.
         s.update_later(
             vec!["n".into()],
+            vec![],
             Box::new(|_: &[Option<Vec<u8>>]| {
                 vec![WriteOp::SetAdd {
                     key: "n".into(),
@@ -1402,7 +1493,8 @@ mod tests {
             }),
         )
         .unwrap();
-        s.update_later(vec!["n".into()], increment()).unwrap();
+        s.update_later(vec!["n".into()], vec![], increment())
+            .unwrap();
         assert_eq!(s.get("n").unwrap().as_deref(), Some(&b"1602"[..]));
         assert_eq!(s.lost_writes(), 1);
     }
@@ -1439,6 +1531,54 @@ mod tests {
         for key in ["later", "last", "dropped"] {
             assert!(again.get(key).unwrap().is_some(), "{key}");
         }
+    }
+
+    /// A read waits only for queued writes to the keys it reads: reading
+    /// other keys neither waits nor cuts the writer's gathering short. An
+    /// update's declared writes count; an undeclared one is refused.
+    #[test]
+    fn a_read_waits_only_for_writes_to_what_it_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(&dir);
+        s.set_write_delay(Duration::from_secs(600));
+        let before = s.write_groups();
+        s.write_batch_later(vec![put("queued", b"v")]).unwrap();
+        s.update_later(
+            vec!["read".into()],
+            vec!["named".into()],
+            Box::new(|_: &[Option<Vec<u8>>]| vec![set_add("named", b"m")]),
+        )
+        .unwrap();
+        // Not a timing assertion: a read that waited for the writer would
+        // have ended its ten-minute gathering, and committed.
+        let mut other = Reads::default();
+        other.value("other".into());
+        other.set("other-set".into());
+        other.membership("other-set".into(), b"m".to_vec());
+        assert!(s.read(&other).is_ok());
+        assert_eq!(s.get("other").unwrap(), None);
+        assert_eq!(s.write_groups(), before, "an unrelated read waited");
+        // A read of a queued key waits for it, and so does one of a key an
+        // update declared it may write.
+        assert_eq!(s.get("queued").unwrap().as_deref(), Some(&b"v"[..]));
+        assert_eq!(s.write_groups(), before + 1);
+        s.update_later(
+            vec!["read".into()],
+            vec!["named".into()],
+            Box::new(|_: &[Option<Vec<u8>>]| vec![set_add("named", b"n")]),
+        )
+        .unwrap();
+        assert_eq!(s.set_members("named").unwrap().len(), 2);
+        // Writing a key it did not declare: refused, and counted lost.
+        s.update_later(
+            vec!["read".into()],
+            vec![],
+            Box::new(|_: &[Option<Vec<u8>>]| vec![put("undeclared", b"x")]),
+        )
+        .unwrap();
+        s.flush().unwrap();
+        assert_eq!(s.get("undeclared").unwrap(), None);
+        assert_eq!(s.lost_writes(), 1);
     }
 
     /// A read that fails half-way (a set read as a value) ends its

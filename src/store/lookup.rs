@@ -52,6 +52,16 @@ impl Reads {
         self.memberships.extend(other.memberships);
     }
 
+    /// Every key read: values, sets and the sets of memberships.
+    pub fn keys(&self) -> Vec<&str> {
+        self.values
+            .iter()
+            .chain(&self.sets)
+            .chain(self.memberships.iter().map(|(k, _)| k))
+            .map(String::as_str)
+            .collect()
+    }
+
     /// The value keys, sorted.
     pub fn value_keys(&self) -> Vec<String> {
         self.values.iter().cloned().collect()

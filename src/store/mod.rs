@@ -185,9 +185,17 @@ pub trait Store: Send + Sync {
     /// writes happen later, still as one step no other writer comes
     /// between, and reads of this process made after it returns see its
     /// writes. For what mail teaches (remembering), off the reply's path.
-    /// This default does it at once; the embedded store hands it to its
-    /// writer thread.
-    fn update_later(&self, keys: Vec<String>, mut compute: ComputeLater) -> StoreResult<()> {
+    /// `compute` writes only `keys` and `may_write`: a read of any other
+    /// key need not wait for it (a write elsewhere is refused). This
+    /// default does it at once; the embedded store hands it to its writer
+    /// thread.
+    fn update_later(
+        &self,
+        keys: Vec<String>,
+        may_write: Vec<String>,
+        mut compute: ComputeLater,
+    ) -> StoreResult<()> {
+        let _ = may_write;
         self.update(&keys, &mut *compute)
     }
 
@@ -229,6 +237,18 @@ pub enum WriteOp {
     Delete {
         key: String,
     },
+}
+
+impl WriteOp {
+    /// The key this write changes.
+    pub fn key(&self) -> &str {
+        match self {
+            WriteOp::Put { key, .. }
+            | WriteOp::SetAdd { key, .. }
+            | WriteOp::Incr { key, .. }
+            | WriteOp::Delete { key } => key,
+        }
+    }
 }
 
 /// Unix time in seconds; stores take time from the caller so tests can set it.

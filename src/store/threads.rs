@@ -271,8 +271,10 @@ pub fn remember_later(
         return Ok(());
     }
     let keys = keys_read(&message, believed);
+    let may_write = names_written(&message);
     store.update_later(
         keys,
+        may_write,
         Box::new(move |values| {
             let trust = Trust {
                 believed,
@@ -281,6 +283,16 @@ pub fn remember_later(
             writes(&message, &trust, values, now, ttl).1
         }),
     )
+}
+
+/// The keys [`writes`] may write besides [`keys_read`]: the name sets of
+/// the participants (of those it learns, a subset).
+fn names_written(message: &Remembrance) -> Vec<String> {
+    message
+        .participants
+        .iter()
+        .filter_map(|(_, name)| name.as_deref().and_then(correspondents::name_key_of))
+        .collect()
 }
 
 /// The list remembered with a message: inbound mail's only when it came
