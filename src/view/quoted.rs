@@ -67,31 +67,52 @@ impl QuotedBlock {
 /// above the history, and the links in the HTML written above it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct History {
-    pub quoted: Quoted,
-    /// The text above the quoted history, all parts, a line break after each.
-    pub new_text: String,
+    /// Every quoted block of every part, once.
+    pub blocks: Vec<QuotedBlock>,
+    /// The deepest `>` quoting of a part (lines quoted).
+    pub quote_lines: usize,
+    /// Where each part's text above the quoted history is (see [`History::new_texts`]).
+    new_text: Vec<NewText>,
     /// Links (hrefs that parse as URLs) in the HTML above its quote marks.
     pub new_links: Vec<String>,
+}
+
+/// What a part's sender wrote now: the head of the view's text (no copy of
+/// a long body per message), or the normalised head when NFKC changed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum NewText {
+    Head { part: usize, len: usize },
+    Normalised(String),
 }
 
 impl History {
     /// Read `view`'s own text, at most `max_text_bytes` of each part.
     pub fn of(view: &crate::view::MessageView, max_text_bytes: usize) -> History {
         let mut history = History::default();
-        for part in view
+        for (index, part) in view
             .texts
             .iter()
-            .filter(|t| t.depth == 0 && !t.is_attachment)
+            .enumerate()
+            .filter(|(_, t)| t.depth == 0 && !t.is_attachment)
         {
-            let q = parse(&part.text, max_text_bytes);
+            let (q, text, end) = find(&part.text, max_text_bytes);
             for b in q.blocks {
-                if !history.quoted.blocks.contains(&b) {
-                    history.quoted.blocks.push(b);
+                if !history.blocks.contains(&b) {
+                    history.blocks.push(b);
                 }
             }
-            history.quoted.quote_lines = history.quoted.quote_lines.max(q.quote_lines);
-            history.new_text.push_str(&q.new_text);
-            history.new_text.push('\n');
+            history.quote_lines = history.quote_lines.max(q.quote_lines);
+            history.new_text.push(match text {
+                // Borrowed: `end` is an offset in the part's own text.
+                std::borrow::Cow::Borrowed(_) => NewText::Head {
+                    part: index,
+                    len: end,
+                },
+                std::borrow::Cow::Owned(mut normalised) => {
+                    normalised.truncate(end);
+                    NewText::Normalised(normalised)
+                }
+            });
             if let Some(html) = &part.html {
                 let cut = html_history_start(html, max_text_bytes);
                 for a in super::urls::anchors(&html[..cut]) {
@@ -102,6 +123,27 @@ impl History {
             }
         }
         history
+    }
+
+    /// True when the text carries quoted history of any form.
+    pub fn has_history(&self) -> bool {
+        !self.blocks.is_empty() || self.quote_lines >= 2
+    }
+
+    /// What the sender wrote now above the quoted history, part by part;
+    /// `view` is the message this history was derived from.
+    pub fn new_texts<'a>(
+        &'a self,
+        view: &'a crate::view::MessageView,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        self.new_text.iter().map(move |t| match t {
+            NewText::Head { part, len } => view
+                .texts
+                .get(*part)
+                .and_then(|p| p.text.get(..*len))
+                .unwrap_or(""),
+            NewText::Normalised(text) => text.as_str(),
+        })
     }
 }
 
@@ -167,6 +209,15 @@ pub fn parse_head(text: &str, lines: usize, max_bytes: usize) -> Quoted {
 
 /// Find the quoted history in `text` (first `max_bytes` bytes).
 pub fn parse(text: &str, max_bytes: usize) -> Quoted {
+    let (mut quoted, text, end) = find(text, max_bytes);
+    quoted.new_text = text[..end].to_string();
+    quoted
+}
+
+/// [`parse`] without copying the new text: the quoted history (its
+/// `new_text` left empty), the text it was found in (NFKC-normalised, of
+/// `text` when that changed nothing), and where the new text ends in it.
+fn find(text: &str, max_bytes: usize) -> (Quoted, std::borrow::Cow<'_, str>, usize) {
     let mut cut = text.len().min(max_bytes);
     while !text.is_char_boundary(cut) {
         cut -= 1;
@@ -217,8 +268,7 @@ pub fn parse(text: &str, max_bytes: usize) -> Quoted {
         i += 1;
     }
     let end = history_start.unwrap_or(text.len());
-    out.new_text = text[..end].to_string();
-    out
+    (out, text, end)
 }
 
 /// Where quoted history starts in HTML, by the marks mailers leave.
@@ -236,12 +286,14 @@ const HTML_QUOTE_MARKS: &[&str] = &[
 /// in `html`, looking at its first `max_bytes`; at most `max_bytes` (or
 /// the length) when it has none.
 pub fn html_history_start(html: &str, max_bytes: usize) -> usize {
-    let lower = html.to_ascii_lowercase();
-    let mut cut = HTML_QUOTE_MARKS
-        .iter()
-        .filter_map(|m| lower.find(m))
-        .min()
-        .unwrap_or(html.len())
+    // The first mark in ASCII case (no lower-cased copy of the page).
+    static MARKS: LazyLock<regex::bytes::Regex> = LazyLock::new(|| {
+        let marks: Vec<String> = HTML_QUOTE_MARKS.iter().map(|m| regex::escape(m)).collect();
+        regex::bytes::Regex::new(&format!("(?i-u){}", marks.join("|"))).expect("quote marks")
+    });
+    let mut cut = MARKS
+        .find(html.as_bytes())
+        .map_or(html.len(), |m| m.start())
         .min(max_bytes)
         .min(html.len());
     while !html.is_char_boundary(cut) {
@@ -271,11 +323,15 @@ fn mark(offset: usize, start: &mut Option<usize>) {
 }
 
 fn line_offsets(text: &str) -> Vec<(usize, &str)> {
-    let mut out = Vec::new();
+    // Most lines of mail are shorter than 80 bytes; a guess saves the
+    // copies of growing the list line by line for a long body.
+    let mut out = Vec::with_capacity(text.len() / 64 + 1);
     let mut offset = 0;
-    for line in text.split('\n') {
+    for end in memchr::memchr_iter(b'\n', text.as_bytes()).chain([text.len()]) {
+        // Cut at '\n', an ASCII byte: always a character boundary.
+        let line = &text[offset..end];
         out.push((offset, line.trim_end_matches('\r')));
-        offset += line.len() + 1;
+        offset = end + 1;
     }
     out
 }
@@ -553,6 +609,67 @@ mod tests {
     use super::*;
 
     const MAR_4_2019: i64 = 1_551_657_600;
+
+    fn view_of(raw: &str) -> crate::view::MessageView {
+        crate::view::MessageView::build(
+            crate::Envelope::default(),
+            raw.as_bytes(),
+            &crate::config::Limits::default(),
+            std::time::Instant::now() + std::time::Duration::from_secs(10),
+        )
+    }
+
+    /// The history's new text is the head of the part's own text (no
+    /// copy), or the normalised head when NFKC changed the text; either
+    /// way what `parse` calls the new text.
+    #[test]
+    fn the_new_text_is_the_head_of_each_part() {
+        let ascii = "Please see the attached.\r\n\r\n-----Original Message-----\r\n\
+From: Taro <taro@x.example>\r\nSent: Monday, March 4, 2019 10:12 AM\r\n\
+To: Hanako <hanako@y.example>\r\nSubject: invoice\r\n\r\nold text\r\n";
+        let wide = "ＡＢＣの件、ご確認ください。\r\n";
+        for body in [ascii, wide] {
+            let view = view_of(&format!("From: a@b.example\r\nSubject: x\r\n\r\n{body}"));
+            let history = History::of(&view, 1 << 20);
+            let texts: Vec<&str> = history.new_texts(&view).collect();
+            let text = &view.texts[0].text;
+            assert_eq!(texts, [parse(text, 1 << 20).new_text.as_str()]);
+        }
+        let view = view_of(&format!("From: a@b.example\r\nSubject: x\r\n\r\n{ascii}"));
+        let history = History::of(&view, 1 << 20);
+        assert_eq!(
+            history.new_texts(&view).next().unwrap().trim(),
+            "Please see the attached."
+        );
+        assert!(history.has_history());
+        let view = view_of(&format!("From: a@b.example\r\nSubject: x\r\n\r\n{wide}"));
+        let history = History::of(&view, 1 << 20);
+        assert_eq!(
+            history.new_texts(&view).next().unwrap().trim(),
+            "ABCの件、ご確認ください。"
+        );
+        assert!(!history.has_history());
+    }
+
+    /// Quote marks are found in any ASCII case; one beyond `max_bytes`
+    /// cuts there.
+    #[test]
+    fn html_quote_marks_in_any_case() {
+        let page = "<p>new</p><BLOCKQUOTE>old</BLOCKQUOTE>";
+        assert_eq!(
+            html_history_start(page, 1 << 20),
+            page.find("<BLOCKQUOTE").unwrap()
+        );
+        let gmail = "<div>hi</div><div class=\"Gmail_Quote\">old</div>";
+        assert_eq!(
+            html_history_start(gmail, 1 << 20),
+            gmail.find("Gmail_Quote").unwrap()
+        );
+        assert_eq!(html_history_start(page, 5), 5);
+        assert_eq!(html_history_start("<p>no history</p>", 1 << 20), 17);
+        // A case fold beyond ASCII (the Kelvin sign for K) is no mark.
+        assert_eq!(html_history_start("<bloc\u{212A}quote>", 1 << 20), 14);
+    }
 
     #[test]
     fn only_lines_that_can_start_history_leave_the_fast_path() {

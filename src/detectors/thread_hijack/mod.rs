@@ -33,7 +33,7 @@ use crate::names::normalize as normalize_name;
 use crate::store::threads::{self, normalize_subject, ThreadRecord};
 use crate::store::{correspondents, Reads};
 use crate::view::{urls, FileType, MessageView};
-use quoted::{History, Quoted, QuotedBlock, Style};
+use quoted::{History, QuotedBlock, Style};
 use std::borrow::Cow;
 use subject::PrefixKind;
 
@@ -171,7 +171,7 @@ impl Detector for ThreadHijack {
 
         // Rules that need no store first: a store error must not hide them.
         if is_reply
-            && facts.history.quoted.has_history()
+            && facts.history.has_history()
             && view.in_reply_to.is_empty()
             && view.references.is_empty()
         {
@@ -180,7 +180,7 @@ impl Detector for ThreadHijack {
                 format!(
                     "subject {:?} quotes earlier mail ({}) but has no In-Reply-To or References",
                     view.subject,
-                    describe_history(&facts.history.quoted)
+                    describe_history(&facts.history)
                 ),
             ));
         }
@@ -282,7 +282,6 @@ impl ThreadHijack {
         let sender_domain = f.sender_domain.as_deref()?;
         let with_address: Vec<(&str, String)> = f
             .history
-            .quoted
             .blocks
             .iter()
             .flat_map(QuotedBlock::people)
@@ -304,7 +303,6 @@ impl ThreadHijack {
         let lower_name = sender_name.to_lowercase();
         let named = f
             .history
-            .quoted
             .blocks
             .iter()
             .flat_map(QuotedBlock::people)
@@ -318,7 +316,7 @@ impl ThreadHijack {
             let own = normalize_subject(&f.view.subject);
             is_reply
                 && !own.is_empty()
-                && f.history.quoted.blocks.iter().any(|b| {
+                && f.history.blocks.iter().any(|b| {
                     b.style == Style::HeaderBlock
                         && !b.recipients.is_empty()
                         && b.subject
@@ -391,7 +389,6 @@ impl ThreadHijack {
     fn revived(&self, f: &Facts<'_>, records: &[ThreadRecord], now: i64) -> Option<String> {
         let newest = f
             .history
-            .quoted
             .blocks
             .iter()
             .filter_map(|b| b.date)
@@ -432,7 +429,9 @@ fn payload(f: &Facts<'_>) -> Option<String> {
     if let Some(a) = attachment {
         return Some(format!("{} ({})", a.path, a.file_type));
     }
-    urls::in_text(&f.history.new_text)
+    f.history
+        .new_texts(f.view)
+        .flat_map(urls::in_text)
         .chain(f.history.new_links.iter().map(|l| urls::trim_end(l)))
         .next()
         .map(|url| format!("a link {}", crate::sanitize::evidence(url)))
@@ -447,7 +446,7 @@ fn describe_person(p: &quoted::Person) -> String {
     }
 }
 
-fn describe_history(q: &Quoted) -> String {
+fn describe_history(q: &History) -> String {
     match q.blocks.first() {
         Some(b) => {
             let kind = match b.style {
