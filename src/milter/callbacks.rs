@@ -160,7 +160,22 @@ async fn mail(daemon: &Daemon, cx: &mut Context<Session>, args: Vec<CString>) ->
         &config.headers,
         in_flight,
     );
+    if let (Some(message), Some(size)) = (session(&mut cx.data).message(), declared_size(&args)) {
+        message.expect_size(size);
+    }
     carry_on(&mut cx.data, ProtoOpts::NOREPLY_MAIL)
+}
+
+/// The `SIZE=` the client gave with `MAIL FROM` (RFC 1870), if any.
+fn declared_size(args: &[CString]) -> Option<u64> {
+    args.iter().skip(1).find_map(|a| {
+        let a = a.to_bytes();
+        let value = a
+            .get(..5)?
+            .eq_ignore_ascii_case(b"SIZE=")
+            .then(|| &a[5..])?;
+        std::str::from_utf8(value).ok()?.parse().ok()
+    })
 }
 
 fn rcpt(cx: &mut Context<Session>, args: Vec<CString>) -> Status {
@@ -355,4 +370,26 @@ fn macro_string<'a>(macros: &'a Macros, name: &CStr) -> Option<Cow<'a, str>> {
         .get(name)
         .map(|v| v.to_string_lossy())
         .filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<CString> {
+        list.iter().map(|a| CString::new(*a).unwrap()).collect()
+    }
+
+    #[test]
+    fn the_declared_size_is_read_from_the_esmtp_arguments() {
+        assert_eq!(
+            declared_size(&args(&["<a@b.example>", "BODY=8BITMIME", "size=2048"])),
+            Some(2048)
+        );
+        // The sender itself is never read as a parameter.
+        assert_eq!(declared_size(&args(&["SIZE=5"])), None);
+        assert_eq!(declared_size(&args(&["<a@b.example>", "SIZE=lots"])), None);
+        assert_eq!(declared_size(&args(&["<a@b.example>", "SIZE="])), None);
+        assert_eq!(declared_size(&args(&["<a@b.example>"])), None);
+    }
 }
