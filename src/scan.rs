@@ -265,16 +265,9 @@ impl Engine {
             }
         };
         match holds::get_from(&state, &account) {
-            Ok(Some(ep)) if ep.active(now) => stage.findings.push(finding(
-                "held",
-                format!(
-                    "{account} on hold since {} until {} (first queue id {}): {}",
-                    crate::calendar::iso_utc(ep.since),
-                    crate::calendar::iso_utc(ep.until),
-                    ep.first_queue_id,
-                    ep.reason
-                ),
-            )),
+            Ok(Some(ep)) if ep.active(now) => stage
+                .findings
+                .push(finding("held", ep.held_evidence(&account))),
             Ok(_) => {}
             Err(e) => stage.findings.extend(
                 self.hold_unknown(&account, &format!("could not be read ({e})"))

@@ -519,3 +519,40 @@ fn an_outbound_account_is_held_when_the_store_cannot_say() {
     );
     assert_eq!(report.verdict, Verdict::Quarantine);
 }
+
+/// A hold record that cannot be read is no "not held": the account's mail
+/// is held, and the evidence says why.
+#[test]
+fn an_outbound_account_is_held_when_its_hold_record_is_unreadable() {
+    let store = std::sync::Arc::new(malspam_milter::store::MemoryStore::new());
+    malspam_milter::store::Store::put(
+        store.as_ref(),
+        "ob:hold:alice@example.jp",
+        b"{not json",
+        None,
+    )
+    .unwrap();
+    let engine = Engine::with_store(Config::default(), store).unwrap();
+    let envelope = Envelope {
+        auth_user: Some("Alice@example.jp".into()),
+        rcpt_to: vec!["<bob@partner.example>".into()],
+        ..Envelope::default()
+    };
+    let report = engine.scan(
+        envelope,
+        b"From: Alice <alice@example.jp>\r\nTo: bob@partner.example\r\nSubject: hi\r\n\r\nhello\r\n",
+    );
+    let unknown = report
+        .findings
+        .iter()
+        .find(|f| f.full_rule() == "outbound.hold_unknown")
+        .unwrap_or_else(|| panic!("{:?}", report.findings));
+    assert!(
+        unknown
+            .evidence
+            .contains("ob:hold:alice@example.jp: unreadable hold record"),
+        "{}",
+        unknown.evidence
+    );
+    assert_eq!(report.verdict, Verdict::Quarantine);
+}

@@ -72,7 +72,15 @@ pub enum StoreError {
     /// reports the same error.
     #[error(transparent)]
     Lookup(std::sync::Arc<StoreError>),
-    /// Anything else: where the store is, what a record holds.
+    /// A record (JSON) that cannot be read or written as what it should be.
+    #[error("state store: {key}: unreadable {what} record: {source}")]
+    BadRecord {
+        key: String,
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Anything else: where the store is.
     #[error("state store: {0}")]
     Other(String),
 }

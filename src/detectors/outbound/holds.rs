@@ -38,6 +38,18 @@ impl Episode {
     pub fn active(&self, now: u64) -> bool {
         now < self.until
     }
+
+    /// The evidence of `outbound.held` for mail of the held account, as
+    /// that mail names it (the record keeps the form that started it).
+    pub fn held_evidence(&self, account: &str) -> String {
+        format!(
+            "{account} on hold since {} until {} (first queue id {}): {}",
+            crate::calendar::iso_utc(self.since),
+            crate::calendar::iso_utc(self.until),
+            self.first_queue_id,
+            self.reason
+        )
+    }
 }
 
 fn key(account: &str) -> String {
@@ -75,11 +87,20 @@ fn parse(account: &str, record: Option<&[u8]>) -> StoreResult<Option<Episode>> {
     };
     serde_json::from_slice(bytes)
         .map(Some)
-        .map_err(|e| StoreError::new(format!("{}: unreadable hold record: {e}", key(account))))
+        .map_err(|source| bad_record(account, source))
+}
+
+fn bad_record(account: &str, source: serde_json::Error) -> StoreError {
+    StoreError::BadRecord {
+        key: key(account),
+        what: "hold",
+        source,
+    }
 }
 
 fn put(store: &dyn Store, episode: &Episode, now: u64) -> StoreResult<()> {
-    let json = serde_json::to_vec(episode).map_err(|e| StoreError::new(e.to_string()))?;
+    let json =
+        serde_json::to_vec(episode).map_err(|source| bad_record(&episode.account, source))?;
     let ttl = episode.until.saturating_sub(now) + KEEP_AFTER_END;
     store.put(
         &key(&episode.account),
