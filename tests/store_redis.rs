@@ -175,3 +175,120 @@ Subject: note {t}-{i}\r\nMessage-ID: <n{t}-{i}@legal-holdings.co.jp>\r\n\r\nA sh
         8 * PER_THREAD
     );
 }
+
+/// How many GETs Redis has served.
+fn gets_served(port: u16) -> u64 {
+    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}/0"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut conn)
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(10), "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The read cache in front of Redis: a lookup it holds costs Redis no
+/// command; a change by another mail server evicts it (Redis tells); this
+/// process's own writes are read at once; counters are never cached; a
+/// lost listener empties it, and it comes back coherent.
+#[test]
+fn the_read_cache_answers_only_what_redis_says_is_unchanged() {
+    use malspam_milter::store::Reads;
+    let Some(server) = start_redis() else { return };
+    let cfg = StoreConfig {
+        reconnect_after_ms: 100,
+        ..config(server.port, "cache:")
+    };
+    let store = RedisStore::new(&cfg).unwrap();
+    let other = RedisStore::new(&StoreConfig {
+        cache_entries: 0,
+        ..cfg.clone()
+    })
+    .unwrap();
+    let cache = store.cache().expect("on by default");
+    wait_until("the cache's listener never subscribed", || cache.is_live());
+
+    other.put("thread:a", b"1", None).unwrap();
+    other.set_add("corr:name:n", b"x", None).unwrap();
+    let mut reads = Reads::default();
+    reads.value("thread:a".into());
+    reads.set("corr:name:n".into());
+    let read = |store: &RedisStore| store.read(&reads).unwrap();
+    assert_eq!(read(&store).value("thread:a").unwrap(), Some(&b"1"[..]));
+    // Filled once the invalidations of those writes have come and gone
+    // (a read that saw one arrive keeps nothing).
+    wait_until("the cache never kept the reads", || {
+        read(&store);
+        cache.len() == 2
+    });
+    let before = gets_served(server.port);
+    let hit = read(&store);
+    assert_eq!(hit.value("thread:a").unwrap(), Some(&b"1"[..]));
+    assert_eq!(hit.members("corr:name:n").unwrap(), [b"x".to_vec()]);
+    assert_eq!(gets_served(server.port), before, "a hit went to Redis");
+
+    // Another mail server changes both: each is evicted when Redis says so.
+    other.put("thread:a", b"2", None).unwrap();
+    other.set_add("corr:name:n", b"y", None).unwrap();
+    wait_until("another server's write was never seen", || {
+        let now = read(&store);
+        now.value("thread:a").unwrap() == Some(&b"2"[..])
+            && now.members("corr:name:n").unwrap().len() == 2
+    });
+
+    // This process's own writes are read at once, not when Redis tells.
+    for n in 0..50 {
+        let v = format!("own{n}");
+        store.put("thread:a", v.as_bytes(), None).unwrap();
+        assert_eq!(read(&store).value("thread:a").unwrap(), Some(v.as_bytes()));
+    }
+    store.set_add("corr:name:n", b"z", None).unwrap();
+    assert_eq!(read(&store).members("corr:name:n").unwrap().len(), 3);
+
+    // Counters are never cached.
+    let mut counter = Reads::default();
+    counter.value("ob:c:alice".into());
+    store.read(&counter).unwrap();
+    other.incr("ob:c:alice", 5, None).unwrap();
+    assert_eq!(
+        store.read(&counter).unwrap().count("ob:c:alice").unwrap(),
+        5
+    );
+
+    // The listener's connection is killed: the cache empties and stops
+    // answering until it is subscribed again, and then it is coherent.
+    read(&store);
+    let mut admin = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query(&mut admin)
+        .unwrap();
+    assert_eq!(killed, 1);
+    other.put("thread:a", b"while away", None).unwrap();
+    wait_until("the listener never came back", || {
+        cache.is_live() && read(&store).value("thread:a").unwrap() == Some(&b"while away"[..])
+    });
+    other.put("thread:a", b"after", None).unwrap();
+    wait_until(
+        "a write after the listener came back was never seen",
+        || read(&store).value("thread:a").unwrap() == Some(&b"after"[..]),
+    );
+}

@@ -48,6 +48,12 @@ pub struct StoreConfig {
     /// wait short, so nothing is read stale; a crash loses at most this
     /// much of what mail taught. 0 = write as soon as the writer wakes.
     pub write_delay_ms: u64,
+    /// Redis: how many remembered threads, correspondents and lists are
+    /// kept in memory as read. Redis tells the daemon of every change to
+    /// them (server-assisted invalidation, Redis 6 or later), so a kept one
+    /// is never older than that news takes to arrive. 0 = read every one
+    /// from Redis each time.
+    pub cache_entries: usize,
 }
 
 impl Default for StoreConfig {
@@ -61,6 +67,7 @@ impl Default for StoreConfig {
             reconnect_after_ms: 5000,
             thread_ttl_days: 365,
             write_delay_ms: 100,
+            cache_entries: 10_000,
         }
     }
 }

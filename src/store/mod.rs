@@ -19,6 +19,7 @@ pub mod lookup;
 pub mod memory;
 mod open;
 pub mod redis;
+pub mod redis_cache;
 pub mod threads;
 
 use std::time::Duration;

@@ -6,11 +6,12 @@
 //! `store.reconnect_after_ms` before the next try: a down Redis turns into
 //! `scan.error` evidence at no cost in time, never into a stuck message.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ::redis::{Client, Connection, FromRedisValue, RedisError, Value};
 
+use super::redis_cache::{self, ReadCache};
 use super::{Reads, Snapshot, Store, StoreConfig, StoreError, StoreResult, WriteOp};
 
 /// Idle connections kept for reuse; more may be open while scans run.
@@ -28,6 +29,9 @@ pub struct RedisStore {
     idle: Mutex<Vec<Connection>>,
     /// While set and in the future, calls fail without trying.
     down_until: Mutex<Option<(Instant, String)>>,
+    /// Threads, correspondents and lists as read, kept coherent by Redis
+    /// (`store.cache_entries`; see [`redis_cache`]).
+    cache: Option<Arc<ReadCache>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -59,6 +63,17 @@ impl RedisStore {
             url: redacted(&url),
             source,
         })?;
+        let cache = (config.cache_entries > 0).then(|| {
+            let cache = Arc::new(ReadCache::new(config.cache_entries));
+            redis_cache::start_listener(
+                client.clone(),
+                config.key_prefix.clone(),
+                config.timeout(),
+                Duration::from_millis(config.reconnect_after_ms.max(1)),
+                &cache,
+            );
+            cache
+        });
         Ok(RedisStore {
             client,
             prefix: config.key_prefix.clone(),
@@ -66,7 +81,31 @@ impl RedisStore {
             reconnect_after: Duration::from_millis(config.reconnect_after_ms),
             idle: Mutex::new(Vec::new()),
             down_until: Mutex::new(None),
+            cache,
         })
+    }
+
+    /// The read cache, when it is on (tests: whether it is live).
+    pub fn cache(&self) -> Option<&ReadCache> {
+        self.cache.as_deref()
+    }
+
+    /// Make writes to `keys`: evicted from the cache before they are sent
+    /// and again once Redis answered, so that a read that raced the write
+    /// cannot keep what it read before it (see [`redis_cache`]).
+    fn writing<'k, R>(
+        &self,
+        keys: impl Iterator<Item = &'k str> + Clone,
+        write: impl FnOnce() -> R,
+    ) -> R {
+        if let Some(cache) = &self.cache {
+            cache.evict(keys.clone());
+        }
+        let outcome = write();
+        if let Some(cache) = &self.cache {
+            cache.evict(keys);
+        }
+        outcome
     }
 
     /// Connect now and PING, to report a wrong URL or password at start.
@@ -152,6 +191,45 @@ impl RedisStore {
         }
     }
 
+    /// GET `values`, SMEMBERS `sets` and every membership of `reads`, in
+    /// one pipeline.
+    #[allow(clippy::type_complexity)]
+    fn fetch(
+        &self,
+        values: &[&str],
+        sets: &[&str],
+        reads: &Reads,
+    ) -> StoreResult<(Vec<Option<Vec<u8>>>, Vec<Vec<Vec<u8>>>, Vec<bool>)> {
+        let mut pipe = ::redis::pipe();
+        for key in values {
+            pipe.cmd("GET").arg(self.key(key));
+        }
+        for key in sets {
+            pipe.cmd("SMEMBERS").arg(self.key(key));
+        }
+        for (key, member) in reads.membership_pairs() {
+            pipe.cmd("SISMEMBER").arg(self.key(key)).arg(member);
+        }
+        self.with_conn(|c| {
+            let mut replies: Vec<Value> = pipe.query(c)?;
+            let membership_replies = replies.split_off(values.len() + sets.len());
+            let set_replies = replies.split_off(values.len());
+            let values = replies
+                .into_iter()
+                .map(value_bytes)
+                .collect::<Result<Vec<_>, _>>()?;
+            let sets = set_replies
+                .into_iter()
+                .map(Vec::<Vec<u8>>::from_redis_value)
+                .collect::<Result<Vec<_>, _>>()?;
+            let memberships = membership_replies
+                .into_iter()
+                .map(bool::from_redis_value)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((values, sets, memberships))
+        })
+    }
+
     /// Add one write to a pipeline.
     fn queue(&self, pipe: &mut ::redis::Pipeline, op: &WriteOp) {
         match op {
@@ -216,7 +294,9 @@ impl Store for RedisStore {
 
     fn delete(&self, key: &str) -> StoreResult<()> {
         let k = self.key(key);
-        self.with_conn(|c| ::redis::cmd("DEL").arg(&k).query::<i64>(c).map(|_| ()))
+        self.writing(std::iter::once(key), || {
+            self.with_conn(|c| ::redis::cmd("DEL").arg(&k).query::<i64>(c).map(|_| ()))
+        })
     }
 
     fn incr(&self, key: &str, by: i64, ttl: Option<Duration>) -> StoreResult<i64> {
@@ -230,7 +310,8 @@ impl Store for RedisStore {
                 ttl,
             },
         );
-        let (n,): (i64,) = self.with_conn(|c| pipe.query(c))?;
+        let (n,): (i64,) =
+            self.writing(std::iter::once(key), || self.with_conn(|c| pipe.query(c)))?;
         Ok(n)
     }
 
@@ -245,7 +326,8 @@ impl Store for RedisStore {
                 ttl,
             },
         );
-        let (added,): (i64,) = self.with_conn(|c| pipe.query(c))?;
+        let (added,): (i64,) =
+            self.writing(std::iter::once(key), || self.with_conn(|c| pipe.query(c)))?;
         Ok(added == 1)
     }
 
@@ -303,42 +385,60 @@ impl Store for RedisStore {
         Ok(keys)
     }
 
-    /// The lookup stage's reads in one pipeline: every GET, then every
-    /// SMEMBERS, then every SISMEMBER.
+    /// The lookup stage's reads: what the read cache holds from it, the
+    /// rest in one pipeline (every GET, then every SMEMBERS, then every
+    /// SISMEMBER); none when the cache holds it all.
     fn read(&self, reads: &Reads) -> StoreResult<Snapshot> {
         if reads.is_empty() {
             return Ok(Snapshot::default());
         }
-        let values = reads.value_keys();
-        let sets = reads.set_keys();
-        let mut pipe = ::redis::pipe();
-        for key in &values {
-            pipe.cmd("GET").arg(self.key(key));
+        let mut cached = self
+            .cache
+            .as_ref()
+            .map(|c| c.answer(reads))
+            .unwrap_or_default();
+        let value_keys = reads.value_keys();
+        let set_keys = reads.set_keys();
+        let to_get: Vec<&str> = value_keys
+            .iter()
+            .map(String::as_str)
+            .filter(|k| !cached.values.contains_key(*k))
+            .collect();
+        let to_list: Vec<&str> = set_keys
+            .iter()
+            .map(String::as_str)
+            .filter(|k| !cached.sets.contains_key(*k))
+            .collect();
+        let (got, listed, memberships) =
+            if to_get.is_empty() && to_list.is_empty() && reads.membership_pairs().next().is_none()
+            {
+                (Vec::new(), Vec::new(), Vec::new())
+            } else {
+                self.fetch(&to_get, &to_list, reads)?
+            };
+        if let (Some(cache), Some(generation)) = (&self.cache, cached.generation) {
+            cache.fill(
+                generation,
+                to_get.iter().copied().zip(&got),
+                to_list.iter().copied().zip(&listed),
+            );
         }
-        for key in &sets {
-            pipe.cmd("SMEMBERS").arg(self.key(key));
-        }
-        for (key, member) in reads.membership_pairs() {
-            pipe.cmd("SISMEMBER").arg(self.key(key)).arg(member);
-        }
-        let (values, sets, memberships) = self.with_conn(|c| {
-            let mut replies: Vec<Value> = pipe.query(c)?;
-            let membership_replies = replies.split_off(values.len() + sets.len());
-            let set_replies = replies.split_off(values.len());
-            let values = replies
-                .into_iter()
-                .map(value_bytes)
-                .collect::<Result<Vec<_>, _>>()?;
-            let sets = set_replies
-                .into_iter()
-                .map(Vec::<Vec<u8>>::from_redis_value)
-                .collect::<Result<Vec<_>, _>>()?;
-            let memberships = membership_replies
-                .into_iter()
-                .map(bool::from_redis_value)
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok((values, sets, memberships))
-        })?;
+        // In the order of the reads: from the cache, else as fetched.
+        let (mut got, mut listed) = (got.into_iter(), listed.into_iter());
+        let values = value_keys
+            .iter()
+            .map(|k| match cached.values.remove(k) {
+                Some(v) => v,
+                None => got.next().flatten(),
+            })
+            .collect();
+        let sets = set_keys
+            .iter()
+            .map(|k| match cached.sets.remove(k) {
+                Some(members) => members,
+                None => listed.next().unwrap_or_default(),
+            })
+            .collect();
         Snapshot::from_parts(reads, values, sets, memberships)
     }
 
@@ -379,7 +479,10 @@ impl Store for RedisStore {
                     self.queue(&mut pipe, op);
                 }
                 // EXEC answers nil when a watched key changed.
-                if pipe.query::<Option<Value>>(c)?.is_some() {
+                let written = self.writing(ops.iter().map(WriteOp::key), || {
+                    pipe.query::<Option<Value>>(c)
+                })?;
+                if written.is_some() {
                     return Ok(true);
                 }
                 // Lost to another writer: step aside a moment, longer each
@@ -407,7 +510,9 @@ impl Store for RedisStore {
         for op in ops {
             self.queue(&mut pipe, op);
         }
-        self.with_conn(|c| pipe.query::<Value>(c).map(|_| ()))
+        self.writing(ops.iter().map(WriteOp::key), || {
+            self.with_conn(|c| pipe.query::<Value>(c).map(|_| ()))
+        })
     }
 }
 
