@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use malspam_milter::store::threads::{self, thread_key};
-use malspam_milter::store::{correspondents, EmbeddedStore, MemoryStore, Store};
+use malspam_milter::store::{
+    correspondents, EmbeddedStore, MemoryStore, Reads, RedisStore, Store, StoreBackend, StoreConfig,
+};
 use malspam_milter::view::MessageView;
 use malspam_milter::Envelope;
 
@@ -92,8 +94,53 @@ fn main() {
         "embedded, the lookup alone: {:.1} µs per message",
         start.elapsed().as_secs_f64() * 1e6 / views.len() as f64
     );
+    if let Ok(url) = std::env::var("MALSPAM_BENCH_REDIS") {
+        redis_lookups(&url, &views);
+    }
     println!(
         "memory: {:.1} µs per message",
         per_message(memory.as_ref(), &views)
     );
+}
+
+/// With `MALSPAM_BENCH_REDIS=redis://...` (a scratch Redis: keys under
+/// `bench-cache:` are written): the lookup of each message, twice over
+/// the same messages, with the read cache and without it.
+fn redis_lookups(url: &str, views: &[MessageView]) {
+    let config = |cache_entries| StoreConfig {
+        backend: StoreBackend::Redis,
+        url: url.to_string(),
+        key_prefix: "bench-cache:".into(),
+        cache_entries,
+        ..StoreConfig::default()
+    };
+    let ttl = Duration::from_secs(86_400);
+    let plain = RedisStore::new(&config(0)).unwrap();
+    for v in views {
+        let memo = threads::Remembrance::of(v);
+        threads::remember(&plain, &memo, ttl, 0, &threads::Trust::BELIEVED).unwrap();
+    }
+    let cached = RedisStore::new(&config(100_000)).unwrap();
+    let start = Instant::now();
+    while !cached.cache().unwrap().is_live() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "cache never live"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for (name, store) in [("without the cache", &plain), ("with the cache", &cached)] {
+        for pass in ["first", "second"] {
+            let start = Instant::now();
+            for v in views {
+                let mut reads = Reads::default();
+                lookup_keys(v).into_iter().for_each(|k| reads.value(k));
+                std::hint::black_box(store.read(&reads).unwrap());
+            }
+            println!(
+                "redis {name}, {pass} pass: {:.1} µs per lookup",
+                start.elapsed().as_secs_f64() * 1e6 / views.len() as f64
+            );
+        }
+    }
 }
