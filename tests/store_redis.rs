@@ -291,4 +291,18 @@ fn the_read_cache_answers_only_what_redis_says_is_unchanged() {
         "a write after the listener came back was never seen",
         || read(&store).value("thread:a").unwrap() == Some(&b"after"[..]),
     );
+
+    // A Redis that stops answering without closing the connection: the
+    // listener's PING notices and the cache stops answering, until Redis
+    // is back.
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(3000)
+        .arg("ALL")
+        .query(&mut admin)
+        .unwrap();
+    wait_until("a silent Redis left the cache in use", || !cache.is_live());
+    wait_until("the cache never came back after the pause", || {
+        cache.is_live()
+    });
 }

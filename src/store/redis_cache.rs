@@ -15,7 +15,9 @@
 //!   again once Redis answered, so the process reads its own writes without
 //!   waiting for their invalidation to come back.
 //! - While the listener is not subscribed (Redis down, connection lost, a
-//!   Redis without tracking), the cache is empty and unused.
+//!   Redis without tracking), the cache is empty and unused. A quiet
+//!   listener PINGs every second, so a connection that died without a word
+//!   is noticed within about two.
 //!
 //! Counters and holds (short expiries, `ob:` keys) are never cached: an
 //! expiry is noticed by Redis lazily.
@@ -288,6 +290,12 @@ fn follow(
             Err(e) if e.is_timeout() => {
                 if cache.strong_count() == 0 {
                     return None;
+                }
+                // A quiet second: make sure Redis is still there. A
+                // connection that died without a word would otherwise
+                // leave the cache in use, hearing nothing.
+                if let Err(e) = pubsub.ping::<Value>() {
+                    return Some(e);
                 }
                 continue;
             }
