@@ -500,18 +500,23 @@ impl malspam_milter::store::Store for DownStore {
     }
 }
 
-#[test]
-fn an_outbound_account_is_held_when_the_store_cannot_say() {
-    let engine = Engine::with_store(Config::default(), std::sync::Arc::new(DownStore)).unwrap();
+/// A short message alice sends out, logged in as `login`.
+fn alice_writes_out(engine: &Engine, login: &str) -> Report {
     let envelope = Envelope {
-        auth_user: Some("alice@example.jp".into()),
+        auth_user: Some(login.into()),
         rcpt_to: vec!["<bob@partner.example>".into()],
         ..Envelope::default()
     };
-    let report = engine.scan(
+    engine.scan(
         envelope,
         b"From: Alice <alice@example.jp>\r\nTo: bob@partner.example\r\nSubject: hi\r\n\r\nhello\r\n",
-    );
+    )
+}
+
+#[test]
+fn an_outbound_account_is_held_when_the_store_cannot_say() {
+    let engine = Engine::with_store(Config::default(), std::sync::Arc::new(DownStore)).unwrap();
+    let report = alice_writes_out(&engine, "alice@example.jp");
     assert!(
         rules(&report).contains(&"outbound.hold_unknown".to_string()),
         "{:?}",
@@ -533,15 +538,7 @@ fn an_outbound_account_is_held_when_its_hold_record_is_unreadable() {
     )
     .unwrap();
     let engine = Engine::with_store(Config::default(), store).unwrap();
-    let envelope = Envelope {
-        auth_user: Some("Alice@example.jp".into()),
-        rcpt_to: vec!["<bob@partner.example>".into()],
-        ..Envelope::default()
-    };
-    let report = engine.scan(
-        envelope,
-        b"From: Alice <alice@example.jp>\r\nTo: bob@partner.example\r\nSubject: hi\r\n\r\nhello\r\n",
-    );
+    let report = alice_writes_out(&engine, "Alice@example.jp");
     let unknown = report
         .findings
         .iter()

@@ -423,22 +423,8 @@ impl Store for RedisStore {
                 to_list.iter().copied().zip(&listed),
             );
         }
-        // In the order of the reads: from the cache, else as fetched.
-        let (mut got, mut listed) = (got.into_iter(), listed.into_iter());
-        let values = value_keys
-            .iter()
-            .map(|k| match cached.values.remove(k) {
-                Some(v) => v,
-                None => got.next().flatten(),
-            })
-            .collect();
-        let sets = set_keys
-            .iter()
-            .map(|k| match cached.sets.remove(k) {
-                Some(members) => members,
-                None => listed.next().unwrap_or_default(),
-            })
-            .collect();
+        let values = in_read_order(&value_keys, &mut cached.values, got);
+        let sets = in_read_order(&set_keys, &mut cached.sets, listed);
         Snapshot::from_parts(reads, values, sets, memberships)
     }
 
@@ -514,6 +500,22 @@ impl Store for RedisStore {
             self.with_conn(|c| pipe.query::<Value>(c).map(|_| ()))
         })
     }
+}
+
+/// The answers for `keys` in their order: from `cached` where it has them,
+/// else the next of `fetched` (fetched for the others, in the same order).
+fn in_read_order<T: Default>(
+    keys: &[String],
+    cached: &mut std::collections::HashMap<String, T>,
+    fetched: Vec<T>,
+) -> Vec<T> {
+    let mut fetched = fetched.into_iter();
+    keys.iter()
+        .map(|k| match cached.remove(k) {
+            Some(answer) => answer,
+            None => fetched.next().unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// Tries of one [`Store::update`] before it gives up to contention (a
