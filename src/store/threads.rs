@@ -500,6 +500,43 @@ Message-ID: <m1@legal-holdings.co.jp>\r\n\r\nbody\r\n";
         assert!(taro.has_name("山田太郎") && taro.has_name("Taro Yamada"));
     }
 
+    /// Remembering later names every key it may write: the embedded
+    /// store's writer refuses an undeclared write, and a read of another
+    /// key does not wait for it. Believed mail (every participant, its
+    /// list, the thread it corroborates) and inbound mail alike.
+    #[test]
+    fn remembering_later_declares_every_key_it_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::EmbeddedStore::open(
+            &dir.path().join("s.sqlite3"),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        // A read that did not wait for the writes it needs would find
+        // nothing: the writer gathers for ten minutes unless a read waits.
+        store.set_write_delay(Duration::from_secs(600));
+        let ttl = Duration::from_secs(86_400);
+        let org = Arc::new(OrgDomains::EMPTY);
+        let reply = |id: &str| {
+            FIRST.replace(
+                "Message-ID: <m1@legal-holdings.co.jp>\r\n",
+                &format!(
+                    "Message-ID: <{id}@legal-holdings.co.jp>\r\n\
+In-Reply-To: <m1@legal-holdings.co.jp>\r\nList-Id: Team <team.legal-holdings.co.jp>\r\n"
+                ),
+            )
+        };
+        remember_later(&store, memo(FIRST), ttl, 0, true, org.clone()).unwrap();
+        remember_later(&store, memo(&reply("m2")), ttl, 0, true, org.clone()).unwrap();
+        remember_later(&store, memo(&reply("m3")), ttl, 0, false, org).unwrap();
+        for name in ["Hanako Sato", "山田太郎"] {
+            let key = correspondents::name_key_of(name).unwrap();
+            assert!(!store.set_members(&key).unwrap().is_empty(), "{name}");
+        }
+        store.flush().unwrap();
+        assert_eq!(store.lost_writes(), 0);
+    }
+
     #[test]
     fn a_message_is_remembered_once_with_hashed_participants() {
         let store = MemoryStore::new();
