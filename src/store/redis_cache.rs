@@ -23,7 +23,7 @@
 //! expiry is noticed by Redis lazily.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use ::redis::{Client, Value};
@@ -75,16 +75,10 @@ impl ReadCache {
         }
     }
 
+    /// The state. Every change to it is a few inserts and removals that
+    /// cannot panic half-way, so a poisoned lock still holds a sound cache.
     fn state(&self) -> MutexGuard<'_, State> {
-        // Every change is a few inserts and removals: a poisoned lock
-        // still holds entries as sound as Redis made them, but start over.
-        self.state.lock().unwrap_or_else(|poisoned| {
-            let mut state = poisoned.into_inner();
-            state.values.clear();
-            state.sets.clear();
-            state.generation += 1;
-            state
-        })
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// What the cache holds of `reads`, and the generation to fill with.
