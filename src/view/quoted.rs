@@ -291,8 +291,11 @@ pub fn html_history_start(html: &str, max_bytes: usize) -> usize {
         let marks: Vec<String> = HTML_QUOTE_MARKS.iter().map(|m| regex::escape(m)).collect();
         regex::bytes::Regex::new(&format!("(?i-u){}", marks.join("|"))).expect("quote marks")
     });
+    // Only a mark that starts within `max_bytes` matters: search no further.
+    let longest = HTML_QUOTE_MARKS.iter().map(|m| m.len()).max().unwrap_or(0);
+    let searched = &html.as_bytes()[..html.len().min(max_bytes.saturating_add(longest))];
     let mut cut = MARKS
-        .find(html.as_bytes())
+        .find(searched)
         .map_or(html.len(), |m| m.start())
         .min(max_bytes)
         .min(html.len());
@@ -666,6 +669,10 @@ To: Hanako <hanako@y.example>\r\nSubject: invoice\r\n\r\nold text\r\n";
             gmail.find("Gmail_Quote").unwrap()
         );
         assert_eq!(html_history_start(page, 5), 5);
+        // A mark that starts inside the bytes looked at and ends beyond them.
+        let at = page.find("<BLOCKQUOTE").unwrap();
+        assert_eq!(html_history_start(page, at + 3), at);
+        assert_eq!(html_history_start(page, at), at);
         assert_eq!(html_history_start("<p>no history</p>", 1 << 20), 17);
         // A case fold beyond ASCII (the Kelvin sign for K) is no mark.
         assert_eq!(html_history_start("<bloc\u{212A}quote>", 1 << 20), 14);
