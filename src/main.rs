@@ -41,7 +41,8 @@ fn main() {
                 // read-only machine) is replaced by an empty one, said aloud.
                 let (store, fallback) = store::open_or_memory(&config.store);
                 if let Some(why) = fallback {
-                    eprintln!("malspam-milter: state store: {why}");
+                    // A store error says "state store:" itself.
+                    eprintln!("malspam-milter: {why}");
                 }
                 match Engine::with_store(config, store) {
                     Ok(engine) => {

@@ -672,7 +672,9 @@ fn check_on_an_unwritable_store_falls_back_to_memory_and_says_so() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("state store:") && stderr.contains("using an in-memory store"),
+        stderr.contains("malspam-milter: state store: ")
+            && stderr.contains("using an in-memory store")
+            && !stderr.contains("state store: state store"),
         "{stderr}"
     );
     // The rules that need no memory still catch the hijack.
