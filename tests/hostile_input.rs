@@ -436,3 +436,32 @@ fn scan_of_an_ole_attachment_with_a_fat_loop_ends_with_a_verdict() {
         malspam_milter::view::FileType::Ole2
     );
 }
+
+// ---- quoted history ------------------------------------------------------
+
+/// A reply body built to make quoted-history parsing work hard: a megabyte
+/// of lines that each start a header block or an attribution (full-width
+/// colons, so NFKC rewrites the text), bare newlines, and deep `>`
+/// quoting, with no display name to excuse anything. It scans to a verdict;
+/// whatever it finds, a hostile reply is never passed as clean.
+#[test]
+fn megabyte_of_fake_quoted_headers_scans_to_a_verdict() {
+    let mut body = String::new();
+    let block = "差出人： Boss <boss@corp.example>\r\n送信日時： 2019年3月4日 10:12\r\n\
+宛先： you@corp.example\r\n件名： RE: 請求書\r\n\r\n\r\n\r\n>>>>>>>>>>>>>>>> quoted\r\n\
+On Mon, Mar 4, 2019 at 10:12 AM Boss <boss@corp.example> wrote:\r\n";
+    while body.len() < (1 << 20) {
+        body.push_str(block);
+    }
+    let m = format!(
+        "From: <kx8@stranger.example>\r\nTo: you@corp.example\r\nSubject: RE: 請求書\r\n\
+Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}"
+    );
+    let report = scan(m.as_bytes());
+    let rules: Vec<String> = report.findings.iter().map(|f| f.full_rule()).collect();
+    assert!(
+        rules.iter().any(|r| r == "thread_hijack.fake_reply"),
+        "{rules:?}"
+    );
+    assert!(report.verdict >= Verdict::Tag, "{rules:?}");
+}
