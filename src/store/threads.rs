@@ -466,14 +466,15 @@ Subject: =?UTF-8?B?6KuL5rGC5pu444Gu5Lu2?=\r\n\
 Date: Mon, 4 Mar 2019 10:12:00 +0900\r\n\
 Message-ID: <m1@legal-holdings.co.jp>\r\n\r\nbody\r\n";
 
+    fn embedded(dir: &tempfile::TempDir) -> crate::store::EmbeddedStore {
+        crate::store::EmbeddedStore::open(&dir.path().join("s.sqlite3"), Duration::from_secs(1))
+            .unwrap()
+    }
+
     #[test]
     fn batched_writes_count_every_message_of_a_burst() {
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::EmbeddedStore::open(
-            &dir.path().join("s.sqlite3"),
-            Duration::from_secs(1),
-        )
-        .unwrap();
+        let store = embedded(&dir);
         let ttl = Duration::from_secs(86_400);
         let second = FIRST
             .replace("m1@", "m2@")
@@ -507,11 +508,7 @@ Message-ID: <m1@legal-holdings.co.jp>\r\n\r\nbody\r\n";
     #[test]
     fn remembering_later_declares_every_key_it_writes() {
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::EmbeddedStore::open(
-            &dir.path().join("s.sqlite3"),
-            Duration::from_secs(1),
-        )
-        .unwrap();
+        let store = embedded(&dir);
         // A read that did not wait for the writes it needs would find
         // nothing: the writer gathers for ten minutes unless a read waits.
         store.set_write_delay(Duration::from_secs(600));
